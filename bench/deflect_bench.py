@@ -1,0 +1,113 @@
+"""Deflection benchmark: full evaluations of the shared sets, and `ask` latency on a warm 100k index.
+
+    .venv/bin/python bench/deflect_bench.py eval                 # every set in ../shared/data/eval
+    .venv/bin/python bench/deflect_bench.py latency --size 100000
+
+``eval`` runs `kbsearch.evaluate.evaluate` on each set (fresh index, calibrated on the archive alone)
+and prints the figures and wall / CPU seconds.  ``latency`` builds (or reuses, ``--reuse``) a
+knowledge base from ``bench/data/corpus-SIZE.jsonl`` (see bench/corpus.py: Debian documentation
+sections + the eval archives), then times, in the same run and on the same questions, the baseline
+`KnowledgeBase.search` and `KnowledgeBase.ask` (which logs every ask to SQLite), and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import corpus  # noqa: E402  (bench/corpus.py)
+
+EVAL = HERE.parent.parent / "shared" / "data" / "eval"
+
+
+def run_eval(sets: list[str]) -> None:
+    from kbsearch.evaluate import evaluate
+
+    rows = []
+    for name in sets:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        r = evaluate(EVAL / name)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        rows.append((name, r, wall, cpu))
+        print(json.dumps({"set": name, **r.to_dict(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                          "build_s": round(r.build_seconds, 1), "decide_s": round(r.decide_seconds, 1),
+                          "ece": r.expected_calibration_error, "calibration": r.calibration}), flush=True)
+        print("  reliability:", " ".join(f"{b['bin']}:{b['count']}@{b['right']:.2f}" for b in r.reliability))
+    print("\n| set | questions | accuracy | in-scope acc | OOS recall | deflection | precision | P@1 | MRR@10 | MCC "
+          "| routing | ECE | wall s (CPU s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def f(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f}"
+    for name, r, wall, cpu in rows:
+        print(f"| {name} | {r.questions} | {f(r.accuracy)} | {f(r.in_scope_accuracy)} | {f(r.oos_recall)} | "
+              f"{f(r.deflection_rate)} | {f(r.deflection_precision)} | {f(r.p_at_1)} | {f(r.mrr_at_10)} | "
+              f"{f(r.mcc)} | {f(r.routing_accuracy)} | {r.expected_calibration_error:.3f} | {wall:.1f} ({cpu:.1f}) |")
+
+
+def _pct(times: list[float], p: float) -> float:
+    s = sorted(times)
+    return s[min(len(s) - 1, int(p * len(s)))] * 1000
+
+
+def run_latency(size: int, reuse: bool, limit: int) -> None:
+    from kbsearch import KnowledgeBase, Document
+
+    path = corpus.build(size)
+    questions = [q["q"] for q in corpus.questions_for(path)][:limit]
+    root = corpus.DATA / f"kb-deflect-{size}"
+    kb = KnowledgeBase.open(root)
+    if not (reuse and kb.stats().documents >= size * 0.9):
+        t0 = time.perf_counter()
+        report = kb.rebuild(Document.from_dict(d) for d in corpus.iter_docs(path))
+        print(f"rebuild: {report.documents} documents in {time.perf_counter() - t0:.1f}s; "
+              f"deflect step {json.dumps(report.steps.get('deflect'))}", flush=True)
+    warm = questions[:50]
+    for q in warm:  # warm caches (OS pages, searcher, vector cache) for both
+        kb.search(q)
+        kb.ask(q)
+    t_search, t_ask = [], []
+    actions: dict[str, int] = {}
+    for q in questions:
+        t0 = time.perf_counter()
+        kb.search(q)
+        t_search.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        d = kb.ask(q)
+        t_ask.append(time.perf_counter() - t0)
+        actions[d.action.value] = actions.get(d.action.value, 0) + 1
+    print(f"{len(questions)} questions on {kb.stats().documents} documents (warm)")
+    print(f"{'':>22} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}")
+    for name, t in (("baseline kb.search", t_search), ("kb.ask", t_ask)):
+        print(f"{name:>22} {_pct(t, .5):8.1f} {_pct(t, .95):8.1f} {statistics.mean(t) * 1000:8.1f}")
+    print(f"ratio ask/search: p50 {_pct(t_ask, .5) / _pct(t_search, .5):.2f}, p95 {_pct(t_ask, .95) / _pct(t_search, .95):.2f}")
+    print(f"decisions: {actions}")
+    kb.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("eval")
+    e.add_argument("sets", nargs="*", default=None)
+    la = sub.add_parser("latency")
+    la.add_argument("--size", type=int, default=100_000)
+    la.add_argument("--reuse", action="store_true", help="reuse bench/data/kb-deflect-SIZE if it is complete")
+    la.add_argument("--questions", type=int, default=500)
+    args = ap.parse_args()
+    if args.cmd == "eval":
+        sets = args.sets or sorted(p.name for p in EVAL.iterdir() if (p / "archive.jsonl").is_file())
+        run_eval(sets)
+    else:
+        run_latency(args.size, args.reuse, args.questions)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""Calibrating deflection on the archive alone: hold-outs, a candidate scorer and a confidence map.
+
+A company has its archive, not a labelled test set.  So the archive is split: some whole threads are
+removed (their questions must *not* be answered: nothing left answers them) and some phrasings of the
+remaining threads are held out (they must find their own thread).  Threads with too few phrasings get
+pseudo-questions (their title or question with words dropped, as people rephrase).  The answer model
+is refitted without the held-out parts, every hold-out question is scored, and from those:
+
+* a logistic regression over the candidate features orders candidates (P(candidate is right)),
+* an isotonic map turns the best candidate's probability into a calibrated confidence,
+* the decision thresholds are the lowest confidences whose answered hold-out questions still reach the
+  operator's target precision (unanswerable hold-outs weighted to ``unanswerable_share``).
+
+Feedback from use ("did this answer your question?", escalations after an answer) is added as labelled
+examples.  Everything is stored as JSON / numpy arrays in the generation directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._deflect_model import FEATURES, MODEL_DIR, AnswerModel, Vectorizer, phrasings_of, tokens
+from .config import DeflectConfig
+from .documents import Document
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_FILE = "calibration.json"
+#: Fewer documents than this are not calibrated: a cautious prior scorer is used instead.
+MIN_DOCUMENTS = 5
+
+
+@dataclass
+class HoldoutQuery:
+    """One calibration question: its text, the document that answers it (None: must escalate)."""
+
+    text: str
+    answer: str | None
+    kind: str  # "phrasing" (a real held-out phrasing), "pseudo" (words dropped), "thread" (thread held out)
+
+
+@dataclass
+class Feedback:
+    """A labelled example from use: the features of the answer given and whether it helped."""
+
+    features: list[float]
+    helpful: bool
+
+
+def perturb(text: str, rng: random.Random, keep: float = 0.6, max_tokens: int = 24) -> str:
+    """A pseudo-rephrasing: a random ``keep`` share of the words, in order (at least two)."""
+    words = tokens(text)[:max_tokens * 2]
+    if len(words) <= 2:
+        return " ".join(words)
+    kept = [w for w in words if rng.random() < keep]
+    if len(kept) < 2:
+        kept = rng.sample(words, 2)
+    return " ".join(kept[:max_tokens])
+
+
+def make_holdout(docs: Sequence[Document], cfg: DeflectConfig) -> tuple[list[Document], list[HoldoutQuery]]:
+    """Split the archive: the documents to fit on (phrasings held out) and the hold-out questions."""
+    rng = random.Random(cfg.seed)
+    order = list(range(len(docs)))
+    rng.shuffle(order)
+    n_out = int(round(cfg.holdout_threads * len(docs))) if len(docs) >= 3 else 0
+    out_set = set(order[:n_out])
+    train: list[Document] = []
+    queries: list[HoldoutQuery] = []
+    per_doc = max(1, cfg.calibration_queries // max(1, len(docs)))
+    for i, doc in enumerate(docs):
+        phr = phrasings_of(doc)
+        if i in out_set:
+            if len(phr) >= cfg.min_phrasings:
+                queries += [HoldoutQuery(p, None, "thread") for p in rng.sample(phr, min(len(phr), per_doc))]
+            elif phr:
+                queries += [HoldoutQuery(perturb(p, rng), None, "thread") for p in phr[:per_doc]]
+            continue
+        extra = list(dict.fromkeys(q for q in doc.questions if q.strip() and q != doc.title))
+        if len(phr) >= cfg.min_phrasings and len(extra) >= 2:
+            n = min(max(1, int(round(cfg.holdout_phrasings * len(extra)))), per_doc, len(extra) - 1)
+            held = set(rng.sample(range(len(extra)), n))
+            queries += [HoldoutQuery(extra[j], doc.id, "phrasing") for j in sorted(held)]
+            train.append(doc.replace(questions=tuple(q for j, q in enumerate(extra) if j not in held)))
+        elif phr and doc.text.strip() and rng.random() < 0.5:
+            # Title held out: the thread must be found from its answer (harder than real life) ...
+            queries.append(HoldoutQuery(phr[0], doc.id, "title"))
+            train.append(doc.replace(title="", questions=tuple(q for q in doc.questions if q != phr[0])))
+        else:
+            # ... or a rephrasing with words dropped (easier than real life): together, in between.
+            if phr:
+                queries += [HoldoutQuery(perturb(phr[0], rng, keep=0.5), doc.id, "pseudo")
+                            for _ in range(min(2, per_doc))]
+            train.append(doc)
+    return train, queries
+
+
+@dataclass
+class Calibration:
+    """The fitted candidate scorer, confidence map and thresholds of one generation."""
+
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    iso_x: list[float]
+    iso_y: list[float]
+    # The hold-out curve (confidence, correct, weight) so thresholds follow the current target.
+    curve_conf: list[float] = field(default_factory=list)
+    curve_ok: list[int] = field(default_factory=list)
+    curve_w: list[float] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    # -- applying ------------------------------------------------------------------------------------
+    def candidate_prob(self, feats: np.ndarray) -> np.ndarray:
+        arrays = self.__dict__.get("_arrays")
+        if arrays is None:
+            arrays = self.__dict__["_arrays"] = (np.asarray(self.mean), np.asarray(self.scale), np.asarray(self.coef))
+        mean, scale, coef = arrays
+        z = (feats - mean) / scale
+        return 1.0 / (1.0 + np.exp(-(z @ coef + self.intercept)))
+
+    def confidence(self, prob: float | np.ndarray) -> float | np.ndarray:
+        if not self.iso_x:
+            return prob
+        return np.interp(prob, self.iso_x, self.iso_y)
+
+    def threshold(self, target: float) -> float:
+        """Lowest confidence whose answered hold-out questions reach ``target`` precision (>1: never)."""
+        return threshold_for(np.asarray(self.curve_conf), np.asarray(self.curve_ok), np.asarray(self.curve_w), target)
+
+    # -- storage ---------------------------------------------------------------------------------------
+    def save(self, gen_dir: Path) -> None:
+        path = gen_dir / MODEL_DIR
+        path.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        (path / CALIBRATION_FILE).write_text(json.dumps(data), encoding="utf-8")
+
+    @classmethod
+    def load(cls, gen_dir: Path) -> Calibration | None:
+        try:
+            data = json.loads((gen_dir / MODEL_DIR / CALIBRATION_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        return cls(**data)
+
+    @classmethod
+    def prior(cls) -> Calibration:
+        """A cautious hand-set scorer for archives too small to calibrate (a handful of documents)."""
+        names = list(FEATURES)
+        coef = [0.0] * len(names)
+        for name, w in (("phrasing_match", 4.0), ("tfidf", 3.0), ("coverage", 2.0), ("bm25_norm", 1.0),
+                        ("phrasing_margin", 2.0), ("tfidf_margin", 2.0), ("classifier", 1.0)):
+            coef[names.index(name)] = w
+        return cls(mean=[0.0] * len(names), scale=[1.0] * len(names), coef=coef, intercept=-6.0,
+                   iso_x=[], iso_y=[], curve_conf=[0.95, 0.5], curve_ok=[1, 0], curve_w=[1.0, 1.0],
+                   report={"method": "prior", "reason": "archive too small to calibrate"})
+
+
+def threshold_for(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, target: float) -> float:
+    if conf.size == 0:
+        return 1.01
+    order = np.argsort(-conf, kind="stable")
+    c, k, ww = conf[order], ok[order].astype(float), w[order]
+    prec = np.cumsum(k * ww) / np.maximum(np.cumsum(ww), 1e-12)
+    # A threshold sits at the end of a run of equal confidences.
+    last_of_run = np.r_[c[1:] != c[:-1], True]
+    good = np.nonzero((prec >= target) & last_of_run)[0]
+    if good.size == 0:
+        return 1.01
+    return float(c[good.max()])
+
+
+def _fit_scorer(X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    lr = LogisticRegression(C=1.0, max_iter=500, random_state=seed)
+    lr.fit((X - mean) / scale, y, sample_weight=w)
+    return mean, scale, lr.coef_[0], float(lr.intercept_[0])
+
+
+def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, body_chars: int,
+              feedback: Sequence[Feedback] = ()) -> Calibration:
+    """Fit the candidate scorer, confidence map and threshold curve from hold-outs of ``docs``."""
+    started = time.perf_counter()
+    rows_X: list[np.ndarray] = []
+    rows_y: list[np.ndarray] = []
+    per_query: list[tuple[int, int, np.ndarray, int, bool]] = []  # (start, end, candidates, target, answerable)
+    queries: list[HoldoutQuery] = []
+    classifier = False
+    begin = 0
+    folds_used = 0
+    for fold in range(cfg.calibration_folds):
+        # Small archives give few hold-out questions per split: repeat with other splits (cheap there).
+        if fold and (len(queries) >= cfg.calibration_queries // 2 or len(docs) > 5000):
+            break
+        fold_cfg = replace(cfg, seed=cfg.seed + fold)
+        train, fold_queries = make_holdout(docs, fold_cfg)
+        if len(train) < 2 or sum(q.answer is not None for q in fold_queries) < 3:
+            continue
+        model = AnswerModel.fit(train, body_chars=body_chars, min_phrasings=cfg.min_phrasings,
+                                max_classes=cfg.max_classes, covers_all=True, vec=vec, C=cfg.classifier_c,
+                                max_per_class=cfg.calibration_max_per_class)
+        if model is None:
+            continue
+        classifier = classifier or model.clf_coef is not None
+        folds_used += 1
+        queries += fold_queries
+        texts = [q.text or "?" for q in fold_queries]
+        chunk = 512
+        for start in range(0, len(texts), chunk):
+            scores = model.scores(texts[start:start + chunk])
+            for r in range(min(chunk, len(texts) - start)):
+                q = fold_queries[start + r]
+                cands = model.candidates(scores, r, cfg.candidates_per_signal)
+                if cands.size == 0:
+                    continue
+                feats = model.features(scores, r, cands)
+                target = model.index.get(q.answer, -1) if q.answer else -1
+                rows_X.append(feats)
+                rows_y.append((cands == target).astype(int))
+                per_query.append((begin, begin + len(cands), cands, target, q.answer is not None))
+                begin += len(cands)
+    n_in = sum(1 for p in per_query if p[4])
+    n_out = len(per_query) - n_in
+    if n_in < 5 or n_out < 1 or len(docs) < MIN_DOCUMENTS:
+        cal = Calibration.prior()
+        cal.report.update(documents=len(docs), holdout_questions=len(queries))
+        return cal
+    share = min(max(cfg.unanswerable_share, 0.0), 0.95) if n_out else 0.0
+    w_in = (1.0 - share) / n_in
+    w_out = share / n_out if n_out else 0.0
+    rows_w = [np.full(e - b, w_in if ok else w_out) for b, e, _c, _t, ok in per_query]
+    X = np.vstack(rows_X)
+    y = np.concatenate(rows_y)
+    w = np.concatenate(rows_w)
+    fb_X = np.array([f.features for f in feedback if len(f.features) == len(FEATURES)], dtype=float)
+    fb_y = np.array([int(f.helpful) for f in feedback if len(f.features) == len(FEATURES)], dtype=int)
+    if len(fb_X):
+        fb_w = np.full(len(fb_X), cfg.feedback_weight * w_in)
+        X, y, w = np.vstack([X, fb_X]), np.concatenate([y, fb_y]), np.concatenate([w, fb_w])
+    if y.sum() == 0 or y.sum() == len(y):
+        cal = Calibration.prior()
+        cal.report.update(documents=len(docs), holdout_questions=len(queries))
+        return cal
+    # Scale weights so the regulariser sees a sensible effective sample size.
+    mean, scale, coef, intercept = _fit_scorer(X, y, w * len(y) / w.sum(), cfg.seed)
+    z = (X - mean) / scale
+    prob = 1.0 / (1.0 + np.exp(-(z @ coef + intercept)))
+    top_p, top_ok, top_w = [], [], []
+    for b, e, cands, target, ok in per_query:
+        j = int(np.argmax(prob[b:e]))
+        top_p.append(prob[b + j])
+        top_ok.append(int(cands[j] == target))
+        top_w.append(w_in if ok else w_out)
+    if len(fb_X):
+        pf = prob[len(prob) - len(fb_X):]
+        top_p += list(pf)
+        top_ok += list(fb_y)
+        top_w += [cfg.feedback_weight * w_in] * len(fb_X)
+    tp, tk, tw = np.array(top_p), np.array(top_ok), np.array(top_w)
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
+    iso.fit(tp, tk, sample_weight=tw)
+    iso_x, iso_y = _compact(iso.X_thresholds_, iso.y_thresholds_)
+    conf = np.interp(tp, iso_x, iso_y)
+    cal = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
+                      iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
+                      curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw])
+    tau = cal.threshold(cfg.target_precision)
+    answered = conf >= tau
+    in_mask = np.array([p[4] for p in per_query] + [True] * len(fb_X))
+    cal.report = {
+        "method": "holdout",
+        "documents": len(docs),
+        "holdout_answerable": n_in,
+        "holdout_unanswerable": n_out,
+        "feedback_examples": int(len(fb_X)),
+        "classifier": classifier,
+        "folds": folds_used,
+        "target_precision": cfg.target_precision,
+        "answer_threshold": round(tau, 4),
+        "holdout_top1": round(float(tk[in_mask].mean()), 4) if in_mask.any() else None,
+        "holdout_deflection": round(float((answered * tw).sum() / tw.sum()), 4),
+        "holdout_unanswerable_escalated": round(float((~answered[~in_mask]).mean()), 4) if (~in_mask).any() else None,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    log.info("deflection calibrated on %d hold-out questions: %s", len(queries), cal.report)
+    return cal
+
+
+def _compact(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
+    """Isotonic knots as short float lists (drops repeated interior points)."""
+    xs = [round(float(v), 6) for v in x]
+    ys = [round(float(v), 6) for v in y]
+    if not xs:
+        return [0.0, 1.0], [0.0, 1.0]
+    if len(xs) == 1:
+        return [xs[0], xs[0] + 1e-6], [ys[0], ys[0]]
+    return xs, ys

@@ -1,0 +1,210 @@
+"""The ``kbsearch`` command: thin click wrappers over `KnowledgeBase`.
+
+Each command parses options, calls one library method and formats the result (text for people,
+``--json`` for scripts).  Library errors become a one-line message on stderr and exit status 1.
+Commands of other areas live in ``_cli_*`` modules and register themselves on `main` below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import Settings
+from .documents import read_jsonl
+from .errors import KbsearchError
+from .kb import KnowledgeBase
+
+EXIT_ERROR = 1
+
+
+class KbsearchGroup(click.Group):
+    """A click group that turns `KbsearchError` into one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KbsearchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+def index_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--index DIR`` (env ``KBSEARCH_INDEX``; default ``indexes/default``) and ``--config FILE``."""
+    func = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                        envvar="KBSEARCH_CONFIG", help="TOML config file (default ./kbsearch.toml if present).")(func)
+    func = click.option("--index", "index_path", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, help="Index directory [env KBSEARCH_INDEX; default indexes/default].")(func)
+    return func
+
+
+def load_settings(index_path: Path | None, config_file: Path | None, **overrides: Any) -> Settings:
+    """Settings with the documented precedence: default < file < env < these flags."""
+    return Settings.load(config_file=config_file, index_path=index_path, **overrides)
+
+
+def open_kb(index_path: Path | None, config_file: Path | None, create: bool = False, **overrides: Any) -> KnowledgeBase:
+    """Open the knowledge base named by the common options."""
+    return KnowledgeBase.open(settings=load_settings(index_path, config_file, **overrides), create=create)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def progress_counter(label: str, enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """A live "N documents" counter on a terminal (stderr); returns (callback, finish)."""
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+
+    def update(n: int) -> None:
+        click.echo(f"\r{label}: {n:,}", err=True, nl=False)
+
+    def finish() -> None:
+        click.echo("", err=True)
+
+    return update, finish
+
+
+@click.group(cls=KbsearchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kbsearch")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+def main(verbose: int) -> None:
+    """Search intranet pages and past peer answers first; ask the peers only when search fails.
+
+    \b
+    Example:
+      kbsearch index add examples/intranet.jsonl && kbsearch search "how do I reset my VPN password"
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@main.group("index", cls=KbsearchGroup)
+def index_group() -> None:
+    """Put documents into the index.
+
+    \b
+    Example:
+      kbsearch index add examples/intranet.jsonl --index indexes/demo
+    """
+
+
+@index_group.command("add")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
+@click.option("--rebuild", is_flag=True, help="Replace the whole index with these files (new generation, atomic switch).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@index_option
+def index_add(files: tuple[Path, ...], rebuild: bool, as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
+    """Add or update documents from JSONL files (one document per line; '-' reads stdin).
+
+    Each line: {"id", "title", "text", "kind": "page"|"answer", "url", "questions": [...],
+    "group", "allowed_groups": [...], "updated"}; only id, title and text are required.
+    Unchanged documents are skipped, so re-running is cheap.
+
+    \b
+    Example:
+      kbsearch index add examples/intranet.jsonl examples/answers.jsonl
+    """
+    from .documents import iter_jsonl_lines
+
+    def stream():
+        for f in files:
+            if str(f) == "-":
+                yield from iter_jsonl_lines(click.get_text_stream("stdin"), "<stdin>")
+            else:
+                yield from read_jsonl(f)
+
+    kb = open_kb(index_path, config_file, create=True)
+    update, finish = progress_counter("documents", not as_json)
+    with kb:
+        report = kb.rebuild(stream(), progress=update) if rebuild else kb.add(stream(), progress=update)
+    finish()
+    if as_json:
+        emit_json(report.to_dict())
+    elif rebuild:
+        click.echo(f"rebuilt: {report.documents} documents in {report.seconds:.1f}s -> {report.generation}")
+    else:
+        click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}"
+                   + (f", duplicate ids {report.duplicates}" if report.duplicates else "")
+                   + f" in {report.seconds:.1f}s")
+
+
+@main.command("search")
+@click.argument("question")
+@click.option("-n", "--limit", type=click.IntRange(1, 1000), default=None, help="Number of hits [default 10].")
+@click.option("-g", "--group", "groups", multiple=True, help="A group the asker belongs to (repeatable); "
+              "restricted documents of other groups are never shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
+@index_option
+def search_cmd(question: str, limit: int | None, groups: tuple[str, ...], as_json: bool,
+               index_path: Path | None, config_file: Path | None) -> None:
+    """Search intranet pages and past answers with a natural-language QUESTION.
+
+    \b
+    Example:
+      kbsearch search "how do I reset my VPN password" --limit 5 --group it-support
+    """
+    with open_kb(index_path, config_file) as kb:
+        hits = kb.search(question, limit=limit, user_groups=list(groups))
+    if as_json:
+        emit_json([h.to_dict() for h in hits])
+        return
+    if not hits:
+        click.echo("no results")
+        return
+    for rank, h in enumerate(hits, 1):
+        label = "answer" if h.kind == "answer" else "page"
+        flags = "".join([" ✓verified" if h.verified else "", " (outdated)" if h.outdated else ""])
+        click.echo(click.style(f"{rank}. {h.title}", bold=True) + f"  [{label}{flags}, score {h.score:.3f}]")
+        if h.url:
+            click.echo(f"   {h.url}")
+        snippet = h.snippet_text(("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("", ""))
+        if snippet:
+            click.echo("   " + " ".join(snippet.split()))
+
+
+@main.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@index_option
+def stats_cmd(as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
+    """Show what the index holds: documents, pages, answers, size, model.
+
+    \b
+    Example:
+      kbsearch stats --json
+    """
+    with open_kb(index_path, config_file) as kb:
+        stats = kb.stats()
+    if as_json:
+        emit_json(stats.to_dict())
+        return
+    for key, value in stats.to_dict().items():
+        click.echo(f"{key:>16}: {value}")
+
+
+def _register_area_commands() -> None:
+    """Attach the commands of the other areas (crawl, peers, deflect, web) to `main`."""
+    import importlib
+    import pkgutil
+
+    package = sys.modules[__package__]
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_cli_"):
+            module = importlib.import_module(f"{__package__}.{info.name}")
+            module.register(main)
+
+
+_register_area_commands()
+
+
+def run() -> None:  # pragma: no cover - console-script entry point
+    main(prog_name="kbsearch")
+

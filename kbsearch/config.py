@@ -1,0 +1,425 @@
+"""One place for every default: a documented settings tree and how it is loaded.
+
+Precedence, lowest first: the defaults below < a TOML config file < ``KBSEARCH_*`` environment
+variables < explicit arguments (CLI flags or keyword arguments).  A TOML file has one table per
+section (``[index]``, ``[search]``, ``[rerank]``, ...); an environment variable names a section and a
+field, e.g. ``KBSEARCH_SEARCH_CANDIDATES=50``; ``KBSEARCH_INDEX`` is short for the index path.
+Secrets are never read from the config file: fields ending in ``_env`` name the environment
+variable that holds the secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+#: Where `KnowledgeBase.open()` looks when no path is given.
+DEFAULT_INDEX_PATH = Path("indexes") / "default"
+#: Config file read when it exists in the working directory (or named by ``KBSEARCH_CONFIG``).
+DEFAULT_CONFIG_FILE = Path("kbsearch.toml")
+
+
+@dataclass
+class IndexConfig:
+    """Where the index lives and how writers behave."""
+
+    #: Directory holding the index generations and their models.
+    path: Path = DEFAULT_INDEX_PATH
+    #: Seconds a second writer waits for the write lock; 0 fails at once with `IndexLockedError`.
+    writer_timeout: float = 0.0
+    #: Megabytes of posting buffer per writer (Whoosh ``limitmb``); larger indexes faster.
+    writer_limitmb: int = 256
+    #: Documents per batch when streaming documents into a writer.
+    batch_size: int = 2000
+    #: Complete generations kept on disk (the live one and its predecessors).
+    keep_generations: int = 2
+
+
+@dataclass
+class SearchConfig:
+    """How a natural-language question becomes a Whoosh query and a candidate list."""
+
+    #: Candidates fetched from Whoosh before re-ranking.
+    candidates: int = 40
+    #: Hits returned by default.
+    limit: int = 10
+    #: Longest question accepted, in characters; longer ones raise `InvalidQuestionError`.
+    max_question_chars: int = 20_000
+    #: At most this many distinct query terms are kept (the rarest ones).
+    max_query_terms: int = 10
+    #: Terms in more than this share of document bodies are matched only in titles, questions and
+    #: headings (their body postings cost much time and add little; the re-ranker still sees them).
+    max_df_ratio: float = 0.04
+    #: Terms in more than this share of titles / questions / headings are left to the re-ranker.
+    max_name_df_ratio: float = 0.1
+    #: Upper bound on the postings one retrieval query reads (rarest terms first): Whoosh scores
+    #: postings in Python, so this bounds the time of a question however large the index grows.
+    max_postings: int = 20_000
+    #: Field boosts for BM25F retrieval.
+    boost_title: float = 2.5
+    boost_questions: float = 2.0
+    boost_headings: float = 1.5
+    boost_body: float = 1.0
+    #: Snippet length in characters.
+    snippet_chars: int = 240
+
+
+@dataclass
+class RerankConfig:
+    """The TF-IDF model and how the final score fuses its parts."""
+
+    #: Ranker used: "tfidf" (BM25F candidates re-scored by TF-IDF cosine) or "bm25" (BM25F only).
+    ranker: str = "tfidf"
+    #: Documents sampled (reservoir) to fit the TF-IDF vocabulary; bounds memory and time.
+    fit_sample: int = 20_000
+    #: Characters of body text used to represent a document for re-ranking.
+    doc_chars: int = 600
+    #: Weights of the fused score.
+    weight_tfidf: float = 0.6
+    weight_bm25: float = 0.4
+    #: Bonuses and penalties from document signals.
+    bonus_verified: float = 0.06
+    bonus_accepted: float = 0.03
+    penalty_outdated: float = 0.25
+    #: Freshness: up to this bonus for documents updated recently, halving every ``half_life_days``.
+    bonus_fresh: float = 0.02
+    half_life_days: float = 365.0
+
+
+@dataclass
+class WebConfig:
+    """The HTTP API, the page and the nightly reindex (``kbsearch serve`` / ``reindex``)."""
+
+    #: Address ``kbsearch serve`` binds; loopback by default (put a portal or proxy in front).
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Worker threads of the WSGI server (waitress).
+    threads: int = 8
+    #: Environment variable holding the shared secret of the portal (trusted headers and signed tokens).
+    secret_env: str = "KBSEARCH_WEB_SECRET"
+    #: Seconds a signed user token stays valid.
+    token_max_age: int = 12 * 3600
+    #: Let callers without credentials search and ask (public documents only).
+    allow_anonymous: bool = True
+    #: Largest JSON request body, in bytes.
+    max_json_bytes: int = 64 * 1024
+    #: Largest photo attached to an escalation, in bytes.
+    max_photo_bytes: int = 5 * 1024 * 1024
+    #: CSP ``frame-ancestors`` of the page: who may embed it in a frame (e.g. "'self' https://portal").
+    frame_ancestors: str = "'self'"
+    #: Directory with the source definitions read by ``kbsearch reindex``.
+    sources_dir: Path = Path("crawlers")
+    #: Seconds a second ``kbsearch reindex`` waits for a running one; 0 exits at once (exit code 75).
+    reindex_wait: float = 0.0
+
+
+@dataclass
+class PeersConfig:
+    """Peer groups and the answer loop: escalations, notifications, answers flowing back.
+
+    The groups themselves are ``[[groups]]`` tables of the same TOML file (see docs/peers.md).
+    """
+
+    #: Group for questions that fit no configured group (created implicitly when not configured).
+    default_group: str = "general"
+    #: Escalation store: "sqlite" (``peers.sqlite3`` in the index directory).
+    store: str = "sqlite"
+    #: Seconds a writer waits for SQLite's lock before failing.
+    busy_timeout: float = 30.0
+    #: Deliver an escalation's notifications right after writing it (failures are retried later).
+    deliver_on_escalate: bool = True
+    #: Retries: first wait, growth factor, longest wait (seconds) and attempts before giving up.
+    retry_initial: float = 30.0
+    retry_factor: float = 2.0
+    retry_max: float = 3600.0
+    max_attempts: int = 30
+    #: Seconds a delivering process owns a claimed notification before another may retry it.
+    claim_seconds: float = 120.0
+    #: Seconds to wait for a webhook or SMTP server.
+    send_timeout: float = 10.0
+    #: Hours after which the experts of a group are reminded once of an unanswered escalation (0: never).
+    remind_after_hours: float = 24.0
+    #: SMTP server for e-mail channels; the password comes from the environment variable named here.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password_env: str = "KBSEARCH_SMTP_PASSWORD"
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    mail_from: str = "kbsearch@localhost"
+    #: Link to an escalation shown in notifications; ``{id}`` is replaced (empty: no link).
+    escalation_url: str = ""
+    #: Attachments: largest size in bytes, most per escalation, accepted content types.
+    max_attachment_bytes: int = 5 * 1024 * 1024
+    max_attachments: int = 5
+    attachment_types: list[str] = field(default_factory=lambda: [
+        "image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "application/pdf", "text/plain"])
+    #: Seconds `answer` waits for the index writer lock (the answer is stored first either way).
+    index_wait: float = 30.0
+    #: Parsed ``[[groups]]`` tables (filled from the config file; validated by `kbsearch.peers.groups`).
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RouteConfig:
+    """Routing an escalated question to a peer group (`kbsearch.route`)."""
+
+    #: Below this confidence the question goes to the default group.
+    min_confidence: float = 0.25
+    #: Times each group's description and keywords count as training examples (history comes first).
+    prior_weight: float = 3.0
+    #: Inverse regularisation strength of the linear SVM (larger fits the history more closely).
+    c: float = 1.0
+
+
+@dataclass
+class CrawlConfig:
+    """The intranet crawler (kbsearch/crawl): politeness, limits, timeouts; a source file may override each."""
+
+    #: Sent with every request; names kbsearch so site owners know who is calling.
+    user_agent: str = "kbsearch-crawler/0.1 (intranet search indexer)"
+    #: Minimum seconds between two request starts to one host (robots.txt Crawl-delay raises it).
+    delay: float = 0.0
+    #: Concurrent connections to one host.
+    connections_per_host: int = 4
+    #: Fetching threads in total (across hosts).
+    fetch_threads: int = 4
+    #: Processes parsing HTML (0 parses in the crawling process; both cores pay on large sites).
+    parse_workers: int = 2
+    connect_timeout: float = 5.0
+    #: Seconds a single socket read may wait.
+    read_timeout: float = 15.0
+    #: Seconds a whole page may take to arrive (a server dripping bytes is cut off).
+    page_timeout: float = 60.0
+    #: Retries of a request after a connection error, timeout, 429 or 5xx (with back-off).
+    retries: int = 2
+    #: Back-off factor in seconds (urllib3: factor * 2**(retry-1)).
+    backoff: float = 0.5
+    #: Longest Retry-After honoured, in seconds.
+    retry_after_max: float = 30.0
+    #: Pages fetched per run at most (the run is then reported incomplete and deletes nothing).
+    max_pages: int = 10_000
+    #: Link depth from the start URLs.
+    max_depth: int = 50
+    #: Pages larger than this many bytes are skipped (and reported).
+    max_bytes: int = 5_000_000
+    max_redirects: int = 10
+    #: Distinct query strings per path (bounds calendars and faceted-search traps).
+    max_query_variants: int = 20
+    #: Consecutive connection failures after which a host is given up for the run.
+    host_failure_limit: int = 8
+    respect_robots: bool = True
+    #: Read sitemap.xml (and the sitemaps robots.txt names) to find pages.
+    sitemaps: bool = True
+    #: Documents written to the index per batch while crawling.
+    batch_size: int = 500
+    #: Extra class / id names of page chrome to strip, besides navigation, headers, footers, sidebars.
+    strip_classes: list[str] = field(default_factory=list)
+    verify_tls: bool = True
+
+
+@dataclass
+class DeflectConfig:
+    """Deflection (`KnowledgeBase.ask`): answer from the index or ask the peers (see docs/deflect.md)."""
+
+    #: Share of ANSWER decisions that must be right (on the archive's hold-outs); sets the threshold.
+    target_precision: float = 0.85
+    #: Confidence from which possible answers are still shown (SUGGEST) instead of escalating at once.
+    suggest_confidence: float = 0.3
+    #: Assumed share of questions the archive cannot answer (weights the hold-outs in calibration).
+    unanswerable_share: float = 0.2
+    #: Share of whole threads held out in calibration (their questions should escalate).
+    holdout_threads: float = 0.2
+    #: Share of a thread's alternate phrasings held out in calibration (they should find their thread).
+    holdout_phrasings: float = 0.25
+    #: Hold-out questions used to calibrate, at most (bounds rebuild time).
+    calibration_queries: int = 4000
+    #: Hold-out splits at most (small archives repeat the split to get enough questions).
+    calibration_folds: int = 5
+    #: Phrasings per thread the hold-out classifier is fitted on (0: all); bounds rebuild time.
+    calibration_max_per_class: int = 40
+    #: Threads with at least this many phrasings (title included) get a per-thread classifier.
+    min_phrasings: int = 3
+    #: Most classes of the classifier (the threads with the most phrasings win).
+    max_classes: int = 3000
+    #: Inverse regularisation of the classifier (LinearSVC C).
+    classifier_c: float = 1.0
+    #: Page sections are modelled too when the index holds at most this many documents.
+    max_model_docs: int = 20_000
+    #: Characters of a document's body used by the answer model.
+    body_chars: int = 1500
+    #: Candidates taken from each signal (classifier, phrasings, TF-IDF, BM25) before scoring.
+    candidates_per_signal: int = 5
+    #: Possible answers shown with SUGGEST (and listed with ANSWER).
+    suggestions: int = 3
+    #: Weight of one feedback example relative to one hold-out question.
+    feedback_weight: float = 5.0
+    #: Feedback examples used at most (the newest).
+    max_feedback: int = 5000
+    #: Random seed of the hold-out split (calibration is reproducible).
+    seed: int = 13
+
+
+@dataclass
+class Settings:
+    """The whole settings tree; sections are added by the parts that own them."""
+
+    index: IndexConfig = field(default_factory=IndexConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    peers: PeersConfig = field(default_factory=PeersConfig)
+    route: RouteConfig = field(default_factory=RouteConfig)
+    deflect: DeflectConfig = field(default_factory=DeflectConfig)
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Defaults < ``config_file`` (or ``KBSEARCH_CONFIG`` / ./kbsearch.toml) < env < overrides.
+
+        ``overrides`` use dotted names (``{"search.candidates": 50}``) or ``index_path``.
+        """
+        env = os.environ if env is None else env
+        settings = cls()
+        path = config_file or env.get("KBSEARCH_CONFIG")
+        if path is None and DEFAULT_CONFIG_FILE.is_file():
+            path = DEFAULT_CONFIG_FILE
+        if path is not None:
+            settings.apply_mapping(_read_toml(Path(path)), origin=str(path))
+        settings.apply_env(env)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "index_path":
+                key = "index.path"
+            section, _, name = key.partition(".")
+            settings._set(section, name, value, origin="argument")
+        return settings
+
+    def apply_mapping(self, data: Mapping[str, Any], origin: str) -> None:
+        """Apply a parsed TOML document; unknown sections or keys are errors, not ignored."""
+        for section, values in data.items():
+            if section == "groups":  # [[groups]]: peer groups, validated by kbsearch.peers.groups
+                self._set("peers", "groups", values if isinstance(values, list) else [values], origin=origin)
+                continue
+            if not isinstance(values, Mapping):
+                if section in _SECTION_EXTRAS:
+                    continue
+                raise ConfigError(f"{origin}: [{section}] must be a table")
+            if section in _SECTION_EXTRAS:
+                continue  # tables owned by other parts (e.g. [[groups]]), read by them
+            for name, value in values.items():
+                self._set(section, name, value, origin=origin)
+
+    def apply_env(self, env: Mapping[str, str]) -> None:
+        """Apply ``KBSEARCH_<SECTION>_<FIELD>`` variables (and ``KBSEARCH_INDEX``)."""
+        if env.get("KBSEARCH_INDEX"):
+            self._set("index", "path", env["KBSEARCH_INDEX"], origin="KBSEARCH_INDEX")
+        sections = {f.name for f in dataclasses.fields(self)}
+        for key, raw in env.items():
+            if not key.startswith("KBSEARCH_") or key in ("KBSEARCH_INDEX", "KBSEARCH_CONFIG"):
+                continue
+            rest = key[len("KBSEARCH_"):].lower()
+            section, _, name = rest.partition("_")
+            if section in sections and name and name in _field_names(getattr(self, section)):
+                self._set(section, name, raw, origin=key)
+
+    def _set(self, section: str, name: str, value: Any, origin: str) -> None:
+        target = getattr(self, section, None)
+        if target is None or not dataclasses.is_dataclass(target):
+            raise ConfigError(f"{origin}: unknown settings section {section!r}")
+        if name not in _field_names(target):
+            raise ConfigError(f"{origin}: unknown setting {section}.{name}")
+        hints = typing.get_type_hints(type(target))
+        setattr(target, name, _coerce(value, hints[name], f"{origin}: {section}.{name}"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (paths as strings)."""
+        def conv(v: Any) -> Any:
+            if isinstance(v, Path):
+                return str(v)
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [conv(x) for x in v]
+            return v
+        return conv(dataclasses.asdict(self))
+
+
+#: Top-level TOML tables that belong to other parts of kbsearch (not settings sections).
+_SECTION_EXTRAS: set[str] = {"groups", "sources"}
+
+
+def _field_names(obj: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(obj)}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Convert ``value`` (from TOML, env or a flag) to the annotated type or raise `ConfigError`."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            if type(None) in args:
+                return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(value, non_none[0], where)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if hint is Path:
+            return Path(value)
+        if hint is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError(value)
+            return str(value)
+        if origin in (list, tuple):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return list(value) if origin is list else tuple(value)
+        if origin is dict:
+            if not isinstance(value, Mapping):
+                raise ValueError(value)
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: invalid value {value!r}") from None
+    return value

@@ -1,0 +1,435 @@
+"""Deflection: answer a question from the index, suggest possible answers, or escalate to the peers.
+
+`KnowledgeBase.ask` calls `Deflector.decide`.  Each covered document is a candidate scored by the
+answer model (`_deflect_model`: classifier over alternate phrasings, phrasing match, TF-IDF, BM25,
+query-term coverage, verified / accepted); a logistic regression fitted on archive hold-outs turns
+a candidate's features into P(right answer) and an isotonic map makes the best one a calibrated
+confidence (`_deflect_calibrate`).  The operator sets a target precision; the thresholds follow.
+Outdated documents are never used to deflect; restricted documents are only seen by their groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._deflect_calibrate import Calibration, Feedback, calibrate
+from ._deflect_model import FEATURES, AnswerModel, DocInfo, Vectorizer, doc_body, phrasings_of
+from .config import Settings
+from .documents import Document
+
+log = logging.getLogger(__name__)
+
+_WORDS = re.compile(r"(?u)\b\w\w+\b")
+#: Floor of the answer threshold: a decision below this confidence never deflects.
+MIN_ANSWER_CONFIDENCE = 0.05
+
+
+class Action(str, Enum):
+    """What kbsearch does with a question."""
+
+    ANSWER = "answer"      # answered from the index (deflected)
+    SUGGEST = "suggest"    # possible answers shown, with a one-click "ask the peers"
+    ESCALATE = "escalate"  # goes to a peer group
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Answer:
+    """One candidate answer with the probability that it is right and the signals behind it."""
+
+    id: str
+    title: str
+    url: str
+    kind: str
+    group: str | None
+    probability: float
+    signals: dict[str, float]
+    verified: bool = False
+    accepted: bool = False
+    outdated: bool = False
+    snippet: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "url": self.url, "kind": self.kind, "group": self.group,
+                "probability": round(self.probability, 4), "signals": {k: round(v, 4) for k, v in self.signals.items()},
+                "verified": self.verified, "accepted": self.accepted, "outdated": self.outdated,
+                "snippet": self.snippet}
+
+
+@dataclass
+class Decision:
+    """The outcome of `KnowledgeBase.ask`: an action, a calibrated confidence and why."""
+
+    id: str
+    question: str
+    action: Action
+    confidence: float
+    answers: list[Answer]
+    why: str
+    signals: dict[str, float] = field(default_factory=dict)
+    ranked: list[str] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    routing: Any = None
+    escalation: Any = None
+    generation: str = ""
+    seconds: float = 0.0
+    features: list[float] = field(default_factory=list)
+    #: Group of the best candidate (a fallback for routing when no peer routing is configured).
+    nearest_group: str | None = None
+
+    @property
+    def answer(self) -> Answer | None:
+        """The answer given (ANSWER decisions only)."""
+        return self.answers[0] if self.action is Action.ANSWER and self.answers else None
+
+    @property
+    def deflected(self) -> bool:
+        return self.action is Action.ANSWER
+
+    @property
+    def group(self) -> str | None:
+        """The peer group routing picked (None when routing is not available)."""
+        return getattr(self.routing, "group", None)
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(obj: Any) -> Any:
+            if obj is None:
+                return None
+            if hasattr(obj, "to_dict"):
+                return obj.to_dict()
+            if hasattr(obj, "__dict__"):
+                return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+            return obj
+        return {
+            "id": self.id, "question": self.question, "action": self.action.value,
+            "confidence": round(self.confidence, 4), "why": self.why,
+            "answers": [a.to_dict() for a in self.answers], "signals": {k: round(v, 4) for k, v in self.signals.items()},
+            "ranked": self.ranked, "thresholds": self.thresholds, "routing": plain(self.routing),
+            "escalation": plain(self.escalation), "generation": self.generation, "seconds": round(self.seconds, 4),
+        }
+
+
+# -- fitting (called from KnowledgeBase._after_build) --------------------------------------------------
+def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback] | None = None) -> dict[str, Any]:
+    """Fit and store the answer model and its calibration for a freshly built ``generation``."""
+    started = time.perf_counter()
+    cfg = settings.deflect
+    engine = generation.engine
+    total = engine.doc_count()
+    covers_all = total <= cfg.max_model_docs
+    docs = [d for d in engine.iter_documents() if covers_all or d.kind == "answer"]
+    usable = [d for d in docs if phrasings_of(d) or d.text.strip()]
+    if not usable:
+        return {"documents": 0, "seconds": round(time.perf_counter() - started, 2)}
+    try:
+        vec = Vectorizer.fit([p for d in usable for p in phrasings_of(d)] + [doc_body(d, cfg.body_chars) for d in usable])
+    except ValueError:
+        log.warning("deflection: no usable text; questions will be escalated")
+        return {"documents": 0}
+    # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
+    fresh = [d for d in usable if not d.outdated]
+    cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [])
+    # The classifier is only used when calibration saw one (its scores must mean what they meant there).
+    model = AnswerModel.fit(usable, body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
+                            max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c,
+                            classifier=bool(cal.report.get("classifier")))
+    if model is None:
+        return {"documents": 0}
+    model.save(generation.path)
+    cal.save(generation.path)
+    return {"documents": len(model), "covers_all": covers_all, **cal.report,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+# -- deciding --------------------------------------------------------------------------------------------
+@dataclass
+class _Scored:
+    info: DocInfo
+    prob: float
+    features: np.ndarray
+    snippet: str = ""
+
+
+class Deflector:
+    """The answer model and calibration of one generation, ready to decide."""
+
+    def __init__(self, path: Path, model: AnswerModel | None, calibration: Calibration) -> None:
+        self.path = path
+        self.model = model
+        self.cal = calibration
+        self._thresholds: dict[tuple[float, float], dict[str, float]] = {}
+        if model is not None:
+            self._public = np.array([not d.allowed_groups for d in model.docs], dtype=bool)
+            self._restricted = [(i, set(d.allowed_groups)) for i, d in enumerate(model.docs) if d.allowed_groups]
+
+    @classmethod
+    def load(cls, path: Path) -> Deflector:
+        model = AnswerModel.load(path)
+        cal = Calibration.load(path) or Calibration.prior()
+        return cls(path, model, cal)
+
+    def thresholds(self, settings: Settings) -> dict[str, float]:
+        cfg = settings.deflect
+        key = (cfg.target_precision, cfg.suggest_confidence)
+        cached = self._thresholds.get(key)
+        if cached is not None:
+            return dict(cached)
+        # Never answer at (almost) no confidence, whatever the hold-out curve says.
+        answer = max(self.cal.threshold(cfg.target_precision), MIN_ANSWER_CONFIDENCE)
+        suggest = min(max(cfg.suggest_confidence, 0.0), answer)
+        out = {"answer": round(answer, 4), "suggest": round(suggest, 4), "target_precision": cfg.target_precision}
+        self._thresholds[key] = out
+        return dict(out)
+
+    def _allowed(self, groups: frozenset[str] | None) -> np.ndarray | None:
+        if self.model is None or groups is None or not self._restricted:
+            return None
+        mask = self._public.copy()
+        for i, allowed in self._restricted:
+            if allowed & groups:
+                mask[i] = True
+        return mask
+
+    def score(self, questions: list[str], groups: frozenset[str] | None, settings: Settings,
+              searcher: Any = None) -> list[list[_Scored]]:
+        """For each question, its candidates with P(right), best first."""
+        cfg = settings.deflect
+        out: list[list[_Scored]] = []
+        allowed = self._allowed(groups)
+        model = self.model
+        chunk = 256
+        for start in range(0, len(questions), chunk):
+            batch = questions[start:start + chunk]
+            scores = model.scores(batch) if model is not None else None
+            for r, q in enumerate(batch):
+                scored: list[_Scored] = []
+                if scores is not None and model is not None:
+                    cands = model.candidates(scores, r, cfg.candidates_per_signal, allowed)
+                    if cands.size:
+                        feats = model.features(scores, r, cands)
+                        probs = self.cal.candidate_prob(feats)
+                        scored = [_Scored(model.docs[c], float(p), f) for c, p, f in zip(cands, probs, feats)]
+                if searcher is not None:
+                    row = {k: v[r] for k, v in scores.items()} if scores is not None else None
+                    scored += self._page_candidates(q, groups, searcher, scored, model, row)
+                scored.sort(key=lambda s: -s.prob)
+                out.append(scored)
+        return out
+
+    def _page_candidates(self, question: str, groups: frozenset[str] | None, searcher: Any,
+                         scored: list[_Scored], model: AnswerModel | None,
+                         row_scores: dict[str, np.ndarray] | None = None) -> list[_Scored]:
+        """Search hits outside the answer model (pages of a large index, answers added since the
+        last rebuild), described by the same features so they compete on equal terms."""
+        covered = model.index if model is not None else {}
+        prepared = searcher.prepare(question)
+        cands = [c for c in searcher.candidates(prepared, groups, 10) if c.document.id not in covered]
+        if not cands:
+            return []
+        docs: list[Document] = [c.document for c in cands]
+        if model is not None and row_scores is not None:
+            feats = model.extra_features(question, docs, row_scores)
+        else:
+            feats = self._search_features(question, searcher, prepared, cands)
+        probs = self.cal.candidate_prob(feats)
+        return [_Scored(DocInfo.of(d), float(p), f) for d, p, f in zip(docs, probs, feats)]
+
+    @staticmethod
+    def _search_features(question: str, searcher: Any, prepared: Any, cands: list[Any]) -> np.ndarray:
+        """Features from the search ranker's parts (no answer model at all)."""
+        ranked = {id(c): parts for c, _s, parts in searcher.ranker.rank(prepared.text, cands)}
+        qwords = {w.lower() for w in _WORDS.findall(question)}
+        top_bm25 = max(c.bm25 for c in cands) or 1.0
+        out = np.zeros((len(cands), len(FEATURES)))
+        idx = FEATURES.index
+        for i, c in enumerate(cands):
+            doc, parts = c.document, ranked[id(c)]
+            words = {w.lower() for w in _WORDS.findall(doc.title + " " + doc.text[:3000])}
+            out[i, idx("classifier")] = -1.0
+            out[i, idx("phrasing_match")] = parts.question_match
+            out[i, idx("tfidf")] = parts.tfidf
+            out[i, idx("bm25_norm")] = c.bm25 / top_bm25
+            out[i, idx("bm25_log")] = math.log1p(c.bm25)
+            out[i, idx("coverage")] = len(qwords & words) / max(1, len(qwords))
+            out[i, idx("verified")] = doc.verified
+            out[i, idx("accepted")] = doc.accepted
+            out[i, idx("query_terms_log")] = math.log1p(len(qwords))
+        return out
+
+    def decision(self, question: str, scored: list[_Scored], settings: Settings) -> Decision:
+        """Turn scored candidates into a `Decision` (no routing, no logging)."""
+        cfg = settings.deflect
+        th = self.thresholds(settings)
+        fresh = [s for s in scored if not s.info.outdated]
+        best_overall = scored[0] if scored else None
+        top = fresh[0] if fresh else None
+        conf = float(self.cal.confidence(top.prob)) if top is not None else 0.0
+        conf = min(max(conf, 0.0), 1.0)
+        if top is None:
+            action, why = Action.ESCALATE, "nothing in the index matches this question"
+        elif conf >= th["answer"]:
+            action, why = Action.ANSWER, f"'{top.info.title}' matches with confidence {conf:.2f}"
+        elif conf >= th["suggest"]:
+            action, why = Action.SUGGEST, f"possible answers, but confidence {conf:.2f} is below {th['answer']:.2f}"
+        else:
+            action, why = Action.ESCALATE, f"no answer is likely enough (confidence {conf:.2f})"
+        if best_overall is not None and best_overall.info.outdated:
+            if action is Action.ANSWER:
+                action = Action.SUGGEST
+            why += f"; the closest match '{best_overall.info.title}' is outdated and never used to answer"
+        shown = fresh[: cfg.suggestions] if action is not Action.ESCALATE else []
+        answers = [self._answer(s) for s in shown]
+        signals: dict[str, float] = {}
+        if top is not None:
+            signals = dict(answers[0].signals) if answers else self._answer(top).signals
+            if len(fresh) > 1:
+                signals["probability_margin"] = top.prob - fresh[1].prob
+        return Decision(
+            id=uuid.uuid4().hex, question=question, action=action, confidence=conf, answers=answers, why=why,
+            signals=signals, ranked=[s.info.id for s in scored[:10]], thresholds=th,
+            generation=self.path.name, features=[float(x) for x in top.features] if top is not None else [],
+            nearest_group=best_overall.info.group if best_overall is not None else None,
+        )
+
+    @staticmethod
+    def _answer(s: _Scored) -> Answer:
+        signals = {name: float(v) for name, v in zip(FEATURES, s.features)}
+        signals["probability"] = s.prob
+        return Answer(id=s.info.id, title=s.info.title, url=s.info.url, kind=s.info.kind, group=s.info.group,
+                      probability=s.prob, signals=signals, verified=s.info.verified, accepted=s.info.accepted,
+                      outdated=s.info.outdated, snippet=s.snippet)
+
+
+# -- the front door's helpers (called by KnowledgeBase.ask / ask_many / feedback) -------------------------
+def _deflector(kb: Any) -> Deflector:
+    """The deflector of the live generation (reloaded after a rebuild or recalibration)."""
+    from ._deflect_calibrate import CALIBRATION_FILE
+    from ._deflect_model import MODEL_DIR
+
+    path = kb.generation_path
+    try:
+        stamp = (path / MODEL_DIR / CALIBRATION_FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = 0
+    cached = getattr(kb, "_deflect_cache", None)
+    if cached is not None and cached[0] == (path, stamp):
+        return cached[1]
+    deflector = Deflector.load(path)
+    kb._deflect_cache = ((path, stamp), deflector)
+    return deflector
+
+
+def _searcher_if_needed(kb: Any, deflector: Deflector) -> Any:
+    """The live searcher when the answer model does not cover every document (or is stale)."""
+    live = kb._current()
+    model = deflector.model
+    if model is None or not model.covers_all or live.engine.doc_count() != len(model):
+        return live.searcher
+    return None
+
+
+def after_build(kb: Any, generation: Any) -> dict[str, Any]:
+    """Fit the deflection model of ``generation``, learning from the usage log's feedback too."""
+    from .usage import open_usage
+
+    feedback: list[Feedback] = []
+    try:
+        usage = open_usage(kb.root)
+        if usage.path.exists():
+            feedback = [Feedback(f, h) for f, h in usage.training_examples(kb.settings.deflect.max_feedback)]
+            usage.close()
+        return fit_deflection(generation, kb.settings, feedback)
+    except MemoryError:
+        raise
+    except Exception as exc:  # the index itself is fine; questions escalate until the next rebuild
+        log.exception("deflection calibration failed; questions will be escalated until the next rebuild")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def decide_many(kb: Any, questions: list[str], *, groups: Any = None, route: bool = True,
+                progress: Any = None) -> list[Decision]:
+    """Decisions for many questions at once (no logging, no escalation): evaluation and batch use."""
+    from .search import clean_question, normalise_groups
+
+    started = time.perf_counter()
+    max_chars = kb.settings.search.max_question_chars
+    texts = [clean_question(q, max_chars) for q in questions]
+    grp = normalise_groups(groups)
+    deflector = _deflector(kb)
+    searcher = _searcher_if_needed(kb, deflector)
+    out: list[Decision] = []
+    step = 256
+    for start in range(0, len(texts), step):
+        batch = texts[start:start + step]
+        for text, scored in zip(batch, deflector.score(batch, grp, kb.settings, searcher)):
+            decision = deflector.decision(text, scored, kb.settings)
+            if route and decision.action is not Action.ANSWER and hasattr(kb, "route"):
+                decision.routing = kb.route(text)
+            out.append(decision)
+        if progress:
+            progress(len(out), len(texts))
+    per = (time.perf_counter() - started) / max(1, len(texts))
+    for d in out:
+        d.seconds = per
+    return out
+
+
+def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, escalate: bool = False,
+        log_usage: bool = True) -> Decision:
+    """`KnowledgeBase.ask`: decide, attach routing and snippets, log, and escalate when asked to."""
+    from .search import ALL_GROUPS, clean_question, make_snippet, normalise_groups
+
+    started = time.perf_counter()
+    text = clean_question(question, kb.settings.search.max_question_chars)
+    grp = normalise_groups(groups)
+    deflector = _deflector(kb)
+    searcher = _searcher_if_needed(kb, deflector)
+    scored = deflector.score([text], grp, kb.settings, searcher)[0]
+    decision = deflector.decision(text, scored, kb.settings)
+    words = {w.lower() for w in _WORDS.findall(text)}
+    from .index import analyze
+
+    terms = set(analyze(text))
+    kept = []
+    for a in decision.answers:
+        doc = kb.get(a.id, user_groups=ALL_GROUPS if grp is None else grp)
+        if doc is None:  # deleted since the model was fitted, or not visible: never shown
+            continue
+        if doc.outdated and not a.outdated:  # marked outdated since the model was fitted (peers)
+            a.outdated = True
+            if decision.action is Action.ANSWER and a is decision.answers[0]:
+                decision.action = Action.SUGGEST
+                decision.why += "; the best answer is marked outdated"
+        a.snippet = make_snippet(doc.text or " ".join(doc.questions), terms or words, kb.settings.search.snippet_chars)
+        kept.append(a)
+    if len(kept) != len(decision.answers):
+        if decision.action is Action.ANSWER and (not kept or kept[0].id != decision.answers[0].id):
+            decision.action = Action.SUGGEST if kept else Action.ESCALATE
+            decision.why += "; the best answer is no longer available"
+        decision.answers = kept
+    if decision.action is not Action.ANSWER and hasattr(kb, "route"):
+        decision.routing = kb.route(text)
+    decision.seconds = time.perf_counter() - started
+    group_list = sorted(grp) if grp else []
+    usage = kb.usage if log_usage else None
+    if usage is not None:
+        usage.log_ask(decision, user=user, groups=group_list)
+    if escalate and decision.action is Action.ESCALATE and hasattr(kb, "escalate"):
+        decision.escalation = kb.escalate(text, user=user, group=decision.group,
+                                          seen=tuple(decision.ranked[:3]), decision=decision)
+        esc_id = getattr(decision.escalation, "id", None)
+        if usage is not None and esc_id is not None:
+            usage.set_escalation(decision.id, str(esc_id))
+    return decision

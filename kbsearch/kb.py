@@ -1,0 +1,663 @@
+"""`KnowledgeBase`: the one front door to kbsearch.
+
+Portals, the CLI and the web layer call these methods and nothing below them.  A knowledge base is
+a directory of index generations (see `_generations`); reads always go to the live generation and
+follow a switch made by another process; writes take the single writer lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import _generations as gens
+from .config import Settings
+from .documents import Document, Hit
+from .errors import IndexNotFoundError, KbsearchError
+from .index import EngineIndex
+from .rerank import Ranker, Reservoir, TfidfModel, VectorCache, fit_on, make_ranker, sample_item
+from .search import ALL_GROUPS, Searcher
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class AddReport:
+    """What `KnowledgeBase.add` did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    model_refitted: bool = False
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.updated
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BuildReport:
+    """What `KnowledgeBase.rebuild` did."""
+
+    documents: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    generation: str = ""
+    model_fitted_on: int = 0
+    #: Seconds spent writing the index and fitting the TF-IDF model (the indexing proper).
+    index_seconds: float = 0.0
+    #: Seconds spent in the after-build steps (routing model, deflection calibration).
+    steps_seconds: float = 0.0
+    steps: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.documents / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["docs_per_second"] = round(self.docs_per_second, 1)
+        out["index_docs_per_second"] = round(self.documents / self.index_seconds, 1) if self.index_seconds else 0.0
+        return out
+
+
+@dataclass
+class IndexStats:
+    """A summary of the live generation (`kbsearch stats`)."""
+
+    path: str
+    generation: str
+    documents: int
+    pages: int
+    answers: int
+    restricted: int
+    size_bytes: int
+    model_fitted_on: int
+    created: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Generation:
+    """One complete, opened generation: engine, TF-IDF model, ranker and searcher.
+
+    Callers pin it while they use it (`KnowledgeBase._using`); a generation replaced by a switch is
+    closed only once nobody uses it any more.
+    """
+
+    def __init__(self, path: Path, settings: Settings, cache: VectorCache) -> None:
+        self.path = path
+        self.meta = gens.read_meta(path)
+        self.engine = EngineIndex.open(path)
+        self.model_stamp = _model_stamp(path)
+        self.model = TfidfModel.load(path)
+        self.ranker: Ranker = make_ranker(settings.rerank, self.model, cache)
+        self.searcher = Searcher(self.engine, self.ranker, settings.search)
+        self.users = 0
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.engine.close()
+
+
+def _model_stamp(path: Path) -> int:
+    try:
+        return (path / "model" / "tfidf.json").stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class KnowledgeBase:
+    """Intranet pages and past peer answers in one index; search them, add to them, rebuild them.
+
+    Open with `KnowledgeBase.open(path)`; it is safe to share between threads.
+    """
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._live: Generation | None = None
+        self._retired: list[Generation] = []
+        self._stamp: tuple[int, int] | None = None
+        self._cache = VectorCache()
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        create: bool = True,
+        config_file: str | Path | None = None,
+    ) -> KnowledgeBase:
+        """Open the knowledge base at ``path`` (default ``indexes/default``), creating it if asked.
+
+        ``settings`` defaults to `Settings.load` (config file < ``KBSEARCH_*`` environment).
+        """
+        settings = settings or Settings.load(config_file=config_file)
+        if path is not None:
+            settings.index.path = Path(path)
+        root = Path(settings.index.path)
+        kb = cls(root, settings)
+        if gens.current_generation(root) is None:
+            if not create:
+                raise IndexNotFoundError(f"no index at {root} (build one with `kbsearch index add`)")
+            kb._create_empty()
+        kb._current()
+        return kb
+
+    def _create_empty(self) -> None:
+        with gens.writer_lock(self.root, self.settings.index.writer_timeout):
+            if gens.current_generation(self.root) is not None:
+                return
+            gen = gens.new_generation_dir(self.root)
+            EngineIndex.create(gen)
+            TfidfModel.empty().save(gen)
+            gens.write_meta(gen, self._meta(0, 0))
+            gens.switch_to(self.root, gen)
+
+    def _meta(self, documents: int, fitted_on: int) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "created": datetime.now(timezone.utc).isoformat(),
+            "documents_at_build": documents,
+            "model_fitted_on": fitted_on,
+        }
+
+    def _current(self) -> Generation:
+        """The live generation, reopened when another writer switched or refitted it."""
+        stamp = gens.pointer_stamp(self.root)
+        live = self._live
+        if live is not None and stamp == self._stamp and _model_stamp(live.path) == live.model_stamp:
+            return live
+        with self._lock:
+            live = self._live
+            stamp = gens.pointer_stamp(self.root)
+            if live is not None and stamp == self._stamp and _model_stamp(live.path) == live.model_stamp:
+                return live
+            path = gens.current_generation(self.root)
+            if path is None:
+                raise IndexNotFoundError(f"no index at {self.root}")
+            fresh = Generation(path, self.settings, self._cache)
+            old, self._live, self._stamp = self._live, fresh, stamp
+            # Close what nobody uses any more; the generation just replaced stays open for a
+            # while, as callers that did not pin it may still be reading it.
+            still = []
+            for gen in self._retired:
+                if gen.users:
+                    still.append(gen)
+                else:
+                    gen.close()
+            self._retired = still + ([old] if old is not None else [])
+            return fresh
+
+    @contextmanager
+    def _using(self) -> Iterator[Generation]:
+        """Pin the live generation for the duration of a read."""
+        with self._lock:
+            live = self._current()
+            live.users += 1
+        try:
+            yield live
+        finally:
+            with self._lock:
+                live.users -= 1
+
+    @property
+    def generation_path(self) -> Path:
+        """Directory of the live generation (models and calibration stored with the index live here)."""
+        return self._current().path
+
+    def close(self) -> None:
+        with self._lock:
+            for gen in [*self._retired, *([self._live] if self._live else [])]:
+                gen.close()
+            self._retired = []
+            self._live = None
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------
+    def search(
+        self,
+        question: str,
+        *,
+        limit: int | None = None,
+        user_groups: Iterable[str] | None | object = None,
+        kinds: Collection[str] | None = None,
+    ) -> list[Hit]:
+        """Answer-first ranked hits for a natural-language ``question``.
+
+        ``user_groups``: the asker's groups; restricted documents outside them are never returned
+        (None or empty: public documents only; `ALL_GROUPS`: no filter, for trusted operators).
+        """
+        with self._using() as live:
+            return live.searcher.search(question, limit=limit, user_groups=user_groups, kinds=kinds)
+
+    def get(self, doc_id: str, *, user_groups: Iterable[str] | None | object = ALL_GROUPS) -> Document | None:
+        """The document with ``doc_id``, or None (also None when the user may not see it)."""
+        from .search import normalise_groups
+
+        with self._using() as live:
+            if not live.engine.visible(doc_id, normalise_groups(user_groups)):
+                return None
+            return live.engine.get(doc_id)
+
+    def documents(self) -> Iterator[Document]:
+        """Every document of the live generation (streamed)."""
+        with self._using() as live:
+            yield from live.engine.iter_documents()
+
+    def ids(self, source: str | None = None) -> list[str]:
+        """Ids of every document, or of those from ``source``."""
+        with self._using() as live:
+            return list(live.engine.ids(source))
+
+    def stats(self) -> IndexStats:
+        pages = answers = restricted = 0
+        with self._using() as live:
+            for doc in live.engine.iter_documents():
+                pages += doc.kind == "page"
+                answers += doc.kind == "answer"
+                restricted += doc.restricted
+            size = sum(p.stat().st_size for p in live.path.rglob("*") if p.is_file())
+        return IndexStats(
+            path=str(self.root), generation=live.path.name, documents=pages + answers, pages=pages,
+            answers=answers, restricted=restricted, size_bytes=size,
+            model_fitted_on=live.model.fitted_on, created=live.meta.get("created"),
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+    def add(self, documents: Iterable[Document], *, progress: Progress | None = None) -> AddReport:
+        """Add or update documents by id in the live generation; unchanged ones are skipped.
+
+        Writes are committed in batches of ``index.batch_size``: if the stream raises part-way,
+        earlier batches stay indexed and the error says how many (re-running is safe).
+        """
+        report = AddReport()
+        started = time.perf_counter()
+        cfg = self.settings.index
+        with gens.writer_lock(self.root, cfg.writer_timeout):
+            live = self._current()
+            engine = EngineIndex.open(live.path)
+            done = 0
+            try:
+                for batch in _batched(documents, cfg.batch_size):
+                    latest: dict[str, Document] = {}
+                    for doc in batch:
+                        if not isinstance(doc, Document):
+                            raise KbsearchError(f"expected a Document, got {type(doc).__name__}")
+                        if doc.id in latest:
+                            report.duplicates += 1
+                        latest[doc.id] = doc
+                    writer = engine.writer(limitmb=cfg.writer_limitmb)
+                    try:
+                        for doc in latest.values():
+                            status = writer.add(doc)
+                            setattr(report, status, getattr(report, status) + 1)
+                        writer.commit()
+                    except BaseException:
+                        writer.cancel()
+                        raise
+                    done += len(batch)
+                    if progress:
+                        progress(done)
+            except KbsearchError as exc:
+                if report.changed or report.unchanged:
+                    raise type(exc)(f"{exc} ({report.changed} documents before it were indexed; "
+                                    "re-running after fixing it is safe)") from None
+                raise
+            finally:
+                engine.close()
+            if report.changed:
+                report.model_refitted = self._maybe_refit(live.path)
+        report.seconds = time.perf_counter() - started
+        log.info("add: %d added, %d updated, %d unchanged in %.2fs",
+                 report.added, report.updated, report.unchanged, report.seconds)
+        return report
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete documents by id; returns how many existed."""
+        deleted = 0
+        with gens.writer_lock(self.root, self.settings.index.writer_timeout):
+            live = self._current()
+            engine = EngineIndex.open(live.path)
+            try:
+                writer = engine.writer(limitmb=self.settings.index.writer_limitmb)
+                try:
+                    for doc_id in ids:
+                        deleted += writer.delete(doc_id)
+                    writer.commit()
+                except BaseException:
+                    writer.cancel()
+                    raise
+            finally:
+                engine.close()
+        log.info("delete: %d documents removed", deleted)
+        return deleted
+
+    def _maybe_refit(self, gen_path: Path) -> bool:
+        """Refit the TF-IDF model of a small, grown index (large ones are refitted by `rebuild`)."""
+        if getattr(self, "_defer_refit", False):  # a reindex is syncing: its final rebuild refits once
+            return False
+        live = self._current()
+        count = live.engine.doc_count()
+        sample = self.settings.rerank.fit_sample
+        fitted = live.model.fitted_on
+        if count > sample or (fitted and count < 2 * fitted):
+            return False
+        model = fit_on(live.engine.iter_documents(), sample, self.settings.rerank.doc_chars)
+        model.save(gen_path)
+        self._current()
+        self._after_build(self._current(), {})
+        return True
+
+    def rebuild(self, documents: Iterable[Document], *, progress: Progress | None = None) -> BuildReport:
+        """Build a new generation from ``documents`` and switch to it atomically.
+
+        Readers keep using the previous generation until the switch; if this fails or the process
+        is killed, the previous generation stays live and the partial one is removed next time.
+        """
+        cfg = self.settings.index
+        report = BuildReport()
+        started = time.perf_counter()
+        with gens.writer_lock(self.root, cfg.writer_timeout):
+            gens.remove_stale(self.root, cfg.keep_generations)
+            gen = gens.new_generation_dir(self.root)
+            report.generation = gen.name
+            try:
+                engine = EngineIndex.create(gen)
+                writer = engine.writer(fresh=True, limitmb=cfg.writer_limitmb)
+                sample = Reservoir(self.settings.rerank.fit_sample)
+                seen: set[str] = set()
+                try:
+                    for doc in documents:
+                        if doc.id in seen:
+                            report.duplicates += 1
+                            log.warning("rebuild: duplicate id %r kept its first document", doc.id)
+                            continue
+                        seen.add(doc.id)
+                        writer.add(doc)
+                        sample.offer(sample_item(doc, self.settings.rerank.doc_chars))
+                        report.documents += 1
+                        if progress and report.documents % 500 == 0:
+                            progress(report.documents)
+                    writer.commit()
+                except BaseException:
+                    writer.cancel()
+                    raise
+                finally:
+                    engine.close()
+                del seen
+                model = TfidfModel.fit(sample.items)
+                del sample
+                model.save(gen)
+                report.model_fitted_on = model.fitted_on
+                gens.write_meta(gen, self._meta(report.documents, model.fitted_on))
+                report.index_seconds = time.perf_counter() - started
+                staged = Generation(gen, self.settings, VectorCache())
+                try:
+                    self._after_build(staged, report.steps)
+                finally:
+                    staged.close()
+                report.steps_seconds = time.perf_counter() - started - report.index_seconds
+                gens.switch_to(self.root, gen)
+            except BaseException:
+                shutil.rmtree(gen, ignore_errors=True)
+                raise
+            gens.remove_stale(self.root, cfg.keep_generations)
+        self._current()
+        report.seconds = time.perf_counter() - started
+        if progress:
+            progress(report.documents)
+        log.info("rebuild: %d documents in %.1fs (%.0f docs/s) -> %s",
+                 report.documents, report.seconds, report.docs_per_second, report.generation)
+        return report
+
+    def _after_build(self, generation: Generation, steps: dict[str, Any]) -> None:
+        """Steps that must follow a new corpus model (e.g. deflection calibration); see deflect."""
+        steps["route"] = self._fit_router(generation)
+        steps["deflect"] = self._fit_deflection(generation)
+
+    # -- operations (reindex, report) ----------------------------------------------------------
+    def reindex(
+        self,
+        sources: str | Path | Iterable[Any] | None = None,
+        *,
+        only: Collection[str] | None = None,
+        full: bool = False,
+        wait: float | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Any:
+        """Sync every source (a ``crawlers/`` directory or Source objects), then rebuild atomically.
+
+        ``only`` names the sources to sync; ``full`` ignores incremental state; ``wait`` is how long to
+        wait for a running reindex (default ``web.reindex_wait``). Returns a `reindex.ReindexReport`.
+        """
+        from . import reindex as _reindex
+        from .sources import load_sources
+
+        if sources is None or isinstance(sources, (str, Path)):
+            sources = load_sources(sources if sources is not None else self.settings.web.sources_dir)
+        chosen = _reindex.select(list(sources), list(only) if only else None)
+        return _reindex.run(self, chosen, full=full, progress=progress,
+                            wait=self.settings.web.reindex_wait if wait is None else wait)
+
+    def report(self, *, days: int = 90, now: datetime | None = None) -> Any:
+        """The deflection report of the last ``days`` days from the usage log and the escalation store.
+
+        Returns a `report.DeflectionReport` (``.to_dict()``; `report.render_text` / `render_html`).
+        """
+        from . import report as _report
+
+        return _report.build(self, days=days, now=now)
+
+    # -- crawl ---------------------------------------------------------------------------------
+    def crawl(
+        self,
+        start_urls: str | Iterable[str],
+        *,
+        name: str | None = None,
+        full: bool = False,
+        dry_run: bool = False,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Crawl intranet pages from ``start_urls`` into this knowledge base, incrementally.
+
+        The scope defaults to the start URLs' hosts and directories.  ``options`` are `CrawlConfig`
+        settings (``max_pages``, ``delay``, ...) and source keys (``allowed_prefixes``, ``exclude``,
+        ``allowed_groups``, ``auth={...}``); ``name`` (default: the first URL's host) keeps the
+        documents and crawl state of different crawls apart; ``full`` re-parses unchanged pages;
+        ``dry_run`` writes nothing.  Returns a `crawl.CrawlReport`.
+        """
+        from .errors import IndexLockedError
+        from .sources.web import WebSource, default_name
+
+        urls = [start_urls] if isinstance(start_urls, str) else list(start_urls)
+        source = WebSource(name or default_name(urls), urls, **options)
+        deferred = getattr(self, "_defer_refit", False)
+        self._defer_refit = True  # refit the model (and recalibrate) once after the crawl, not per batch
+        try:
+            report = source.sync(self, full=full, progress=progress, dry_run=dry_run)
+        finally:
+            self._defer_refit = deferred
+        if not deferred and not dry_run and (report.added or report.updated):
+            try:
+                with gens.writer_lock(self.root, max(self.settings.index.writer_timeout, 30.0)):
+                    self._maybe_refit(self._current().path)
+            except IndexLockedError as exc:
+                log.warning("crawl: the model was not refitted (%s); `kbsearch reindex` will", exc)
+        return report
+
+    # -- deflect -------------------------------------------------------------------------------
+    def ask(self, question: str, *, user: str | None = None, groups: Iterable[str] | None = None,
+            escalate: bool = False) -> Any:
+        """Decide whether the index answers ``question`` (ANSWER / SUGGEST / ESCALATE), with why.
+
+        ``groups``: the asker's groups (restricted documents of other groups are never used).
+        With ``escalate=True`` an ESCALATE decision is escalated to the routed peer group.  Every
+        ask is logged in ``usage.sqlite3``.  Returns a `deflect.Decision`.
+        """
+        from . import deflect
+
+        return deflect.ask(self, question, user=user, groups=groups, escalate=escalate)
+
+    def ask_many(self, questions: Iterable[str], *, groups: Iterable[str] | None | object = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[Any]:
+        """Decisions for many questions in one batch (not logged, never escalated): evaluation, reports."""
+        from . import deflect
+
+        return deflect.decide_many(self, list(questions), groups=groups, progress=progress)
+
+    def feedback(self, decision_id: str, helpful: bool, *, user: str | None = None,
+                 comment: str | None = None, escalated: bool = False) -> Any:
+        """Record "did this answer your question?" for a logged decision; feeds the next calibration.
+
+        ``escalated=True`` records that the asker went to the peers after an answer (not helpful).
+        """
+        return self.usage.add_feedback(decision_id, helpful, escalated=escalated, user=user, comment=comment)
+
+    @property
+    def usage(self) -> Any:
+        """The usage log (`usage.UsageLog`) of this knowledge base."""
+        log_ = getattr(self, "_usage_log", None)
+        if log_ is None:
+            from .usage import open_usage
+
+            log_ = self._usage_log = open_usage(self.root)
+        return log_
+
+    def _fit_deflection(self, generation: Generation) -> dict[str, Any]:
+        from . import deflect
+
+        return deflect.after_build(self, generation)
+
+    # -- peers ---------------------------------------------------------------------------------
+    @property
+    def peers(self) -> Any:
+        """The answer loop (`peers.service.PeerLoop`): groups, router, escalation store, outbox."""
+        loop = getattr(self, "_peer_loop", None)
+        if loop is None:
+            with self._lock:
+                loop = getattr(self, "_peer_loop", None)
+                if loop is None:
+                    from .peers.service import PeerLoop
+
+                    loop = self._peer_loop = PeerLoop(self)
+        return loop
+
+    def groups(self) -> list[Any]:
+        """The peer groups (`peers.Group`) from ``[[groups]]`` in the config, plus the default group."""
+        return list(self.peers.groups)
+
+    def route(self, question: str, *, group: str | None = None) -> Any:
+        """Rank the peer groups for ``question`` (`route.Routing`: group, confidence, ranked, reason).
+
+        An explicit ``group`` chosen by the asker always wins.
+        """
+        return self.peers.route(question, group=group)
+
+    def escalate(self, question: str, *, user: str | None = None, group: str | None = None,
+                 seen: Iterable[Any] = (), attachments: Iterable[Any] = (), decision: Any = None,
+                 note: str = "", deliver: bool | None = None) -> Any:
+        """Send ``question`` to a peer group (routed unless ``group`` is given); returns the `Escalation`.
+
+        ``seen``: the hits the asker saw and rejected; ``attachments``: (filename, content_type, bytes)
+        tuples or file paths; ``decision``: the deflection decision that led here.  The escalation and
+        its notifications are stored in one transaction before any delivery is tried.
+        """
+        return self.peers.escalate(question, user=user, group=group, seen=seen, attachments=attachments,
+                                   decision=decision, note=note, deliver=deliver)
+
+    def escalations(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,
+                    user: str | None = None, limit: int = 100) -> list[Any]:
+        """Escalations, newest first, filtered by group, status, still open, or asker."""
+        return self.peers.store.list(group=group, status=status, open_only=open_only, user=user, limit=limit)
+
+    def escalation(self, escalation_id: str) -> Any:
+        """One escalation with its history and notification states; `NotFoundError` if unknown."""
+        return self.peers.store.get(escalation_id, history=True)
+
+    def attachment(self, escalation_id: str, attachment_id: str) -> Any:
+        """An escalation's attachment with its bytes (`peers.Attachment`)."""
+        return self.peers.store.attachment(escalation_id, attachment_id)
+
+    def answer(self, escalation_id: str, text: str, *, by: str | None = None, verify: bool = False) -> Any:
+        """Record a peer's answer and make it searchable at once (kind "answer", title = the question).
+
+        ``verify=True`` marks it verified (only the group's experts may, when experts are configured).
+        """
+        return self.peers.answer(escalation_id, text, by=by, verify=verify)
+
+    def review_answer(self, escalation_id: str, *, verified: bool | None = None, accepted: bool | None = None,
+                      by: str | None = None) -> Any:
+        """Mark an answer verified (by an expert) and/or accepted (by the asker); the index follows."""
+        return self.peers.review(escalation_id, verified=verified, accepted=accepted, by=by)
+
+    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None = None) -> Any:
+        """Close an escalation as a duplicate of answer ``doc_id``; its wording joins that answer's phrasings."""
+        return self.peers.close_duplicate(escalation_id, doc_id, by=by)
+
+    def mark_outdated(self, doc_id: str, *, outdated: bool = True, by: str | None = None) -> Document:
+        """Mark a document outdated (ranked lower, never used to deflect) or current again."""
+        return self.peers.mark_outdated(doc_id, outdated=outdated, by=by)
+
+    def deliver_notifications(self, *, limit: int = 500) -> Any:
+        """Run the outbox once: reminders, due notifications, pending answers; a `peers.DeliveryReport`."""
+        return self.peers.deliver(limit=limit)
+
+    def import_source(self, source: Any, *, full: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
+                      **options: Any) -> Any:
+        """Stream a Q&A export or API into the index: a `sources.Source`, or a type name with its options.
+
+        E.g. ``kb.import_source("stackexchange", path="Posts.xml", name="teams")``; returns a `SourceReport`.
+        """
+        from .sources import make_source
+
+        if isinstance(source, str):
+            name = options.pop("name", None) or source
+            source = make_source(str(name), {"type": source, **options})
+        return source.sync(self, full=full, progress=progress)
+
+    def _fit_router(self, generation: Generation) -> dict[str, Any]:
+        from .route import fit_for_generation
+
+        return fit_for_generation(self, generation)

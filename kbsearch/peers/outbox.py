@@ -1,0 +1,141 @@
+"""The outbox: notifications written with the escalation, delivered after, never lost, never doubled.
+
+`notifications_for` builds the outbox entries of a new escalation (one per channel of its group);
+the store writes them in the escalation's own transaction.  `Outbox.deliver` claims due entries,
+sends each through its channel and records the outcome: delivered, or retried later with
+exponential backoff while the channel is down, or ``failed`` (kept, visible, re-queueable) when
+retrying cannot help.  A process killed at any point leaves its entries pending or claimed for a
+short lease, so the next run delivers them; the idempotency key travels with every attempt.
+It also queues the one-time reminder to a group's experts for escalations left unanswered.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config import PeersConfig
+from ..errors import DeliveryError
+from .channels import Channel, Message, make_channel, message_recipients
+from .groups import Groups
+from .store import Escalation, EscalationStore, NewNotification, Notification
+
+log = logging.getLogger(__name__)
+
+ChannelFactory = Callable[..., Channel]
+
+
+@dataclass
+class DeliveryReport:
+    """What one `Outbox.deliver` run did (the same counts `kbsearch deliver` prints)."""
+
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    reminders: int = 0
+    indexed: int = 0
+    pending: int = 0
+    seconds: float = 0.0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def escalation_summary(esc: Escalation, cfg: PeersConfig) -> dict[str, Any]:
+    """The part of an escalation a notification shows (no attachment bytes, no internal state)."""
+    return {
+        "id": esc.id, "question": esc.question, "group": esc.group, "user": esc.user, "note": esc.note,
+        "reason": esc.routing.get("reason", ""), "confidence": esc.routing.get("confidence"),
+        "created": esc.to_dict()["created"],
+        "url": cfg.escalation_url.replace("{id}", esc.id) if cfg.escalation_url else "",
+        "seen": [{"title": s.get("title", ""), "url": s.get("url", "")} for s in esc.seen[:5]],
+        "attachments": [a.filename for a in esc.attachments],
+    }
+
+
+def notifications_for(group_name: str, summary: dict[str, Any], groups: Groups, kind: str) -> list[NewNotification]:
+    """One outbox entry per channel of the group that handles ``group_name`` (or the default group)."""
+    target = groups.notify_group(group_name)
+    if not target.channels:
+        log.warning("group %r has no notification channels; escalation %s waits in `kbsearch escalations --open`",
+                    group_name, summary.get("id"))
+    return [NewNotification(group=target.name, channel=spec.name, kind=kind, payload=summary)
+            for spec in target.channels]
+
+
+class Outbox:
+    """Delivers pending notifications of an `EscalationStore` through the groups' channels."""
+
+    def __init__(self, store: EscalationStore, groups: Groups, cfg: PeersConfig, *,
+                 env: Mapping[str, str] | None = None, channel_factory: ChannelFactory = make_channel) -> None:
+        self.store = store
+        self.groups = groups
+        self.cfg = cfg
+        self.env = env
+        self.channel_factory = channel_factory
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next try after ``attempts`` failures (exponential, capped, jittered)."""
+        base = min(self.cfg.retry_initial * self.cfg.retry_factor ** max(attempts - 1, 0), self.cfg.retry_max)
+        return base * random.uniform(0.8, 1.2)
+
+    def _channel(self, note: Notification) -> tuple[Channel, tuple[str, ...]]:
+        group = self.groups.get(note.group)
+        spec = group.channel(note.channel) if group else None
+        if group is None or spec is None:
+            raise DeliveryError(f"channel {note.group}/{note.channel} is no longer configured")
+        return self.channel_factory(spec, group, self.cfg, env=self.env), message_recipients(spec, group, note.kind)
+
+    def deliver(self, *, limit: int = 500, now: float | None = None,
+                escalation_id: str | None = None) -> DeliveryReport:
+        """Queue due reminders, then try every due notification once; returns what happened.
+
+        ``escalation_id`` limits the run to one escalation's notifications (used right after escalating).
+        """
+        started = time.perf_counter()
+        report = DeliveryReport()
+        if escalation_id is None:
+            report.reminders = self.queue_reminders(now=now)
+        now = time.time() if now is None else now
+        for note in self.store.claim(now=now, lease=self.cfg.claim_seconds, limit=limit, escalation_id=escalation_id):
+            try:
+                channel, recipients = self._channel(note)
+                channel.send(Message(key=note.key, kind=note.kind, escalation=note.payload, recipients=recipients))
+            except DeliveryError as exc:
+                attempts = note.attempts + 1
+                give_up = exc.permanent or (self.cfg.max_attempts > 0 and attempts >= self.cfg.max_attempts)
+                retry_at = None if give_up else time.time() + self.backoff(attempts)
+                self.store.failed(note.id, str(exc), retry_at=retry_at)
+                report.errors.append({"key": note.key, "error": str(exc)})
+                if give_up:
+                    report.failed += 1
+                    log.error("notification %s failed for good after %d attempts: %s", note.key, attempts, exc)
+                else:
+                    report.retrying += 1
+                    log.warning("notification %s not delivered (attempt %d), retrying: %s", note.key, attempts, exc)
+                continue
+            self.store.delivered(note.id, now=time.time())
+            report.delivered += 1
+            log.info("notification %s delivered", note.key)
+        report.pending = self.store.outbox_counts()["pending"]
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def queue_reminders(self, *, now: float | None = None) -> int:
+        """Queue one reminder per channel for escalations open longer than ``remind_after_hours``."""
+        hours = self.cfg.remind_after_hours
+        if hours <= 0:
+            return 0
+        now = time.time() if now is None else now
+        queued = 0
+        for esc in self.store.due_reminders(now - hours * 3600):
+            summary = escalation_summary(esc, self.cfg)
+            summary["hours_open"] = round((now - esc.created) / 3600, 1)
+            if self.store.add_reminders(esc.id, notifications_for(esc.group, summary, self.groups, "reminder")):
+                queued += 1
+        return queued

@@ -1,0 +1,353 @@
+"""The answer loop behind `KnowledgeBase`'s peer methods: escalate, notify, answer, index.
+
+`PeerLoop` ties together the groups (config), the router (per index generation), the escalation
+store and its outbox.  Order matters for "nothing is lost": an escalation and its notifications are
+written in one transaction before any delivery is tried; an answer is stored before it is indexed,
+and an answer whose indexing failed (lock held, process killed) is indexed by the next
+`deliver`/`index_pending` or by the ``escalations`` source during reindex.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..documents import Document, Hit, make_id
+from ..errors import (
+    IndexLockedError,
+    InvalidEscalationError,
+    InvalidQuestionError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from ..route import Router, Routing
+from .groups import Group, Groups
+from .outbox import DeliveryReport, Outbox, escalation_summary, notifications_for
+from .store import Escalation, EscalationStore, SqliteStore
+
+if TYPE_CHECKING:
+    from ..kb import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+SOURCE = "escalations"
+STORE_FILE = "peers.sqlite3"
+_MAGIC: dict[str, Any] = {
+    "image/jpeg": lambda b: b[:3] == b"\xff\xd8\xff",
+    "image/png": lambda b: b[:8] == b"\x89PNG\r\n\x1a\n",
+    "image/gif": lambda b: b[:6] in (b"GIF87a", b"GIF89a"),
+    "image/webp": lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP",
+    "image/heic": lambda b: b[4:8] == b"ftyp" and b[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"),
+    "application/pdf": lambda b: b[:5] == b"%PDF-",
+}
+
+
+def answer_doc_id(escalation_id: str) -> str:
+    """The stable index id of an escalation's answer."""
+    return make_id(SOURCE, escalation_id)
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+
+def _seen_item(item: Any) -> dict[str, Any]:
+    if isinstance(item, Hit):
+        return {"id": item.id, "title": item.title, "url": item.url, "score": round(item.score, 4)}
+    if isinstance(item, Mapping):
+        return {k: item.get(k) for k in ("id", "title", "url", "score") if k in item}
+    if isinstance(item, str):
+        return {"id": item}
+    if hasattr(item, "id"):
+        return {k: getattr(item, k) for k in ("id", "title", "url") if hasattr(item, k)}
+    raise InvalidEscalationError(f"seen: expected hits, dicts or ids, got {type(item).__name__}")
+
+
+def _decision_dict(decision: Any) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    if isinstance(decision, Mapping):
+        return dict(decision)
+    if hasattr(decision, "to_dict"):
+        return decision.to_dict()
+    return {"decision": str(decision)}
+
+
+class PeerLoop:
+    """Escalations, routing, notifications and answers of one knowledge base."""
+
+    def __init__(self, kb: KnowledgeBase, *, store: EscalationStore | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.kb = kb
+        self.cfg = kb.settings.peers
+        self.groups = Groups.from_config(self.cfg)
+        if store is None:
+            if self.cfg.store != "sqlite":
+                raise InvalidEscalationError(f"peers.store {self.cfg.store!r} is not available (use 'sqlite')")
+            store = SqliteStore(Path(kb.root) / STORE_FILE, busy_timeout=self.cfg.busy_timeout)
+        self.store = store
+        self.outbox = Outbox(store, self.groups, self.cfg, env=env)
+        self._router: tuple[tuple[str, int], Router] | None = None
+        self._router_lock = threading.Lock()
+        self._index_lock = threading.RLock()
+
+    # -- routing ----------------------------------------------------------------------------
+    def router(self) -> Router:
+        """The live generation's router (refitted from the documents if that generation has none)."""
+        gen = self.kb.generation_path
+        try:
+            stamp = (str(gen), (gen / "route" / "router.json").stat().st_mtime_ns)
+        except FileNotFoundError:
+            stamp = (str(gen), 0)
+        cached = self._router
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        with self._router_lock:
+            router = Router.load(gen) if stamp[1] else None
+            if router is None:
+                router = Router.from_documents(self.kb.documents(), self.groups, self.kb.settings.route)
+            self._router = (stamp, router)
+            return router
+
+    def route(self, question: str, *, group: str | None = None) -> Routing:
+        question = self._check_question(question)
+        return self.router().route(question, self.groups, group=group,
+                                   min_confidence=self.kb.settings.route.min_confidence,
+                                   default=self.groups.default)
+
+    # -- escalating -------------------------------------------------------------------------
+    def _check_question(self, question: str) -> str:
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidQuestionError("the question is empty")
+        limit = self.kb.settings.search.max_question_chars
+        if len(question) > limit:
+            raise InvalidQuestionError(f"the question is longer than {limit} characters")
+        return question.strip()
+
+    def _check_attachments(self, attachments: Iterable[Any]) -> list[tuple[str, str, bytes]]:
+        out = []
+        for item in attachments:
+            if isinstance(item, (str, Path)):
+                path = Path(item)
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:
+                    raise InvalidEscalationError(f"attachment {path}: {exc.strerror}") from None
+                filename, ctype = path.name, _guess_type(path.name)
+            elif isinstance(item, (tuple, list)) and len(item) == 3:
+                filename, ctype, data = item
+            elif isinstance(item, Mapping):
+                filename, ctype, data = item.get("filename", ""), item.get("content_type", ""), item.get("data")
+            else:
+                filename, ctype, data = (getattr(item, "filename", ""), getattr(item, "content_type", ""),
+                                         getattr(item, "data", None))
+            if not isinstance(data, (bytes, bytearray)):
+                raise InvalidEscalationError("attachment: expected (filename, content_type, bytes)")
+            data = bytes(data)
+            filename = re.sub(r"[\x00-\x1f/\\]", "_", os.path.basename(str(filename or "attachment")))[:200]
+            ctype = str(ctype or "").split(";")[0].strip().lower()
+            if ctype not in self.cfg.attachment_types:
+                raise InvalidEscalationError(f"attachment {filename}: type {ctype or '(none)'} not accepted "
+                                             f"(accepted: {', '.join(self.cfg.attachment_types)})")
+            if not data:
+                raise InvalidEscalationError(f"attachment {filename}: empty")
+            if len(data) > self.cfg.max_attachment_bytes:
+                raise InvalidEscalationError(f"attachment {filename}: {len(data):,} bytes is over the limit of "
+                                             f"{self.cfg.max_attachment_bytes:,}")
+            check = _MAGIC.get(ctype)
+            if check is not None and not check(data):
+                raise InvalidEscalationError(f"attachment {filename}: content is not {ctype}")
+            if ctype == "text/plain":
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidEscalationError(f"attachment {filename}: text is not UTF-8") from None
+            out.append((filename, ctype, data))
+        if len(out) > self.cfg.max_attachments:
+            raise InvalidEscalationError(f"at most {self.cfg.max_attachments} attachments per question")
+        return out
+
+    def escalate(self, question: str, *, user: str | None = None, group: str | None = None,
+                 seen: Iterable[Any] = (), attachments: Iterable[Any] = (), decision: Any = None,
+                 note: str = "", deliver: bool | None = None) -> Escalation:
+        """Store the question for a peer group (routed unless ``group`` is given) and notify it."""
+        question = self._check_question(question)
+        files = self._check_attachments(attachments)
+        seen_items = [_seen_item(s) for s in seen]
+        decision_data = _decision_dict(decision)
+        if not seen_items and decision is not None and hasattr(decision, "hits"):
+            seen_items = [_seen_item(h) for h in getattr(decision, "hits") or ()]
+        for item in seen_items:  # ids alone say little to a peer: add the title and link
+            if set(item) == {"id"} and isinstance(item["id"], str):
+                doc = self.kb.get(item["id"])
+                if doc is not None:
+                    item.update(title=doc.title, url=doc.url)
+        earlier = getattr(decision, "routing", None)
+        if isinstance(earlier, Routing) and group is not None and earlier.group == group and not earlier.explicit:
+            routing = earlier  # the deflection decision already routed it: keep its reason
+        else:
+            try:
+                routing = self.route(question, group=group)
+            except InvalidEscalationError:
+                if decision is None:
+                    raise  # a person typed an unknown group: say so
+                log.warning("escalate: group %r from the decision is unknown; routing instead", group)
+                routing = self.route(question)
+        if not isinstance(note, str) or len(note) > self.kb.settings.search.max_question_chars:
+            raise InvalidEscalationError("note: expected a string no longer than a question")
+
+        def notify(esc: Escalation) -> list[Any]:
+            return notifications_for(esc.group, escalation_summary(esc, self.cfg), self.groups, "escalated")
+
+        esc = self.store.create(question, group=routing.group, user=user, note=note.strip(),
+                                routing=routing.to_dict(), decision=decision_data, seen=seen_items,
+                                attachments=files, notify=notify)
+        log.info("escalated %s to %s (%s)", esc.id, esc.group, routing.reason)
+        if self.cfg.deliver_on_escalate if deliver is None else deliver:
+            try:
+                self.outbox.deliver(escalation_id=esc.id)
+            except Exception:  # delivery problems never lose the stored escalation
+                log.exception("delivering notifications of %s failed; they stay in the outbox", esc.id)
+        return self.store.get(esc.id, history=True)
+
+    # -- answers ----------------------------------------------------------------------------
+    def group(self, name: str) -> Group | None:
+        return self.groups.get(name)
+
+    def _check_expert(self, esc: Escalation, by: str | None) -> None:
+        group = self.groups.get(esc.group)
+        if by is not None and group is not None and group.experts and by not in group.experts:
+            raise PermissionDeniedError(f"{by} is not an expert of {esc.group}; only experts verify answers")
+
+    def answer(self, escalation_id: str, text: str, *, by: str | None = None, verify: bool = False) -> Escalation:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidEscalationError("the answer is empty")
+        if len(text) > 200_000:
+            raise InvalidEscalationError("the answer is longer than 200,000 characters")
+        esc = self.store.get(escalation_id)
+        if verify:
+            self._check_expert(esc, by)
+        self.store.record_answer(escalation_id, text.strip(), by=by, verified=verify)
+        self.index_answer(escalation_id)
+        return self.store.get(escalation_id, history=True)
+
+    def review(self, escalation_id: str, *, verified: bool | None = None, accepted: bool | None = None,
+               by: str | None = None) -> Escalation:
+        esc = self.store.get(escalation_id)
+        if verified is not None:
+            self._check_expert(esc, by)
+        self.store.review(escalation_id, verified=verified, accepted=accepted, by=by)
+        self.index_answer(escalation_id)
+        return self.store.get(escalation_id, history=True)
+
+    def answer_document(self, esc: Escalation, *, extra_questions: Sequence[str] = (),
+                        outdated: bool = False) -> Document:
+        """The index document of an answered escalation: title = question, text = answer."""
+        if not esc.answered or not esc.answer:
+            raise InvalidEscalationError(f"{esc.id} has no answer")
+        questions = [q for q in extra_questions if not _same(q, esc.question)]
+        return Document(
+            id=answer_doc_id(esc.id), title=esc.question, text=esc.answer, kind="answer",
+            url=self.cfg.escalation_url.replace("{id}", esc.id) if self.cfg.escalation_url else "",
+            questions=tuple(dict.fromkeys(questions)), group=esc.group, source=SOURCE,
+            asked=esc.created, updated=esc.answered_at, accepted=esc.accepted, verified=esc.verified,
+            outdated=outdated,
+        )
+
+    def _add_with_wait(self, docs: list[Document]) -> None:
+        """Add to the index, waiting up to ``peers.index_wait`` for another writer to finish."""
+        deadline = time.monotonic() + self.cfg.index_wait
+        delay = 0.02
+        with self._index_lock:
+            while True:
+                try:
+                    self.kb.add(docs)
+                    return
+                except IndexLockedError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+
+    def index_answer(self, escalation_id: str) -> bool:
+        """Make the stored answer searchable now; False (answer kept, indexed later) if the index is busy."""
+        with self._index_lock:
+            esc = self.store.get(escalation_id)
+            if not esc.answered:
+                return False
+            doc_id = answer_doc_id(esc.id)
+            phrasings = [q for d, q in self.store.duplicates() if d == doc_id]
+            doc = self.answer_document(esc, extra_questions=phrasings,
+                                       outdated=self.store.outdated_marks().get(doc_id, False))
+            try:
+                self._add_with_wait([doc])
+            except IndexLockedError:
+                log.warning("index busy: answer of %s is stored and will be indexed by the next delivery run",
+                            escalation_id)
+                return False
+            return self.store.mark_indexed(esc.id, doc_id, esc.revision)
+
+    def index_pending(self) -> int:
+        """Index every stored answer that is not searchable yet (after a crash or a busy index)."""
+        done = 0
+        for esc in self.store.unindexed():
+            done += self.index_answer(esc.id)
+        return done
+
+    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None = None) -> Escalation:
+        """Close as a duplicate of answer ``doc_id`` and add the asker's wording to its phrasings."""
+        doc = self.kb.get(doc_id)
+        if doc is None:
+            raise NotFoundError(f"no document {doc_id!r} in the index")
+        if doc.kind != "answer":
+            raise InvalidEscalationError(f"{doc_id} is a page, not an answer; answer the question instead")
+        esc = self.store.close_duplicate(escalation_id, doc_id, by=by)
+        self._add_phrasing(doc, esc.question)
+        return self.store.get(escalation_id, history=True)
+
+    def _add_phrasing(self, doc: Document, question: str) -> bool:
+        if any(_same(question, q) for q in (doc.title, *doc.questions)):
+            return False
+        self._add_with_wait([doc.replace(questions=(*doc.questions, question))])
+        return True
+
+    def mark_outdated(self, doc_id: str, *, outdated: bool = True, by: str | None = None) -> Document:
+        doc = self.kb.get(doc_id)
+        if doc is None:
+            raise NotFoundError(f"no document {doc_id!r} in the index")
+        self.store.set_outdated(doc_id, outdated, by=by)
+        changed = doc.replace(outdated=outdated)
+        self._add_with_wait([changed])
+        return changed
+
+    def reapply_marks(self) -> int:
+        """Re-add duplicate phrasings and outdated marks that a re-import of another source dropped."""
+        fixed = 0
+        for doc_id, question in self.store.duplicates():
+            doc = self.kb.get(doc_id)
+            if doc is not None:
+                fixed += self._add_phrasing(doc, question)
+        for doc_id, outdated in self.store.outdated_marks().items():
+            doc = self.kb.get(doc_id)
+            if doc is not None and doc.outdated != outdated:
+                self._add_with_wait([doc.replace(outdated=outdated)])
+                fixed += 1
+        return fixed
+
+    # -- notifications ----------------------------------------------------------------------
+    def deliver(self, *, limit: int = 500) -> DeliveryReport:
+        report = self.outbox.deliver(limit=limit)
+        report.indexed = self.index_pending()
+        return report
+
+
+def _guess_type(name: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"

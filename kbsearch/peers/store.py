@@ -1,0 +1,573 @@
+"""The escalation store: questions sent to peers, their lifecycle, attachments and the outbox.
+
+Lifecycle: ``asked`` → ``escalated`` (to a group) → ``answered`` → ``accepted`` / ``verified``; the
+answer is ``indexed`` (a timestamp, set once the answer document is searchable); or ``duplicate`` when
+closed as a duplicate of an existing answer.  Every step is also an event in the history.
+
+`EscalationStore` is the interface; `SqliteStore` (WAL, one file ``peers.sqlite3`` in the index
+directory) is the embedded implementation.  Nothing here uses SQLite-only SQL beyond the connection
+setup and ``BEGIN IMMEDIATE``, so a PostgreSQL store can implement the same Protocol.  Notifications
+are written to the outbox in the same transaction as the escalation they announce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import InvalidEscalationError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = ("asked", "escalated")
+ANSWERED_STATUSES = ("answered", "accepted", "verified")
+STATUSES = (*OPEN_STATUSES, *ANSWERED_STATUSES, "duplicate")
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() if ts is not None else None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with an escalation (e.g. a phone photo); ``data`` is only loaded on request."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    data: bytes | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "filename": self.filename, "content_type": self.content_type,
+                "size": self.size, "sha256": self.sha256}
+
+
+@dataclass
+class Escalation:
+    """A question sent to a peer group, and everything that happened to it since."""
+
+    id: str
+    question: str
+    group: str
+    status: str
+    created: float
+    updated: float
+    user: str | None = None
+    note: str = ""
+    routing: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] | None = None
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    answer: str | None = None
+    answered_by: str | None = None
+    answered_at: float | None = None
+    verified: bool = False
+    verified_by: str | None = None
+    accepted: bool = False
+    doc_id: str | None = None
+    duplicate_of: str | None = None
+    indexed_at: float | None = None
+    reminded_at: float | None = None
+    #: Bumped by every change to the answer; the index records which revision it holds.
+    revision: int = 0
+    attachments: list[Attachment] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        """True while the question waits for a peer's answer."""
+        return self.status in OPEN_STATUSES
+
+    @property
+    def answered(self) -> bool:
+        return self.status in ANSWERED_STATUSES
+
+    @property
+    def indexed(self) -> bool:
+        return self.indexed_at is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("created", "updated", "answered_at", "indexed_at", "reminded_at"):
+            out[key] = iso(out[key])
+        out["attachments"] = [a.to_dict() for a in self.attachments]
+        out["open"] = self.open
+        out["indexed"] = self.indexed
+        return out
+
+
+@dataclass
+class Notification:
+    """One outbox entry: a message for one channel about one escalation, delivered at least once."""
+
+    id: int
+    key: str
+    escalation_id: str
+    group: str
+    channel: str
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt: float
+    last_error: str = ""
+    delivered_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["next_attempt"] = iso(self.next_attempt)
+        out["delivered_at"] = iso(self.delivered_at)
+        return out
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """What to put in the outbox with a new escalation or reminder."""
+
+    group: str
+    channel: str
+    kind: str
+    payload: dict[str, Any]
+
+    def key(self, escalation_id: str) -> str:
+        """The idempotency key: one message of a kind per escalation and channel, ever."""
+        return f"{escalation_id}/{self.group}/{self.channel}/{self.kind}"
+
+
+@runtime_checkable
+class EscalationStore(Protocol):
+    """Durable escalations and their outbox; SQLite now, a shared PostgreSQL later."""
+
+    def create(self, question: str, *, group: str, user: str | None, note: str, routing: dict[str, Any],
+               decision: dict[str, Any] | None, seen: list[dict[str, Any]],
+               attachments: Sequence[tuple[str, str, bytes]],
+               notify: Callable[[Escalation], Sequence[NewNotification]]) -> Escalation: ...
+    def get(self, escalation_id: str, *, history: bool = False) -> Escalation: ...
+    def list(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,
+             user: str | None = None, limit: int = 100) -> list[Escalation]: ...
+    def record_answer(self, escalation_id: str, text: str, *, by: str | None, verified: bool) -> Escalation: ...
+    def review(self, escalation_id: str, *, verified: bool | None, accepted: bool | None,
+               by: str | None) -> Escalation: ...
+    def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool: ...
+    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None) -> Escalation: ...
+    def unindexed(self) -> list[Escalation]: ...
+    def answered(self) -> Iterator[Escalation]: ...
+    def duplicates(self) -> list[tuple[str, str]]: ...
+    def set_outdated(self, doc_id: str, outdated: bool, *, by: str | None) -> None: ...
+    def outdated_marks(self) -> dict[str, bool]: ...
+    def attachment(self, escalation_id: str, attachment_id: str) -> Attachment: ...
+    def claim(self, *, now: float, lease: float, limit: int,
+              escalation_id: str | None = None) -> list[Notification]: ...
+    def delivered(self, notification_id: int, *, now: float) -> None: ...
+    def failed(self, notification_id: int, error: str, *, retry_at: float | None) -> None: ...
+    def due_reminders(self, cutoff: float) -> list[Escalation]: ...
+    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification]) -> bool: ...
+    def outbox_counts(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS escalations (
+    id TEXT PRIMARY KEY,
+    question TEXT NOT NULL,
+    user_name TEXT,
+    group_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    routing TEXT NOT NULL DEFAULT '{}',
+    decision TEXT,
+    seen TEXT NOT NULL DEFAULT '[]',
+    answer TEXT,
+    answered_by TEXT,
+    answered_at REAL,
+    verified INTEGER NOT NULL DEFAULT 0,
+    verified_by TEXT,
+    accepted INTEGER NOT NULL DEFAULT 0,
+    doc_id TEXT,
+    duplicate_of TEXT,
+    indexed_at REAL,
+    reminded_at REAL,
+    revision INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS escalations_group ON escalations (group_name, status);
+CREATE INDEX IF NOT EXISTS escalations_status ON escalations (status, created);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    escalation_id TEXT NOT NULL REFERENCES escalations (id),
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS events_escalation ON events (escalation_id);
+CREATE TABLE IF NOT EXISTS attachments (
+    id TEXT PRIMARY KEY,
+    escalation_id TEXT NOT NULL REFERENCES escalations (id),
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attachments_escalation ON attachments (escalation_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    escalation_id TEXT NOT NULL REFERENCES escalations (id),
+    group_name TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    claimed_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt);
+CREATE TABLE IF NOT EXISTS doc_marks (
+    doc_id TEXT PRIMARY KEY,
+    outdated INTEGER NOT NULL,
+    at REAL NOT NULL,
+    actor TEXT
+);
+"""
+
+_COLUMNS = ("id, question, user_name, group_name, status, created, updated, note, routing, decision, seen, "
+            "answer, answered_by, answered_at, verified, verified_by, accepted, doc_id, duplicate_of, "
+            "indexed_at, reminded_at, revision")
+
+
+def new_escalation_id() -> str:
+    """A short random id that is safe in URLs and command lines."""
+    return "esc-" + secrets.token_hex(6)
+
+
+class SqliteStore:
+    """`EscalationStore` in one SQLite file in WAL mode; safe across threads and processes.
+
+    Each operation opens its own short-lived connection, so threads never share one, and writes use
+    ``BEGIN IMMEDIATE`` so concurrent writers queue on SQLite's lock (``busy_timeout``) instead of failing.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        try:
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back on any error."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def close(self) -> None:
+        """Nothing stays open between operations; kept for the Protocol."""
+
+    @staticmethod
+    def _event(con: sqlite3.Connection, escalation_id: str, kind: str, actor: str | None,
+               detail: dict[str, Any] | None = None, at: float | None = None) -> None:
+        con.execute("INSERT INTO events (escalation_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
+                    (escalation_id, at or time.time(), kind, actor, json.dumps(detail or {}, ensure_ascii=False)))
+
+    @staticmethod
+    def _row(row: Sequence[Any]) -> Escalation:
+        (eid, question, user, group, status, created, updated, note, routing, decision, seen, answer,
+         answered_by, answered_at, verified, verified_by, accepted, doc_id, duplicate_of, indexed_at,
+         reminded_at, revision) = row
+        return Escalation(
+            id=eid, question=question, user=user, group=group, status=status, created=created,
+            updated=updated, note=note, routing=json.loads(routing), decision=json.loads(decision) if decision else None,
+            seen=json.loads(seen), answer=answer, answered_by=answered_by, answered_at=answered_at,
+            verified=bool(verified), verified_by=verified_by, accepted=bool(accepted), doc_id=doc_id,
+            duplicate_of=duplicate_of, indexed_at=indexed_at, reminded_at=reminded_at, revision=revision,
+        )
+
+    def _load(self, con: sqlite3.Connection, escalation_id: str, history: bool = False) -> Escalation:
+        row = con.execute(f"SELECT {_COLUMNS} FROM escalations WHERE id = ?", (escalation_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no escalation {escalation_id!r}")
+        esc = self._row(row)
+        esc.attachments = [
+            Attachment(id=a, filename=f, content_type=c, size=s, sha256=h)
+            for a, f, c, s, h in con.execute(
+                "SELECT id, filename, content_type, size, sha256 FROM attachments WHERE escalation_id = ? ORDER BY rowid",
+                (escalation_id,))
+        ]
+        if history:
+            esc.events = [
+                {"at": iso(at), "kind": kind, "actor": actor, "detail": json.loads(detail)}
+                for at, kind, actor, detail in con.execute(
+                    "SELECT at, kind, actor, detail FROM events WHERE escalation_id = ? ORDER BY id", (escalation_id,))
+            ]
+            esc.notifications = [
+                {"key": key, "channel": f"{g}/{ch}", "kind": kind, "status": st, "attempts": n,
+                 "last_error": err, "delivered_at": iso(d)}
+                for key, g, ch, kind, st, n, err, d in con.execute(
+                    "SELECT key, group_name, channel, kind, status, attempts, last_error, delivered_at "
+                    "FROM outbox WHERE escalation_id = ? ORDER BY id", (escalation_id,))
+            ]
+        return esc
+
+    # -- escalations ------------------------------------------------------------------------
+    def create(self, question: str, *, group: str, user: str | None, note: str, routing: dict[str, Any],
+               decision: dict[str, Any] | None, seen: list[dict[str, Any]],
+               attachments: Sequence[tuple[str, str, bytes]],
+               notify: Callable[[Escalation], Sequence[NewNotification]]) -> Escalation:
+        """Write the escalation, its attachments and its outbox entries (``notify(escalation)``) in one transaction."""
+        now = time.time()
+        eid = new_escalation_id()
+        with self._write() as con:
+            con.execute(
+                "INSERT INTO escalations (id, question, user_name, group_name, status, created, updated, note, "
+                "routing, decision, seen) VALUES (?, ?, ?, ?, 'escalated', ?, ?, ?, ?, ?, ?)",
+                (eid, question, user, group, now, now, note, json.dumps(routing, ensure_ascii=False),
+                 json.dumps(decision, ensure_ascii=False, default=str) if decision is not None else None,
+                 json.dumps(seen, ensure_ascii=False, default=str)))
+            self._event(con, eid, "asked", user, {"question": question}, at=now)
+            self._event(con, eid, "escalated", None, {"group": group, "reason": routing.get("reason", "")}, at=now)
+            for n, (filename, content_type, data) in enumerate(attachments):
+                con.execute(
+                    "INSERT INTO attachments (id, escalation_id, filename, content_type, size, sha256, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (f"{eid}-a{n + 1}", eid, filename, content_type, len(data),
+                     hashlib.sha256(data).hexdigest(), sqlite3.Binary(data)))
+            esc = self._load(con, eid)
+            for item in notify(esc):
+                self._enqueue(con, eid, item, now)
+            return esc
+
+    @staticmethod
+    def _enqueue(con: sqlite3.Connection, eid: str, item: NewNotification, now: float) -> None:
+        con.execute(
+            "INSERT INTO outbox (key, escalation_id, group_name, channel, kind, payload, next_attempt, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            (item.key(eid), eid, item.group, item.channel, item.kind,
+             json.dumps(item.payload, ensure_ascii=False), now, now))
+
+    def get(self, escalation_id: str, *, history: bool = False) -> Escalation:
+        with self._connect() as con:
+            return self._load(con, escalation_id, history)
+
+    def list(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,
+             user: str | None = None, limit: int = 100) -> list[Escalation]:
+        """Escalations, newest first, filtered by group, status, openness or asker."""
+        where, args = [], []
+        if group:
+            where.append("group_name = ?")
+            args.append(group)
+        if status:
+            if status not in STATUSES:
+                raise InvalidEscalationError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+            where.append("status = ?")
+            args.append(status)
+        if open_only:
+            where.append("status IN ('asked', 'escalated')")
+        if user:
+            where.append("user_name = ?")
+            args.append(user)
+        sql = f"SELECT id FROM escalations {'WHERE ' + ' AND '.join(where) if where else ''} " \
+              "ORDER BY created DESC, id LIMIT ?"
+        with self._connect() as con:
+            ids = [r[0] for r in con.execute(sql, (*args, max(int(limit), 0)))]
+            return [self._load(con, i) for i in ids]
+
+    def record_answer(self, escalation_id: str, text: str, *, by: str | None, verified: bool) -> Escalation:
+        """Store a peer's answer (a later answer replaces an earlier one and must be indexed again)."""
+        now = time.time()
+        with self._write() as con:
+            esc = self._load(con, escalation_id)
+            if esc.status == "duplicate":
+                raise InvalidEscalationError(f"{escalation_id} was closed as a duplicate of {esc.duplicate_of}")
+            status = "verified" if verified or esc.verified else ("accepted" if esc.accepted else "answered")
+            con.execute(
+                "UPDATE escalations SET answer = ?, answered_by = ?, answered_at = ?, status = ?, updated = ?, "
+                "verified = ?, verified_by = ?, indexed_at = NULL, revision = revision + 1 WHERE id = ?",
+                (text, by, now, status, now, int(verified or esc.verified),
+                 by if verified else esc.verified_by, escalation_id))
+            self._event(con, escalation_id, "answered", by, {"chars": len(text)}, at=now)
+            if verified:
+                self._event(con, escalation_id, "verified", by, at=now)
+            return self._load(con, escalation_id)
+
+    def review(self, escalation_id: str, *, verified: bool | None, accepted: bool | None,
+               by: str | None) -> Escalation:
+        """Mark an answer accepted (by the asker) and/or verified (by an expert)."""
+        now = time.time()
+        with self._write() as con:
+            esc = self._load(con, escalation_id)
+            if not esc.answered:
+                raise InvalidEscalationError(f"{escalation_id} has no answer to review (status {esc.status})")
+            v = esc.verified if verified is None else verified
+            a = esc.accepted if accepted is None else accepted
+            status = "verified" if v else ("accepted" if a else "answered")
+            con.execute("UPDATE escalations SET verified = ?, verified_by = ?, accepted = ?, status = ?, "
+                        "updated = ?, indexed_at = NULL, revision = revision + 1 WHERE id = ?",
+                        (int(v), by if verified else esc.verified_by, int(a), status, now, escalation_id))
+            if verified is not None:
+                self._event(con, escalation_id, "verified" if verified else "unverified", by, at=now)
+            if accepted is not None:
+                self._event(con, escalation_id, "accepted" if accepted else "unaccepted", by, at=now)
+            return self._load(con, escalation_id)
+
+    def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool:
+        """Record that ``revision`` of the answer is searchable (False if a newer one arrived meanwhile)."""
+        now = time.time()
+        with self._write() as con:
+            cur = con.execute("UPDATE escalations SET doc_id = ?, indexed_at = ?, updated = ? "
+                              "WHERE id = ? AND revision = ?", (doc_id, now, now, escalation_id, revision))
+            if cur.rowcount:
+                self._event(con, escalation_id, "indexed", None, {"doc_id": doc_id, "revision": revision}, at=now)
+            return bool(cur.rowcount)
+
+    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None) -> Escalation:
+        now = time.time()
+        with self._write() as con:
+            esc = self._load(con, escalation_id)
+            if esc.answered:
+                raise InvalidEscalationError(f"{escalation_id} is already answered")
+            con.execute("UPDATE escalations SET status = 'duplicate', duplicate_of = ?, updated = ? WHERE id = ?",
+                        (doc_id, now, escalation_id))
+            self._event(con, escalation_id, "closed_duplicate", by, {"doc_id": doc_id}, at=now)
+            return self._load(con, escalation_id)
+
+    def unindexed(self) -> list[Escalation]:
+        """Answered escalations whose current answer is not in the index yet."""
+        with self._connect() as con:
+            ids = [r[0] for r in con.execute(
+                "SELECT id FROM escalations WHERE status IN ('answered', 'accepted', 'verified') "
+                "AND indexed_at IS NULL ORDER BY answered_at")]
+            return [self._load(con, i) for i in ids]
+
+    def answered(self) -> Iterator[Escalation]:
+        with self._connect() as con:
+            ids = [r[0] for r in con.execute(
+                "SELECT id FROM escalations WHERE status IN ('answered', 'accepted', 'verified') ORDER BY created")]
+        for start in range(0, len(ids), 500):
+            with self._connect() as con:
+                batch = [self._load(con, i) for i in ids[start:start + 500]]
+            yield from batch
+
+    def duplicates(self) -> list[tuple[str, str]]:
+        """(answer document id, the asker's wording) of every escalation closed as a duplicate."""
+        with self._connect() as con:
+            return [(d, q) for d, q in con.execute(
+                "SELECT duplicate_of, question FROM escalations WHERE status = 'duplicate' ORDER BY created")]
+
+    def set_outdated(self, doc_id: str, outdated: bool, *, by: str | None) -> None:
+        with self._write() as con:
+            con.execute("INSERT INTO doc_marks (doc_id, outdated, at, actor) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (doc_id) DO UPDATE SET outdated = excluded.outdated, at = excluded.at, "
+                        "actor = excluded.actor", (doc_id, int(outdated), time.time(), by))
+
+    def outdated_marks(self) -> dict[str, bool]:
+        with self._connect() as con:
+            return {d: bool(o) for d, o in con.execute("SELECT doc_id, outdated FROM doc_marks")}
+
+    def attachment(self, escalation_id: str, attachment_id: str) -> Attachment:
+        with self._connect() as con:
+            row = con.execute("SELECT id, filename, content_type, size, sha256, data FROM attachments "
+                              "WHERE escalation_id = ? AND id = ?", (escalation_id, attachment_id)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no attachment {attachment_id!r} on escalation {escalation_id!r}")
+        return Attachment(id=row[0], filename=row[1], content_type=row[2], size=row[3], sha256=row[4],
+                          data=bytes(row[5]))
+
+    # -- outbox -----------------------------------------------------------------------------
+    def claim(self, *, now: float, lease: float, limit: int,
+              escalation_id: str | None = None) -> list[Notification]:
+        """Take up to ``limit`` due notifications for ``lease`` seconds (others skip them meanwhile)."""
+        only = " AND escalation_id = ?" if escalation_id else ""
+        args = (now, now, *((escalation_id,) if escalation_id else ()), limit)
+        with self._write() as con:
+            rows = con.execute(
+                "SELECT id, key, escalation_id, group_name, channel, kind, payload, status, attempts, "
+                "next_attempt, last_error FROM outbox WHERE status = 'pending' AND next_attempt <= ? "
+                f"AND claimed_until <= ?{only} ORDER BY next_attempt, id LIMIT ?", args).fetchall()
+            con.executemany("UPDATE outbox SET claimed_until = ? WHERE id = ?", [(now + lease, r[0]) for r in rows])
+        return [Notification(id=r[0], key=r[1], escalation_id=r[2], group=r[3], channel=r[4], kind=r[5],
+                             payload=json.loads(r[6]), status=r[7], attempts=r[8], next_attempt=r[9],
+                             last_error=r[10]) for r in rows]
+
+    def delivered(self, notification_id: int, *, now: float) -> None:
+        with self._write() as con:
+            row = con.execute("SELECT escalation_id, group_name, channel, kind FROM outbox WHERE id = ?",
+                              (notification_id,)).fetchone()
+            con.execute("UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, "
+                        "claimed_until = 0, last_error = '' WHERE id = ?", (now, notification_id))
+            if row:
+                self._event(con, row[0], "notified", None, {"channel": f"{row[1]}/{row[2]}", "kind": row[3]}, at=now)
+
+    def failed(self, notification_id: int, error: str, *, retry_at: float | None) -> None:
+        """Record a failed attempt: retry at ``retry_at``, or give up (status ``failed``) when None."""
+        with self._write() as con:
+            if retry_at is None:
+                con.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, claimed_until = 0, "
+                            "last_error = ? WHERE id = ?", (error[:500], notification_id))
+            else:
+                con.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, claimed_until = 0, "
+                            "last_error = ? WHERE id = ?", (retry_at, error[:500], notification_id))
+
+    def due_reminders(self, cutoff: float) -> list[Escalation]:
+        """Open escalations created before ``cutoff`` whose experts were not reminded yet."""
+        with self._connect() as con:
+            ids = [r[0] for r in con.execute(
+                "SELECT id FROM escalations WHERE status IN ('asked', 'escalated') AND reminded_at IS NULL "
+                "AND created <= ? ORDER BY created", (cutoff,))]
+            return [self._load(con, i) for i in ids]
+
+    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification]) -> bool:
+        """Queue the reminders and mark the escalation reminded, once (False if already done)."""
+        now = time.time()
+        with self._write() as con:
+            cur = con.execute("UPDATE escalations SET reminded_at = ? WHERE id = ? AND reminded_at IS NULL "
+                              "AND status IN ('asked', 'escalated')", (now, escalation_id))
+            if cur.rowcount == 0:
+                return False
+            for item in notify:
+                self._enqueue(con, escalation_id, item, now)
+            self._event(con, escalation_id, "reminded", None, {"channels": [n.channel for n in notify]}, at=now)
+            return True
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self._connect() as con:
+            counts = {"pending": 0, "delivered": 0, "failed": 0}
+            counts.update({s: n for s, n in con.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status")})
+            return counts

@@ -1,0 +1,186 @@
+"""The nightly reindex: sync every source incrementally, then rebuild and switch atomically.
+
+Safe to run from cron or a systemd timer:
+
+* a lock file (``<index>/reindex.lock``, an OS lock released even on SIGKILL) stops two runs from
+  overlapping: the second waits up to ``wait`` seconds, then raises `ReindexRunningError`;
+* searches keep working: sources write through `KnowledgeBase.add/delete` and the rebuild writes a
+  new generation that becomes live with one atomic rename;
+* a source that fails (raises, or reports ``complete=False``) keeps its previous documents: the
+  rebuild copies whatever the live generation holds, and a source only deletes what it saw gone;
+* the report says what happened and `ReindexReport.exit_code` tells monitoring (0 ok, 2 some
+  source failed but the index was rebuilt, 1 error, 75 another run holds the lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import filelock
+
+from .errors import ConfigError, IndexLockedError, KbsearchError
+
+if TYPE_CHECKING:
+    from .kb import BuildReport, KnowledgeBase
+    from .sources import Source
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "reindex.lock"
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PARTIAL = 2
+EXIT_RUNNING = 75  # EX_TEMPFAIL: try again later
+
+#: Progress events: {"stage": "sync"|"build"|"done", "source": name, ...counts}.
+Progress = Callable[[dict[str, Any]], None]
+
+
+class ReindexRunningError(IndexLockedError):
+    """Another ``kbsearch reindex`` holds the reindex lock of this index."""
+
+
+@dataclass
+class ReindexReport:
+    """What one reindex run did: per-source reports, the rebuild, and the overall status."""
+
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    build: dict[str, Any] | None = None
+    seconds: float = 0.0
+    waited: float = 0.0
+
+    @property
+    def status(self) -> str:
+        if self.build is None:
+            return "failed"
+        return "partial" if self.failed else "ok"
+
+    @property
+    def exit_code(self) -> int:
+        return {"ok": EXIT_OK, "partial": EXIT_PARTIAL}.get(self.status, EXIT_ERROR)
+
+    def totals(self) -> dict[str, int]:
+        keys = ("fetched", "added", "updated", "unchanged", "deleted", "skipped", "failed")
+        return {k: sum(int(s.get(k, 0) or 0) for s in self.sources) for k in keys}
+
+    def summary(self) -> str:
+        """One line for logs and monitoring."""
+        t = self.totals()
+        ok = len(self.sources) - len(self.failed)
+        parts = [f"reindex {self.status}: {len(self.sources)} sources ({ok} ok"
+                 + (f", failed: {', '.join(self.failed)}" if self.failed else "") + ")",
+                 f"+{t['added']} ~{t['updated']} -{t['deleted']} documents, {t['failed']} item errors"]
+        if self.build:
+            parts.append(f"{self.build.get('documents', 0)} in index -> {self.build.get('generation', '')}")
+        parts.append(f"{self.seconds:.1f}s")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "exit_code": self.exit_code, "sources": self.sources,
+                "failed": self.failed, "totals": self.totals(), "build": self.build,
+                "seconds": round(self.seconds, 3), "waited": round(self.waited, 3), "summary": self.summary()}
+
+
+def lock_path(kb: KnowledgeBase) -> Path:
+    return Path(kb.root) / LOCK_NAME
+
+
+def select(sources: Sequence[Source], only: Sequence[str] | None) -> list[Source]:
+    """The sources named in ``only`` (all when None); an unknown name is a `ConfigError`."""
+    if not only:
+        return list(sources)
+    names = {s.name: s for s in sources}
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise ConfigError(f"unknown source {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(sorted(names)) or 'none'})")
+    return [names[n] for n in only]
+
+
+def run(kb: KnowledgeBase, sources: Sequence[Source], *, full: bool = False, wait: float = 0.0,
+        progress: Progress | None = None, lock_wait: float = 60.0) -> ReindexReport:
+    """Sync ``sources`` into ``kb`` and rebuild it, holding the reindex lock (see the module docstring).
+
+    ``wait``: seconds to wait for a running reindex (0: fail at once with `ReindexRunningError`).
+    ``lock_wait``: seconds the final rebuild retries while another writer (e.g. an answer being
+    indexed) briefly holds the index's writer lock.
+    """
+    report = ReindexReport()
+    started = time.perf_counter()
+    Path(kb.root).mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(lock_path(kb)), timeout=wait if wait > 0 else 0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise ReindexRunningError(
+            f"another reindex of {kb.root} is running" + (f" (waited {wait:g}s)" if wait > 0 else "")
+            + "; this run did nothing") from None
+    report.waited = time.perf_counter() - started
+    emit = progress or (lambda event: None)
+    kb._defer_refit = True  # the rebuild below refits and recalibrates once, not after every batch
+    try:
+        for source in sources:
+            _sync_one(kb, source, full, emit, report)
+        kb._defer_refit = False
+        emit({"stage": "build", "documents": 0})
+        build = _rebuild(kb, lock_wait, lambda n: emit({"stage": "build", "documents": n}))
+        report.build = build.to_dict()
+    finally:
+        kb._defer_refit = False
+        lock.release()
+        report.seconds = time.perf_counter() - started
+    emit({"stage": "done", "summary": report.summary()})
+    log.info("%s", report.summary())
+    return report
+
+
+def _sync_one(kb: KnowledgeBase, source: Source, full: bool, emit: Progress, report: ReindexReport) -> None:
+    name = getattr(source, "name", type(source).__name__)
+    emit({"stage": "sync", "source": name})
+    t0 = time.perf_counter()
+
+    def forward(event: dict[str, Any]) -> None:
+        emit({"stage": "sync", "source": name, **event})
+
+    try:
+        result = source.sync(kb, full=full, progress=forward)
+    except Exception as exc:  # noqa: BLE001 - one failing source must not stop the others
+        if isinstance(exc, KbsearchError):
+            log.error("source %s failed: %s (its previous documents are kept)", name, exc)
+        else:
+            log.exception("source %s failed unexpectedly (its previous documents are kept)", name)
+        report.failed.append(name)
+        report.sources.append({"source": name, "complete": False, "seconds": round(time.perf_counter() - t0, 3),
+                               "error": f"{type(exc).__name__}: {exc}"})
+        emit({"stage": "sync-failed", "source": name, "error": str(exc)})
+        return
+    data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    data.setdefault("source", name)
+    if not data.get("complete", True):
+        report.failed.append(name)
+        log.warning("source %s did not complete (%s errors); nothing of it was deleted", name,
+                    len(data.get("errors", [])))
+    report.sources.append(data)
+    emit({"stage": "synced", **{k: data.get(k) for k in ("source", "added", "updated", "deleted", "failed")}})
+
+
+def _rebuild(kb: KnowledgeBase, lock_wait: float, progress: Callable[[int], None]) -> BuildReport:
+    deadline = time.monotonic() + lock_wait
+    delay = 0.2
+    while True:
+        try:
+            return kb.rebuild(kb.documents(), progress=progress)
+        except ReindexRunningError:
+            raise
+        except IndexLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            log.info("index writer busy; retrying the rebuild in %.1fs", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,52 @@
+"""HTTP API and the page employees use, for portals in any language or mounted inside a Python portal.
+
+``create_app(kb)`` returns a WSGI application (``create_asgi_app`` the same as ASGI); ``serve`` runs
+it under waitress, the production WSGI server.  Identity and groups come from the portal: see
+`kbsearch.web._auth` (trusted headers behind a shared secret, or a signed token from `make_token`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ._app import WebApp
+from ._auth import AuthError, ForbiddenError, Identity, make_token
+
+if TYPE_CHECKING:
+    from ..kb import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AuthError", "ForbiddenError", "Identity", "WebApp", "create_app", "create_asgi_app", "make_token", "serve"]
+
+
+def create_app(kb: KnowledgeBase, *, secret: str | None = None) -> WebApp:
+    """The WSGI app for ``kb``; ``secret`` defaults to the environment variable ``web.secret_env``.
+
+    Mount it in a Python portal like any WSGI app, e.g. with werkzeug's ``DispatcherMiddleware``
+    under ``/kb``.
+    """
+    return WebApp(kb, secret=secret)
+
+
+def create_asgi_app(kb: KnowledgeBase, *, secret: str | None = None, workers: int = 10) -> Any:
+    """The same app for ASGI portals (Starlette, FastAPI, Django ASGI), run in a thread pool by a2wsgi."""
+    from a2wsgi import WSGIMiddleware
+
+    return WSGIMiddleware(create_app(kb, secret=secret), workers=workers)
+
+
+def serve(kb: KnowledgeBase, *, host: str | None = None, port: int | None = None,
+          threads: int | None = None, secret: str | None = None) -> None:
+    """Serve ``kb`` with waitress until interrupted (``kbsearch serve``); binds 127.0.0.1 by default."""
+    import waitress
+
+    cfg = kb.settings.web
+    app = create_app(kb, secret=secret)
+    host = host or cfg.host
+    port = cfg.port if port is None else port
+    log.info("serving %s on http://%s:%d/", kb.root, host, port)
+    waitress.serve(app, host=host, port=port, threads=threads or cfg.threads,
+                   max_request_body_size=cfg.max_photo_bytes + 64 * 1024, ident="kbsearch",
+                   clear_untrusted_proxy_headers=True, channel_timeout=60)

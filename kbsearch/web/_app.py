@@ -1,0 +1,454 @@
+"""The WSGI application: JSON endpoints under ``/api/`` and the static page at ``/``.
+
+Every endpoint authenticates the caller (see `_auth`), validates its input, calls one
+`KnowledgeBase` method and returns JSON.  Errors are JSON too: `KbsearchError` subclasses map to their
+``http_status`` (4xx), anything unexpected to a 500 that names a reference but never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from ..errors import IndexLockedError, KbsearchError
+from ._auth import Authenticator, ForbiddenError, Identity, read_secret
+
+log = logging.getLogger(__name__)
+
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_STATUSES = ("open", "all", "asked", "escalated", "answered", "accepted", "verified", "duplicate")
+#: Fields of an escalation shown through the API (not the notification log or internal routing).
+_ESCALATION_FIELDS = ("id", "question", "group", "status", "created", "updated", "user", "note", "answer",
+                      "answered_by", "answered_at", "verified", "accepted", "doc_id", "duplicate_of", "open")
+
+
+class BadRequest(KbsearchError):
+    """The request body or a parameter is not what the endpoint takes."""
+
+
+class NotImplementedApi(KbsearchError):
+    """The endpoint needs a `KnowledgeBase` feature this installation does not have (yet)."""
+
+    http_status = 501
+
+
+def _to_jsonable(obj: Any) -> Any:
+    """Report objects, dataclasses, enums and dates → plain JSON values."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return _to_jsonable(obj.to_dict())
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _to_jsonable(asdict(obj))
+    if isinstance(obj, Enum):
+        return obj.value if isinstance(obj.value, (str, int)) else obj.name
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, bytes):
+        return None
+    return str(obj)
+
+
+def _escalation_view(escalation: Any) -> dict[str, Any]:
+    """What the API shows of an escalation: its lifecycle fields, what the asker saw, its attachments."""
+    data = _to_jsonable(escalation)
+    if not isinstance(data, dict):
+        return {"escalation": data}
+    out = {k: data.get(k) for k in _ESCALATION_FIELDS if k in data}
+    out["seen"] = [{k: s.get(k) for k in ("id", "title", "url") if k in s}
+                   for s in data.get("seen") or [] if isinstance(s, dict)]
+    out["attachments"] = [{k: a.get(k) for k in ("id", "filename", "content_type", "size")}
+                          for a in data.get("attachments") or [] if isinstance(a, dict)]
+    return out
+
+
+def image_type(data: bytes) -> str | None:
+    """The MIME type of a PNG, JPEG, GIF or WebP image from its first bytes (None otherwise)."""
+    for magic, mime in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def call_kb(kb: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``kb.<name>``; `NotImplementedApi` (501) when this knowledge base has no such method.
+
+    (A portal may hand `create_app` its own KnowledgeBase subclass or wrapper with fewer features.)
+    """
+    method = getattr(kb, name, None)
+    if method is None or not callable(method):
+        raise NotImplementedApi(f"this kbsearch has no {name}()")
+    return method(*args, **kwargs)
+
+
+def has_kb(kb: Any, name: str) -> bool:
+    return callable(getattr(kb, name, None))
+
+
+class WebApp:
+    """A WSGI callable serving the kbsearch API and page for one `KnowledgeBase`."""
+
+    def __init__(self, kb: Any, *, secret: str | None = None, settings: Any = None) -> None:
+        self.kb = kb
+        self.cfg = (settings or kb.settings).web
+        if secret is None:
+            secret = read_secret(self.cfg.secret_env)
+        self.auth = Authenticator(secret, max_age=self.cfg.token_max_age,
+                                  allow_anonymous=self.cfg.allow_anonymous)
+        self.static = resources.files("kbsearch.web") / "static"
+        self.url_map = Map([
+            Rule("/", endpoint="page", methods=["GET"]),
+            Rule("/static/<path:name>", endpoint="static", methods=["GET"]),
+            Rule("/api/health", endpoint="health", methods=["GET"]),
+            Rule("/api/me", endpoint="me", methods=["GET"]),
+            Rule("/api/groups", endpoint="groups", methods=["GET"]),
+            Rule("/api/search", endpoint="search", methods=["POST"]),
+            Rule("/api/ask", endpoint="ask", methods=["POST"]),
+            Rule("/api/feedback", endpoint="feedback", methods=["POST"]),
+            Rule("/api/escalations", endpoint="escalate", methods=["POST"]),
+            Rule("/api/escalations", endpoint="escalations", methods=["GET"]),
+            Rule("/api/escalations/<esc_id>/answer", endpoint="answer", methods=["POST"]),
+            Rule("/api/escalations/<esc_id>", endpoint="escalation", methods=["GET"]),
+            Rule("/api/escalations/<esc_id>/attachments/<att_id>", endpoint="attachment", methods=["GET"]),
+            Rule("/api/report", endpoint="report", methods=["GET"]),
+        ], strict_slashes=False)
+
+    # -- WSGI plumbing ----------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = self.cfg.max_photo_bytes + 64 * 1024
+        request.max_form_memory_size = self.cfg.max_json_bytes
+        try:
+            response = self.dispatch(request)
+        finally:
+            request.close()  # closes uploaded files (spooled temporary files)
+        self._secure(response)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, values = adapter.match()
+            handler = getattr(self, "on_" + endpoint)
+            return handler(request, **values)
+        except KbsearchError as exc:
+            status = getattr(exc, "http_status", 400)
+            if status >= 500 and status != 501:
+                log.error("%s %s: %s", request.method, request.path, exc)
+            resp = self.error(status, str(exc), type(exc).__name__)
+            if isinstance(exc, IndexLockedError):
+                resp.headers["Retry-After"] = "5"
+            return resp
+        except RequestEntityTooLarge:
+            return self.error(413, f"request too large (at most {self.cfg.max_photo_bytes} bytes with a photo, "
+                              f"{self.cfg.max_json_bytes} bytes of JSON)", "RequestTooLarge")
+        except HTTPException as exc:
+            resp = self.error(exc.code or 400, exc.name, type(exc).__name__)
+            if exc.code == 405 and getattr(exc, "valid_methods", None):
+                resp.headers["Allow"] = ", ".join(exc.valid_methods)
+            return resp
+        except Exception:  # noqa: BLE001 - the API never shows a traceback to the caller
+            ref = uuid.uuid4().hex[:12]
+            log.exception("unexpected error %s in %s %s", ref, request.method, request.path)
+            return self.error(500, f"internal error (reference {ref}; see the server log)", "InternalError")
+
+    @staticmethod
+    def error(status: int, message: str, kind: str) -> Response:
+        return Response(json.dumps({"error": message, "type": kind}), status=status,
+                        mimetype="application/json")
+
+    @staticmethod
+    def json(data: Any, status: int = 200) -> Response:
+        body = json.dumps(_to_jsonable(data), ensure_ascii=False, separators=(",", ":"))
+        return Response(body, status=status, mimetype="application/json")
+
+    def _secure(self, response: Response) -> None:
+        h = response.headers
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("Content-Security-Policy",
+                     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                     f"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors {self.cfg.frame_ancestors}")
+        h.setdefault("Cache-Control", "no-store")
+
+    # -- input helpers ----------------------------------------------------------------------
+    def identity(self, request: Request) -> Identity:
+        return self.auth.identify(request.headers)
+
+    def body(self, request: Request, *, form: bool = False) -> dict[str, Any]:
+        """The JSON object of a request (or, where ``form``, the fields of a multipart form), size-checked."""
+        if form and request.mimetype == "multipart/form-data":
+            return {k: v for k, v in request.form.items()}
+        if request.mimetype != "application/json":
+            raise BadRequest("send a JSON object with Content-Type: application/json"
+                             + (" (or multipart/form-data with a photo)" if form else ""))
+        length = request.content_length
+        if length is not None and length > self.cfg.max_json_bytes:
+            raise RequestEntityTooLarge()
+        raw = request.get_data(cache=False)
+        if len(raw) > self.cfg.max_json_bytes:
+            raise RequestEntityTooLarge()
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BadRequest("the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return data
+
+    @staticmethod
+    def text_field(data: dict[str, Any], name: str, *, required: bool = True, max_chars: int = 20_000) -> str | None:
+        value = data.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise BadRequest(f"'{name}' is required")
+            return None
+        if not isinstance(value, str):
+            raise BadRequest(f"'{name}' must be text")
+        if len(value) > max_chars:
+            raise BadRequest(f"'{name}' is too long (at most {max_chars} characters)")
+        return value.strip()
+
+    @staticmethod
+    def int_field(data: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+        value = data.get(name, default)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise BadRequest(f"'{name}' must be a whole number from {lo} to {hi}")
+        return value
+
+    @staticmethod
+    def bool_field(data: dict[str, Any], name: str, default: bool = False) -> bool:
+        value = data.get(name, default)
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        if not isinstance(value, bool):
+            raise BadRequest(f"'{name}' must be true or false")
+        return value
+
+    def group_field(self, data: dict[str, Any]) -> str | None:
+        group = self.text_field(data, "group", required=False, max_chars=100)
+        if group is not None and not re.match(r"^[\w][\w .:@/+-]{0,99}$", group):
+            raise BadRequest("'group' must be a group name (letters, digits, spaces, . : @ / + - _)")
+        return group
+
+    @staticmethod
+    def check_id(esc_id: str) -> str:
+        if not _ID.match(esc_id):
+            raise BadRequest("invalid escalation id")
+        return esc_id
+
+    def photo(self, request: Request) -> dict[str, Any] | None:
+        upload = request.files.get("photo")
+        if upload is None or not upload.filename and not upload.content_length:
+            return None
+        data = upload.read(self.cfg.max_photo_bytes + 1)
+        if not data:
+            return None
+        if len(data) > self.cfg.max_photo_bytes:
+            raise RequestEntityTooLarge()
+        mime = image_type(data)
+        if mime is None:
+            raise BadRequest("the photo must be a PNG, JPEG, GIF or WebP image")
+        name = Path(upload.filename or "photo").name[:100] or "photo"
+        return {"name": name, "content_type": mime, "data": data}
+
+    # -- page -------------------------------------------------------------------------------
+    def on_page(self, request: Request) -> Response:
+        return self._static_file("index.html")
+
+    def on_static(self, request: Request, name: str) -> Response:
+        return self._static_file(name)
+
+    def _static_file(self, name: str) -> Response:
+        if "/" in name or name.startswith(".") or "\\" in name:
+            raise NotFound()
+        path = self.static / name
+        if not path.is_file():
+            raise NotFound()
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        resp = Response(path.read_bytes(), mimetype=mime)
+        if mime.startswith("text/") or mime in ("application/javascript",):
+            resp.charset = "utf-8"
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+    # -- API --------------------------------------------------------------------------------
+    def on_health(self, request: Request) -> Response:
+        features = {name: has_kb(self.kb, name) for name in
+                    ("search", "ask", "feedback", "escalate", "escalations", "answer", "report", "reindex")}
+        return self.json({"status": "ok", "generation": self.kb.generation_path.name, "features": features})
+
+    def on_me(self, request: Request) -> Response:
+        return self.json(self.identity(request).to_dict())
+
+    def on_groups(self, request: Request) -> Response:
+        self.identity(request)
+        if not has_kb(self.kb, "groups"):
+            return self.json({"groups": []})
+        groups = call_kb(self.kb, "groups")
+        out = []
+        for g in groups:
+            if isinstance(g, str):
+                out.append({"name": g, "description": ""})
+            else:
+                d = _to_jsonable(g)
+                out.append({"name": d.get("name"), "description": d.get("description", "")})
+        return self.json({"groups": out})
+
+    def on_search(self, request: Request) -> Response:
+        who = self.identity(request)
+        data = self.body(request)
+        question = self.text_field(data, "question")
+        limit = self.int_field(data, "limit", self.kb.settings.search.limit, 1, 50)
+        hits = self.kb.search(question, limit=limit, user_groups=list(who.groups))
+        return self.json({"question": question, "hits": hits})
+
+    def on_ask(self, request: Request) -> Response:
+        who = self.identity(request)
+        data = self.body(request)
+        question = self.text_field(data, "question")
+        decision = call_kb(self.kb, "ask", question, user=who.user, groups=list(who.groups), escalate=False)
+        return self.json(decision)
+
+    def on_feedback(self, request: Request) -> Response:
+        who = self.identity(request)
+        data = self.body(request)
+        decision_id = self.text_field(data, "decision_id", max_chars=200)
+        helpful = self.bool_field(data, "helpful")
+        comment = self.text_field(data, "comment", required=False, max_chars=2000)
+        escalated = self.bool_field(data, "escalated", False)
+        result = call_kb(self.kb, "feedback", decision_id, helpful, user=who.user, comment=comment,
+                         escalated=escalated)
+        return self.json({"ok": True, "feedback": result}, status=201)
+
+    def on_escalate(self, request: Request) -> Response:
+        who = self.identity(request)
+        if who.anonymous:
+            raise ForbiddenError("sign in through your portal to ask the peers")
+        data = self.body(request, form=True)
+        question = self.text_field(data, "question", max_chars=self.kb.settings.search.max_question_chars)
+        details = self.text_field(data, "details", required=False, max_chars=10_000) or ""
+        group = self.group_field(data)
+        decision_id = self.text_field(data, "decision_id", required=False, max_chars=200)
+        photo = self.photo(request) if request.mimetype == "multipart/form-data" else None
+        seen = data.get("seen")
+        if isinstance(seen, str):
+            try:
+                seen = json.loads(seen)
+            except json.JSONDecodeError:
+                raise BadRequest("'seen' must be a list of document ids") from None
+        if seen is not None and (not isinstance(seen, list) or not all(isinstance(x, str) and len(x) < 500 for x in seen)
+                                 or len(seen) > 50):
+            raise BadRequest("'seen' must be a list of at most 50 document ids")
+        attachments = [(photo["name"], photo["content_type"], photo["data"])] if photo else []
+        escalation = call_kb(self.kb, "escalate", question, user=who.user, group=group, seen=seen or [],
+                             attachments=attachments, note=details,
+                             decision={"id": decision_id} if decision_id else None)
+        if decision_id and has_kb(self.kb, "usage"):
+            try:  # link the logged decision to its escalation (the deflection report counts it)
+                self.kb.usage.set_escalation(decision_id, str(escalation.id))
+            except KbsearchError as exc:
+                log.warning("escalation %s not linked to decision: %s", escalation.id, exc)
+        return self.json(_escalation_view(escalation), status=201)
+
+    def on_escalations(self, request: Request) -> Response:
+        who = self.identity(request)
+        args = dict(request.args)
+        group = self.group_field(args)
+        status = args.get("status", "open")
+        if status not in _STATUSES:
+            raise BadRequest(f"'status' must be one of {', '.join(_STATUSES)}")
+        limit = self.int_field(args, "limit", 100, 1, 500)
+        mine = self.bool_field(args, "mine", False)
+        if who.anonymous:
+            raise ForbiddenError("sign in through your portal to see questions")
+        filters: dict[str, Any] = {"open_only": status == "open", "limit": limit,
+                                   "status": None if status in ("open", "all") else status}
+        if mine:
+            found = list(call_kb(self.kb, "escalations", user=who.user, **filters))
+        else:
+            if group is not None and group not in who.groups:
+                raise ForbiddenError("you are not in that group")
+            found = []
+            for g in [group] if group else who.groups:
+                found.extend(call_kb(self.kb, "escalations", group=g, **filters))
+        return self.json({"escalations": [_escalation_view(e) for e in found]})
+
+    def _escalation_for(self, who: Identity, esc_id: str) -> Any:
+        esc = call_kb(self.kb, "escalation", esc_id)
+        if who.anonymous or (esc.group not in who.groups and esc.user != who.user):
+            raise ForbiddenError("this question belongs to a group you are not in")
+        return esc
+
+    def on_escalation(self, request: Request, esc_id: str) -> Response:
+        who = self.identity(request)
+        esc = self._escalation_for(who, self.check_id(esc_id))
+        return self.json(_escalation_view(esc))
+
+    def on_answer(self, request: Request, esc_id: str) -> Response:
+        who = self.identity(request)
+        esc_id = self.check_id(esc_id)
+        if who.anonymous:
+            raise ForbiddenError("sign in through your portal to answer")
+        esc = self._escalation_for(who, esc_id)
+        if esc.group not in who.groups:
+            raise ForbiddenError("only members of the group can answer")
+        data = self.body(request)
+        text = self.text_field(data, "text", max_chars=50_000)
+        verify = self.bool_field(data, "verify")
+        result = call_kb(self.kb, "answer", esc_id, text, by=who.user, verify=verify)
+        return self.json(_escalation_view(result))
+
+    def on_attachment(self, request: Request, esc_id: str, att_id: str) -> Response:
+        who = self.identity(request)
+        esc_id = self.check_id(esc_id)
+        att_id = self.check_id(att_id)
+        self._escalation_for(who, esc_id)
+        att = call_kb(self.kb, "attachment", esc_id, att_id)
+        data = getattr(att, "data", None) or b""
+        mime = image_type(data)
+        if mime is None:
+            raise NotFound()
+        resp = Response(data, mimetype=mime)
+        resp.headers["Content-Disposition"] = "inline"
+        resp.headers["Cache-Control"] = "private, max-age=3600"
+        return resp
+
+    def on_report(self, request: Request) -> Response:
+        who = self.identity(request)
+        if who.anonymous:
+            raise ForbiddenError("the report is for signed-in staff")
+        days = self.int_field(dict(request.args), "days", 90, 1, 3650)
+        report = call_kb(self.kb, "report", days=days)
+        return self.json(report)
+

@@ -1,0 +1,56 @@
+"""Settings precedence: default < config file < KBSEARCH_* environment < explicit arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kbsearch import ConfigError, Settings
+
+
+def test_precedence(tmp_path: Path) -> None:
+    cfg = tmp_path / "kbsearch.toml"
+    cfg.write_text('[search]\ncandidates = 30\nlimit = 7\n[index]\npath = "from-file"\n', encoding="utf-8")
+    assert Settings.load(config_file=None, env={}).search.candidates == 40
+    s = Settings.load(config_file=cfg, env={})
+    assert (s.search.candidates, s.search.limit, s.index.path) == (30, 7, Path("from-file"))
+    s = Settings.load(config_file=cfg, env={"KBSEARCH_SEARCH_CANDIDATES": "25", "KBSEARCH_INDEX": "from-env"})
+    assert (s.search.candidates, s.search.limit, s.index.path) == (25, 7, Path("from-env"))
+    s = Settings.load(config_file=cfg, env={"KBSEARCH_SEARCH_CANDIDATES": "25"}, **{"search.candidates": 12},
+                      index_path="from-flag")
+    assert (s.search.candidates, s.index.path) == (12, Path("from-flag"))
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "other.toml"
+    cfg.write_text("[rerank]\nweight_tfidf = 0.7\n", encoding="utf-8")
+    assert Settings.load(env={"KBSEARCH_CONFIG": str(cfg)}).rerank.weight_tfidf == 0.7
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[search]\ncandidates = 'many'\n", "search.candidates"),
+        ("[search]\ncandidatez = 3\n", "unknown setting search.candidatez"),
+        ("[nonsense]\nx = 1\n", "unknown settings section"),
+        ("[search\n", "invalid TOML"),
+        ("[index]\nwriter_timeout = true\n", "index.writer_timeout"),
+    ],
+    ids=["bad-type", "unknown-key", "unknown-section", "bad-toml", "bool-for-float"],
+)
+def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "kbsearch.toml"
+    cfg.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        Settings.load(config_file=cfg, env={})
+
+
+def test_bad_environment_value_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="KBSEARCH_SEARCH_LIMIT"):
+        Settings.load(config_file=None, env={"KBSEARCH_SEARCH_LIMIT": "ten"})
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        Settings.load(config_file=tmp_path / "nope.toml", env={})

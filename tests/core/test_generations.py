@@ -1,0 +1,157 @@
+"""Rebuilds switch atomically; a killed or failed rebuild leaves the previous index serving;
+one writer at a time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kbsearch import Document, IndexLockedError, KbsearchError, KnowledgeBase, Settings
+from kbsearch import _generations as gens
+
+
+def _docs(n: int, word: str) -> list[Document]:
+    return [Document(id=f"{word}{i}", title=f"{word} document {i}", text=f"all about {word} number {i}") for i in range(n)]
+
+
+def test_rebuild_replaces_content_atomically(kb: KnowledgeBase) -> None:
+    kb.add(_docs(5, "apple"))
+    old = kb.generation_path
+    report = kb.rebuild(_docs(7, "banana"))
+    assert report.documents == 7 and report.model_fitted_on == 7
+    assert kb.generation_path != old and kb.generation_path.name == report.generation
+    assert kb.search("apple") == [] and len(kb.search("banana", limit=20)) == 7
+
+
+def test_failed_rebuild_keeps_previous_generation(kb: KnowledgeBase) -> None:
+    kb.add(_docs(3, "apple"))
+    live = kb.generation_path
+
+    def broken():
+        yield from _docs(3, "banana")
+        raise KbsearchError("source went away")
+
+    with pytest.raises(KbsearchError, match="source went away"):
+        kb.rebuild(broken())
+    assert kb.generation_path == live
+    assert kb.search("apple")[0].id.startswith("apple")
+    assert [p.name for p in kb.root.glob("gen-*")] == [live.name]
+
+
+KILLED_REBUILD = textwrap.dedent("""
+    import sys, time
+    from kbsearch import Document, KnowledgeBase
+    kb = KnowledgeBase.open(sys.argv[1])
+    def slow():
+        for i in range(100000):
+            if i == 50:
+                print("halfway", flush=True)
+            if i >= 50:
+                time.sleep(0.01)
+            yield Document(id=f"banana{i}", title=f"banana {i}", text="banana text")
+    kb.rebuild(slow())
+""")
+
+
+def test_killed_rebuild_leaves_previous_index_answering(tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    with KnowledgeBase.open(root) as kb:
+        kb.add(_docs(4, "apple"))
+        live = kb.generation_path
+    with subprocess.Popen([sys.executable, "-c", KILLED_REBUILD, str(root)], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline().strip() == "halfway"
+        with KnowledgeBase.open(root, create=False) as reader:  # readers work during the rebuild
+            assert reader.search("apple")[0].id.startswith("apple")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    with KnowledgeBase.open(root, create=False) as kb:
+        assert kb.generation_path == live
+        assert kb.search("apple")[0].id.startswith("apple") and kb.search("banana") == []
+        half_built = {p.name for p in root.glob("gen-*")} - {live.name}
+        assert len(half_built) == 1  # the half-built generation is still on disk...
+        kb.rebuild(_docs(2, "cherry"))  # ...until the next writer cleans it up
+        assert kb.search("cherry")
+        assert {p.name for p in root.glob("gen-*")} == {live.name, kb.generation_path.name}
+
+
+def test_second_writer_fails_fast_or_waits(tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    KnowledgeBase.open(root).close()
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with gens.writer_lock(root, 0):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    try:
+        with KnowledgeBase.open(root) as kb, pytest.raises(IndexLockedError, match="another writer"):
+            kb.add(_docs(1, "apple"))
+        settings = Settings.load(config_file=None, env={})
+        settings.index.writer_timeout = 5.0
+        with KnowledgeBase.open(root, settings=settings) as waiting:
+            threading.Timer(0.3, release.set).start()
+            started = time.monotonic()
+            assert waiting.add(_docs(1, "apple")).added == 1
+            assert time.monotonic() - started >= 0.25
+    finally:
+        release.set()
+        t.join()
+
+
+def test_readers_follow_a_switch_by_another_process(tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    with KnowledgeBase.open(root) as reader, KnowledgeBase.open(root) as writer:
+        writer.add(_docs(2, "apple"))
+        assert reader.search("apple")
+        writer.rebuild(_docs(2, "banana"))
+        assert reader.search("banana") and not reader.search("apple")
+
+
+def test_searches_during_rebuilds_all_succeed(tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    with KnowledgeBase.open(root) as kb:
+        kb.add(_docs(50, "apple"))
+    errors: list[BaseException] = []
+    answered = []
+    stop = threading.Event()
+
+    def ask():
+        with KnowledgeBase.open(root, create=False) as reader:
+            while not stop.is_set():
+                try:
+                    answered.append(len(reader.search("apple document")))
+                except BaseException as exc:  # any failure fails the test
+                    errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    with KnowledgeBase.open(root) as kb:
+        for _ in range(3):
+            kb.rebuild(_docs(50, "apple"))
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors and answered and min(answered) == 10
+
+
+def test_corrupt_pointer_is_a_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    KnowledgeBase.open(root).close()
+    (root / gens.CURRENT).write_text("../../etc\n", encoding="utf-8")
+    with pytest.raises(KbsearchError, match="does not name a generation"):
+        KnowledgeBase.open(root)
+    assert os.path.isdir(root)

@@ -1,0 +1,135 @@
+"""`KnowledgeBase.ask` on real indexes built from small self-made archives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kbsearch import Document, InvalidQuestionError, KnowledgeBase
+from kbsearch.deflect import Action, Decision
+
+from .conftest import THREADS, make_kb, thread_docs
+
+
+def test_paraphrase_of_an_archived_question_is_answered(shared_kb: KnowledgeBase) -> None:
+    d = shared_kb.ask("my vpn will not connect from the hotel wifi")
+    assert isinstance(d, Decision)
+    assert d.action is Action.ANSWER
+    assert d.answer is not None and d.answer.id == "vpn"
+    assert 0.0 <= d.confidence <= 1.0 and d.confidence >= d.thresholds["answer"]
+    assert d.ranked[0] == "vpn"
+    assert d.answer.url == "https://intranet.example/answers/vpn"
+    # The signals behind it are explained.
+    for key in ("classifier", "phrasing_match", "tfidf", "bm25_norm", "coverage", "verified", "probability"):
+        assert key in d.signals
+    assert d.signals["phrasing_match"] > 0.3
+
+
+@pytest.mark.parametrize("question", ["what is the boiling point of mercury",
+                                      "who won the football world cup in 1954"],
+                         ids=["chemistry", "football"])
+def test_unrelated_question_is_not_deflected(shared_kb: KnowledgeBase, question: str) -> None:
+    d = shared_kb.ask(question)
+    assert d.action is not Action.ANSWER
+    assert d.answer is None
+    assert d.confidence < d.thresholds["answer"]
+
+
+def test_decision_json_is_complete(shared_kb: KnowledgeBase) -> None:
+    d = shared_kb.ask("how many days of vacation per year")
+    data = json.loads(json.dumps(d.to_dict()))
+    assert data["action"] in ("answer", "suggest", "escalate")
+    assert set(data) >= {"id", "question", "action", "confidence", "why", "answers", "signals", "ranked",
+                         "thresholds", "routing", "escalation"}
+    assert data["ranked"][0] == "holiday"
+
+
+def test_routing_is_attached_when_not_answered(shared_kb: KnowledgeBase) -> None:
+    d = shared_kb.ask("what is the boiling point of mercury")
+    assert hasattr(shared_kb, "route")
+    assert d.routing is not None and d.group == d.routing.group
+
+
+def test_outdated_answer_is_never_used_to_deflect(tmp_path: Path) -> None:
+    with make_kb(tmp_path / "kb", thread_docs(outdated={"printer"})) as kb:
+        d = kb.ask("The printer on floor 3 shows a paper jam")
+        assert d.action is not Action.ANSWER
+        assert all(a.id != "printer" for a in d.answers)
+        assert "outdated" in d.why
+        # Other questions still deflect.
+        assert kb.ask("i forgot my password").action is Action.ANSWER
+
+
+def test_restricted_answer_only_for_its_group(tmp_path: Path) -> None:
+    with make_kb(tmp_path / "kb", thread_docs(restricted={"payslip": ["staff"]})) as kb:
+        outsider = kb.ask("where can i download my payslip")
+        assert "payslip" not in outsider.ranked
+        assert all(a.id != "payslip" for a in outsider.answers)
+        member = kb.ask("where can i download my payslip", groups=["staff"])
+        assert member.action is Action.ANSWER and member.answer is not None and member.answer.id == "payslip"
+
+
+def test_bad_questions_raise_clear_errors(shared_kb: KnowledgeBase) -> None:
+    with pytest.raises(InvalidQuestionError):
+        shared_kb.ask("   ")
+    with pytest.raises(InvalidQuestionError):
+        shared_kb.ask(42)  # type: ignore[arg-type]
+
+
+def test_query_syntax_is_just_words(shared_kb: KnowledgeBase) -> None:
+    d = shared_kb.ask('title:"password" OR (reset* AND expired)')
+    assert d.ranked and d.ranked[0] == "password"
+
+
+def test_empty_index_escalates(tmp_path: Path) -> None:
+    with KnowledgeBase.open(tmp_path / "empty") as kb:
+        d = kb.ask("how do I reset my password")
+        assert d.action is Action.ESCALATE and d.answers == [] and d.confidence == 0.0
+
+
+def test_tiny_archive_degrades_gracefully(tmp_path: Path) -> None:
+    docs = [Document(id="a", title="How do I reset my password?", text="Use the self-service portal.", kind="answer"),
+            Document(id="b", title="Where is the canteen?", text="Building C, ground floor.", kind="page")]
+    with make_kb(tmp_path / "kb", docs) as kb:
+        report = kb.stats()
+        assert report.documents == 2
+        d = kb.ask("reset my password")
+        assert d.ranked[0] == "a"
+        assert 0.0 <= d.confidence <= 1.0
+        assert kb.ask("quantum chromodynamics lecture notes").action is not Action.ANSWER
+
+
+def test_archive_without_phrasings(tmp_path: Path) -> None:
+    docs = [Document(id=tid, title=title, text=answer, kind="answer")
+            for tid, (_g, title, answer, _p) in THREADS.items()]
+    with make_kb(tmp_path / "kb", docs) as kb:
+        steps = json.loads((kb.generation_path / "deflect" / "calibration.json").read_text())["report"]
+        assert steps["method"] == "holdout" and steps["classifier"] is False
+        d = kb.ask("How do I submit my travel expenses")
+        assert d.ranked[0] == "expenses"
+
+
+def test_escalate_true_escalates_through_the_peers(tmp_path: Path) -> None:
+    with make_kb(tmp_path / "kb", thread_docs()) as kb:
+        d = kb.ask("what is the boiling point of mercury", user="alice", escalate=True)
+        assert d.action is Action.ESCALATE
+        assert d.escalation is not None
+        stored = kb.escalations(user="alice")
+        assert [e.id for e in stored] == [d.escalation.id]
+        logged = kb.usage.asks()[-1]
+        assert logged["escalation_id"] == str(d.escalation.id)
+        # An answered question is never escalated, even with escalate=True.
+        assert kb.ask("i forgot my password", escalate=True).escalation is None
+
+
+def test_answer_added_after_the_rebuild_is_found(tmp_path: Path) -> None:
+    with make_kb(tmp_path / "kb", thread_docs()) as kb:
+        new = Document(id="door", kind="answer", verified=True,
+                       title="the badge reader at the north door blinks orange and beeps twice",
+                       text="The reader lost its network link; facilities re-encode the badge at reception.")
+        kb.add([new])
+        d = kb.ask("the badge reader at the north door blinks orange and beeps twice")
+        assert d.ranked[0] == "door"
+        assert d.answers and d.answers[0].id == "door" and "re-encode" in d.answers[0].snippet

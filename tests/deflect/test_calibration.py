@@ -1,0 +1,90 @@
+"""Calibration from the archive alone: stored per generation, redone on rebuild, driven by the target."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from kbsearch import KnowledgeBase
+from kbsearch._deflect_calibrate import make_holdout, perturb, threshold_for
+from kbsearch.config import DeflectConfig
+from kbsearch.deflect import Action
+
+from .conftest import make_kb, thread_docs
+
+
+def _calibration(kb: KnowledgeBase) -> dict:
+    return json.loads((kb.generation_path / "deflect" / "calibration.json").read_text())
+
+
+def test_calibration_is_stored_with_the_generation_and_redone_on_rebuild(kb: KnowledgeBase) -> None:
+    first_gen = kb.generation_path
+    report = _calibration(kb)["report"]
+    assert report["method"] == "holdout"
+    assert report["holdout_answerable"] > 0 and report["holdout_unanswerable"] > 0
+    assert (first_gen / "deflect" / "model.json").is_file()
+    build = kb.rebuild(thread_docs()[:6])
+    assert build.steps["deflect"]["documents"] == 6
+    assert kb.generation_path != first_gen
+    assert (kb.generation_path / "deflect" / "calibration.json").is_file()
+    assert "badge" not in kb.ask("I lost my access badge").ranked
+
+
+def test_operator_target_precision_moves_the_threshold(tmp_path: Path) -> None:
+    loose = make_kb(tmp_path / "loose", thread_docs(), **{"deflect.target_precision": 0.5})
+    strict = make_kb(tmp_path / "strict", thread_docs(), **{"deflect.target_precision": 0.99})
+    with loose, strict:
+        q = "printer jam"
+        t_loose = loose.ask(q).thresholds["answer"]
+        t_strict = strict.ask(q).thresholds["answer"]
+        assert t_strict >= t_loose
+        assert strict.ask(q).thresholds["target_precision"] == 0.99
+
+
+def test_threshold_for_reaches_the_target() -> None:
+    conf = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
+    ok = np.array([1, 1, 1, 0, 1, 0])
+    w = np.ones(6)
+    assert threshold_for(conf, ok, w, 1.0) == 0.8
+    assert threshold_for(conf, ok, w, 0.8) == 0.6
+    assert threshold_for(np.array([0.4]), np.array([0]), np.ones(1), 0.5) > 1.0  # never answer
+
+
+def test_holdout_never_leaks_held_out_phrasings() -> None:
+    docs = thread_docs()
+    train, queries = make_holdout(docs, DeflectConfig())
+    kept = {d.id: set(d.questions) for d in train}
+    held_threads = {d.id for d in docs} - set(kept)
+    assert held_threads, "some whole threads are held out"
+    for q in queries:
+        if q.answer is None:
+            continue
+        assert q.answer in kept
+        if q.kind == "phrasing":
+            assert q.text not in kept[q.answer]
+    assert {q.kind for q in queries if q.answer is None} == {"thread"}
+
+
+def test_perturb_keeps_a_subset_of_words_in_order() -> None:
+    rng = random.Random(1)
+    text = "how do I connect to the company vpn from a hotel room"
+    out = perturb(text, rng).split()
+    words = text.split()
+    assert 2 <= len(out) <= len(words)
+    it = iter(words)
+    assert all(w in it for w in out)
+
+
+def test_feedback_is_logged_and_feeds_the_next_calibration(kb: KnowledgeBase) -> None:
+    d = kb.ask("i forgot my password")
+    assert d.action is Action.ANSWER
+    rec = kb.feedback(d.id, True, user="bob", comment="thanks")
+    assert rec.helpful and rec.decision_id == d.id
+    other = kb.ask("printer jam")
+    kb.feedback(other.id, False, escalated=True)
+    assert [f.helpful for f in kb.usage.feedback()] == [True, False]
+    build = kb.rebuild(kb.documents())
+    assert build.steps["deflect"]["feedback_examples"] == 2

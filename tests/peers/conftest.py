@@ -1,0 +1,155 @@
+"""Real parts for the peer tests: an HTTP server receiving webhooks (failing on demand), an SMTP server
+(aiosmtpd) receiving e-mail, and knowledge bases in temporary folders with SQLite stores."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from kbsearch import KnowledgeBase, Settings
+
+EVAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "eval"
+
+
+class WebhookServer:
+    """Records every POST; answers ``status`` (200 by default; set 503 to simulate an outage)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.status = 200
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                with outer.lock:
+                    status = outer.status
+                    if status == 200:
+                        outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                                               "json": json.loads(body)})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def keys(self, path: str | None = None) -> list[str]:
+        with self.lock:
+            return [r["headers"].get("Idempotency-Key", "") for r in self.requests
+                    if path is None or r["path"] == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class MailSink:
+    """aiosmtpd handler keeping every received message."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        msg = message_from_bytes(envelope.content)
+        with self.lock:
+            self.messages.append({"to": list(envelope.rcpt_tos), "msg": msg})
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    server = WebhookServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[MailSink, int]]:
+    sink = MailSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
+def peer_settings(root: Path, hook: WebhookServer | None = None, smtp_port: int | None = None,
+                  **peers: Any) -> Settings:
+    """Settings with two real groups (IT with a webhook and e-mail, HR with Slack) and fast retries."""
+    settings = Settings()
+    settings.index.path = root
+    settings.index.writer_timeout = 0.0
+    it_channels: list[dict[str, Any]] = [{"type": "webhook", "url_env": "KBT_IT_HOOK"}]
+    if smtp_port is not None:
+        it_channels.append({"type": "email", "name": "mail", "to": ["it-team@example.com"]})
+        settings.peers.smtp_port = smtp_port
+    settings.peers.groups = [
+        {"name": "it-support", "description": "Laptops, VPN, passwords, e-mail accounts, printers and wifi",
+         "keywords": ["vpn", "password", "laptop", "printer", "wifi", "outlook"],
+         "experts": ["bo@example.com"], "members": ["ana@example.com"], "channels": it_channels},
+        {"name": "hr", "description": "Holidays, payroll, sick leave, contracts and expenses",
+         "keywords": ["vacation", "holiday", "salary", "payslip", "sick leave", "expenses"],
+         "experts": ["hr-lead@example.com"], "channels": [{"type": "slack", "url_env": "KBT_HR_SLACK"}]},
+    ]
+    settings.peers.retry_initial = 0.05
+    settings.peers.retry_factor = 2.0
+    settings.peers.retry_max = 0.2
+    settings.peers.claim_seconds = 2.0
+    settings.peers.send_timeout = 5.0
+    for key, value in peers.items():
+        setattr(settings.peers, key, value)
+    return settings
+
+
+@pytest.fixture
+def hook_env(webhook: WebhookServer, monkeypatch: pytest.MonkeyPatch) -> WebhookServer:
+    monkeypatch.setenv("KBT_IT_HOOK", webhook.url("/it"))
+    monkeypatch.setenv("KBT_HR_SLACK", webhook.url("/hr-slack"))
+    return webhook
+
+
+@pytest.fixture
+def kb(tmp_path: Path, hook_env: WebhookServer) -> Iterator[KnowledgeBase]:
+    base = KnowledgeBase.open(settings=peer_settings(tmp_path / "index", hook_env))
+    yield base
+    base.close()
+
+
+PAGES = [
+    {"id": "p1", "title": "Connecting to the office wifi", "text": "Choose the network CORP and sign in with "
+     "your laptop account. Guests use CORP-GUEST.", "url": "https://intranet/wifi"},
+    {"id": "p2", "title": "Booking a meeting room", "text": "Rooms are booked in the calendar; pick the room "
+     "as a resource.", "url": "https://intranet/rooms"},
+    {"id": "a1", "kind": "answer", "title": "How do I reset my password?", "text": "Go to the self-service "
+     "portal and choose 'forgot password'.", "group": "it-support"},
+    {"id": "a2", "kind": "answer", "title": "How many vacation days do I have?", "text": "25 days a year, "
+     "see the HR portal.", "group": "hr"},
+]
