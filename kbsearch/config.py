@@ -83,8 +83,8 @@ class RerankConfig:
     #: Characters of body text used to represent a document for re-ranking.
     doc_chars: int = 600
     #: Weights of the fused score.
-    weight_tfidf: float = 0.6
-    weight_bm25: float = 0.4
+    weight_tfidf: float = 0.75
+    weight_bm25: float = 0.25
     #: Bonuses and penalties from document signals.
     bonus_verified: float = 0.06
     bonus_accepted: float = 0.03

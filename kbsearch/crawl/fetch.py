@@ -38,23 +38,23 @@ _CHUNK = 64 * 1024
 
 @dataclass
 class FetchOptions:
-    """The fetch-related part of the crawl settings."""
+    """The fetch-related part of the crawl settings (defaults live in `config.CrawlConfig`)."""
 
     user_agent: str
-    connect_timeout: float = 5.0
-    read_timeout: float = 15.0
-    page_timeout: float = 60.0
-    retries: int = 2
-    backoff: float = 0.5
-    retry_after_max: float = 30.0
-    max_bytes: int = 5_000_000
-    max_redirects: int = 10
-    delay: float = 0.0
-    connections_per_host: int = 4
-    respect_robots: bool = True
+    connect_timeout: float
+    read_timeout: float
+    page_timeout: float
+    retries: int
+    backoff: float
+    retry_after_max: float
+    max_bytes: int
+    max_redirects: int
+    delay: float
+    connections_per_host: int
+    respect_robots: bool
     #: Consecutive transport failures after which a host is treated as gone for this run.
-    host_failure_limit: int = 8
-    verify_tls: bool = True
+    host_failure_limit: int
+    verify_tls: bool
 
 
 @dataclass

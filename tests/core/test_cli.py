@@ -44,11 +44,11 @@ def test_index_add_search_stats(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.output.startswith("added 35, updated 0, unchanged 0")
     again = runner.invoke(main, ["index", "add", str(EXAMPLES / "answers.jsonl"), "--index", index])
     assert "unchanged 12" in again.output
-    result = runner.invoke(main, ["search", "compressor alarm E02", "--json", "--index", index, "-n", "3"])
+    result = runner.invoke(main, ["search", "what does the E02 alarm on the C40 mean", "--json", "--index", index, "-n", "3"])
     hits = json.loads(result.output)
     assert hits[0]["id"] == "answer:9" and len(hits) == 3
     assert {"id", "kind", "title", "url", "snippet", "score"} <= set(hits[0])
-    text = runner.invoke(main, ["search", "compressor alarm E02", "--index", index])
+    text = runner.invoke(main, ["search", "what does the E02 alarm on the C40 mean", "--index", index])
     assert "1. C40 shows alarm E02" in text.output and "https://intranet.example/answers/9" in text.output
     stats = json.loads(runner.invoke(main, ["stats", "--json", "--index", index]).output)
     assert stats["documents"] == 35 and stats["answers"] == 12

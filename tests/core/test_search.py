@@ -31,8 +31,9 @@ def test_hit_explains_itself(example_kb: KnowledgeBase) -> None:
     assert hit.parts.bm25 > 0 and 0 < hit.parts.bm25_norm <= 1
     assert 0 < hit.parts.tfidf <= 1 and 0 <= hit.parts.question_match <= 1
     assert "<mark>oil</mark>" in hit.snippet
-    assert hit.score == pytest.approx(0.6 * max(hit.parts.tfidf, hit.parts.question_match)
-                                      + 0.4 * hit.parts.bm25_norm + hit.parts.signals)
+    cfg = example_kb.settings.rerank
+    assert hit.score == pytest.approx(cfg.weight_tfidf * max(hit.parts.tfidf, hit.parts.question_match)
+                                      + cfg.weight_bm25 * hit.parts.bm25_norm + hit.parts.signals)
 
 
 def test_snippet_escapes_html(kb: KnowledgeBase) -> None:
