@@ -221,6 +221,9 @@ class EngineWriter:
 # clauses): evaluated with numpy over whole posting blocks instead of posting by posting.
 _K1 = 1.2
 _B = 0.75
+#: Length normalisation per field: a question with many alternate phrasings is not "diluted" by
+#: them (each phrasing names the same question), so the questions field is barely normalised.
+FIELD_B = {"questions": 0.1}
 _LENGTHS = np.array([byte_to_length(b) for b in range(256)], dtype=np.float64)
 
 
@@ -251,6 +254,10 @@ def _leaf_postings(reader: Any, field: str, term: str) -> tuple[np.ndarray, np.n
     if not ids:
         return np.empty(0, np.int64), np.empty(0, np.float64)
     return np.concatenate(ids), np.concatenate(weights)
+
+
+def _weighting() -> Any:
+    return scoring.BM25F(B=_B, K1=_K1, **{f"{f}_B": b for f, b in FIELD_B.items()})
 
 
 class _LeafData:
@@ -291,7 +298,8 @@ def _bm25f_top(searcher: Any, leaves: list[tuple[_LeafData, int]], clauses: Sequ
             idf = searcher.idf(field, term)
             avgfl = searcher.avg_field_length(field) or 1
             fl = leaf.lengths(field)[ids]
-            totals[ids] += boost * idf * ((tf * (_K1 + 1)) / (tf + _K1 * ((1 - _B) + _B * fl / avgfl)))
+            b = FIELD_B.get(field, _B)
+            totals[ids] += boost * idf * ((tf * (_K1 + 1)) / (tf + _K1 * ((1 - b) + b * fl / avgfl)))
             hit[ids] = True
         if len(leaf.deleted):
             hit[leaf.deleted] = False
@@ -349,7 +357,7 @@ class EngineIndex:
     def _searcher(self) -> Any:
         searcher = getattr(self._local, "searcher", None)
         if searcher is None:
-            searcher = self._ix.searcher(weighting=scoring.BM25F())
+            searcher = self._ix.searcher(weighting=_weighting())
             self._local.searcher = searcher
             self._local.masks = {}
             self._local.leaves = None
@@ -358,7 +366,7 @@ class EngineIndex:
         elif not searcher.up_to_date():
             # A new searcher, not searcher.refresh(): Whoosh's reader reuse keeps the old deletion
             # state of unchanged segments, so a deletions-only commit would stay invisible.
-            fresh = self._ix.searcher(weighting=scoring.BM25F())
+            fresh = self._ix.searcher(weighting=_weighting())
             with self._searchers_lock:
                 self._searchers.append(fresh)
                 if searcher in self._searchers:
