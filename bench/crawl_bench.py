@@ -75,14 +75,24 @@ def run_kbsearch(start: str, index: str, dry_run: bool) -> dict:
 
     settings = Settings.load(config_file=None, env={})
     kb = KnowledgeBase.open(index, settings=settings)
+    wall0 = time.time()
     t0 = time.perf_counter()
     report = kb.crawl([start], name="pydocs", dry_run=dry_run)
     seconds = time.perf_counter() - t0
     kb.close()
+    steps = {name: step.get("seconds") for name, step in report.after_build.items() if isinstance(step, dict)}
     return {"pages": report.pages_parsed, "fetched": report.fetched, "seconds": seconds,
             "sections": report.sections, "added": report.added, "unchanged": report.unchanged,
             "not_modified": report.not_modified, "same_hash": report.same_hash, "failed": report.failed,
-            "skipped": report.skipped, "skip_reasons": report.skip_reasons, "complete": report.complete}
+            "skipped": report.skipped, "skip_reasons": report.skip_reasons, "complete": report.complete,
+            # The split (seconds): the crawl proper (fetch + parse + index writes, overlapped; the
+            # writer thread's busy time alongside), then the TF-IDF refit, then the after-build steps.
+            "crawl_seconds": report.seconds, "write_seconds": report.write_seconds,
+            "refit_seconds": report.refit_seconds, "after_build_seconds": report.after_build_seconds,
+            "after_build_steps": steps,
+            # Wall-clock phase boundaries, to split the memory samples taken by the parent.
+            "phases": {"start": wall0, "crawl_end": wall0 + report.seconds,
+                       "refit_end": wall0 + report.seconds + report.refit_seconds, "end": wall0 + seconds}}
 
 
 def run_faq_check(start: str, index: str, site: Path) -> dict:
@@ -171,15 +181,21 @@ def measured(args: list[str]) -> tuple[dict, float]:
 
 
 def _measured(args: list[str]) -> tuple[dict, float]:
-    """Run ``crawl_bench.py --run ...`` in a child; return its JSON and the tree's peak RSS in MB."""
+    """Run ``crawl_bench.py --run ...`` in a child; return its JSON and the tree's peak RSS in MB.
+
+    Every 50 ms the whole process tree (the run, its forkserver and parse workers) is sampled: RSS
+    and PSS summed over the processes, and each process's CPU time (user + system), summed at the
+    end into ``cpu_seconds``.  When the run reports phase boundaries, ``phase_peaks`` gives the
+    peak RSS / PSS of each phase (crawl, refit, after-build).
+    """
     import psutil
 
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
-    peak = peak_pss = 0
+    samples: list[tuple[float, int, int]] = []
+    cpu: dict[int, float] = {}
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak, peak_pss
         try:
             parent = psutil.Process(proc.pid)
         except psutil.NoSuchProcess:
@@ -193,10 +209,11 @@ def _measured(args: list[str]) -> tuple[dict, float]:
                         info = p.memory_full_info()  # rss, and pss (shared pages split fairly)
                         total += info.rss
                         total_pss += getattr(info, "pss", info.rss)
+                        times = p.cpu_times()
+                        cpu[p.pid] = times.user + times.system
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
                         pass
-                peak = max(peak, total)
-                peak_pss = max(peak_pss, total_pss)
+                samples.append((time.time(), total, total_pss))
             except psutil.NoSuchProcess:
                 return
             time.sleep(0.05)
@@ -209,8 +226,18 @@ def _measured(args: list[str]) -> tuple[dict, float]:
     if proc.returncode != 0:
         raise SystemExit(f"run {args} failed with exit status {proc.returncode}")
     result = json.loads(out.strip().splitlines()[-1])
-    result["peak_pss_mb"] = peak_pss / 1e6
-    return result, peak / 1e6
+    result["peak_pss_mb"] = max((s[2] for s in samples), default=0) / 1e6
+    result["cpu_seconds"] = sum(cpu.values())
+    phases = result.get("phases")
+    if phases:
+        bounds = [("crawl", phases["start"], phases["crawl_end"]),
+                  ("refit", phases["crawl_end"], phases["refit_end"]),
+                  ("after_build", phases["refit_end"], phases["end"])]
+        result["phase_peaks"] = {
+            name: [max((s[1] for s in samples if lo <= s[0] <= hi), default=0) / 1e6,
+                   max((s[2] for s in samples if lo <= s[0] <= hi), default=0) / 1e6]
+            for name, lo, hi in bounds}
+    return result, max((s[1] for s in samples), default=0) / 1e6
 
 
 def main() -> None:
@@ -261,17 +288,31 @@ def main() -> None:
             server.terminate()
             server.wait(10)
 
-    print(f"\n{'run':<50} {'pages':>6} {'secs':>7} {'pages/s':>8} {'peak RSS':>9} {'peak PSS':>9}")
+    print(f"\n{'run':<50} {'pages':>6} {'secs':>7} {'pages/s':>8} {'CPU s':>7} {'peak RSS':>9} {'peak PSS':>9}")
     for label, data, rss in rows:
         rate = data["fetched"] / data["seconds"] if "recrawl" in label else data["pages"] / data["seconds"]
         print(f"{label:<50} {data['pages'] if 'recrawl' not in label else data['fetched']:>6} "
-              f"{data['seconds']:>7.1f} {rate:>8.1f} {rss:>6.0f} MB {data['peak_pss_mb']:>6.0f} MB")
-    print("(peak RSS: sum over the process tree, shared pages counted in every process; PSS: shared pages "
-          "split between the processes sharing them)")
+              f"{data['seconds']:>7.1f} {rate:>8.1f} {data['cpu_seconds']:>7.1f} {rss:>6.0f} MB "
+              f"{data['peak_pss_mb']:>6.0f} MB")
+    print("(secs: wall clock of the whole run; CPU s: user + system over the process tree; peak RSS: sum "
+          "over the process tree, shared pages counted in every process; PSS: shared pages split between "
+          "the processes sharing them)")
+    if full:
+        steps = ", ".join(f"{k} {v:.1f}s" for k, v in full["after_build_steps"].items() if v is not None)
+        print(f"\ninto the index, split: crawl (fetch + parse + index writes, overlapped) {full['crawl_seconds']:.1f}s "
+              f"(writer thread busy {full['write_seconds']:.1f}s), TF-IDF refit {full['refit_seconds']:.1f}s, "
+              f"after-build steps {full['after_build_seconds']:.1f}s ({steps})")
+        peaks = full.get("phase_peaks", {})
+        print("peak RSS / PSS of the tree by phase: " + ", ".join(
+            f"{name} {rss_mb:.0f} / {pss_mb:.0f} MB" for name, (rss_mb, pss_mb) in peaks.items()))
     if not args.skip_baseline:
         base_rate = base["pages"] / base["seconds"]
         print(f"\nspeed-up vs baseline: extraction {dry['pages'] / dry['seconds'] / base_rate:.2f}x"
-              + (f", into the index {full['pages'] / full['seconds'] / base_rate:.2f}x" if full else ""))
+              + (f", into the index {full['pages'] / full['seconds'] / base_rate:.2f}x end to end" if full else ""))
+        if full:
+            no_steps = full["seconds"] - full["after_build_seconds"]
+            print(f"  into the index without the after-build steps (crawl + refit, {no_steps:.1f}s): "
+                  f"{full['pages'] / no_steps / base_rate:.2f}x")
     if full and again and faq:
         print(f"crawl: {full['pages']} pages -> {full['sections']} sections, {full['skipped']} skipped "
               f"{full['skip_reasons']}, {full['failed']} failed")

@@ -1,33 +1,124 @@
-"""kbsearch: search the intranet and past peer answers first, ask the peers only when search fails."""
+"""kbsearch: search the intranet and past peer answers first, ask the peers only when search fails.
 
-from .config import CrawlConfig, Settings
-from .crawl import CrawlReport
-from .deflect import Action, Answer, Decision
-from .documents import Document, Hit, ScoreParts, make_id, read_jsonl
-from .errors import (
-    ConfigError,
-    DeliveryError,
-    IndexCorruptError,
-    IndexLockedError,
-    IndexNotFoundError,
-    InvalidDocumentError,
-    InvalidEscalationError,
-    InvalidQuestionError,
-    KbsearchError,
-    NotFoundError,
-    PermissionDeniedError,
-    SourceError,
-)
-from .evaluate import EvalReport, evaluate
-from .kb import AddReport, BuildReport, IndexStats, KnowledgeBase
-from .peers import Attachment, DeliveryReport, Escalation, Group
-from .route import Routing
-from .reindex import ReindexReport, ReindexRunningError
-from .report import DeflectionReport
-from .search import ALL_GROUPS
-from .sources.web import WebSource
+The public names below are imported from their submodules on first use, so ``import kbsearch``
+(and the CLI's start) do not load scikit-learn, SciPy or Whoosh until something needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Each public name and the submodule that defines it.
+_SOURCES: dict[str, str] = {
+    "ALL_GROUPS": "search",
+    "Action": "deflect",
+    "AddReport": "kb",
+    "Answer": "deflect",
+    "Attachment": "peers",
+    "BuildReport": "kb",
+    "ConfigError": "errors",
+    "CrawlConfig": "config",
+    "CrawlReport": "crawl",
+    "Decision": "deflect",
+    "DeflectionReport": "report",
+    "DeliveryError": "errors",
+    "DeliveryReport": "peers",
+    "Document": "documents",
+    "Escalation": "peers",
+    "EvalReport": "evaluate",
+    "Group": "peers",
+    "Hit": "documents",
+    "IndexCorruptError": "errors",
+    "IndexLockedError": "errors",
+    "IndexNotFoundError": "errors",
+    "IndexStats": "kb",
+    "InvalidDocumentError": "errors",
+    "InvalidEscalationError": "errors",
+    "InvalidQuestionError": "errors",
+    "KbsearchError": "errors",
+    "KnowledgeBase": "kb",
+    "NotFoundError": "errors",
+    "PermissionDeniedError": "errors",
+    "ReindexReport": "reindex",
+    "ReindexRunningError": "reindex",
+    "Routing": "route",
+    "ScoreParts": "documents",
+    "Settings": "config",
+    "SourceError": "errors",
+    "WebSource": "sources.web",
+    "evaluate": "evaluate",
+    "make_id": "documents",
+    "read_jsonl": "documents",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or a submodule, as the eager package did) on first access."""
+    source = _SOURCES.get(name)
+    if source is not None:
+        value = getattr(importlib.import_module(f"{__name__}.{source}"), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``kbsearch.evaluate`` is the function (as in ``__all__``), not the submodule of that name.
+
+    Importing a submodule binds it on its package, which would shadow the lazily imported
+    function; this property keeps the name pointing at the function, as the eager package did.
+    """
+
+    @property
+    def evaluate(self) -> Any:
+        return importlib.import_module(f"{__name__}.evaluate").evaluate
+
+    @evaluate.setter
+    def evaluate(self, value: Any) -> None:  # the import system binding the submodule: ignored
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
+
+if TYPE_CHECKING:  # what the names resolve to, for type checkers and editors
+    from .config import CrawlConfig, Settings
+    from .crawl import CrawlReport
+    from .deflect import Action, Answer, Decision
+    from .documents import Document, Hit, ScoreParts, make_id, read_jsonl
+    from .errors import (
+        ConfigError,
+        DeliveryError,
+        IndexCorruptError,
+        IndexLockedError,
+        IndexNotFoundError,
+        InvalidDocumentError,
+        InvalidEscalationError,
+        InvalidQuestionError,
+        KbsearchError,
+        NotFoundError,
+        PermissionDeniedError,
+        SourceError,
+    )
+    from .evaluate import EvalReport, evaluate
+    from .kb import AddReport, BuildReport, IndexStats, KnowledgeBase
+    from .peers import Attachment, DeliveryReport, Escalation, Group
+    from .reindex import ReindexReport, ReindexRunningError
+    from .report import DeflectionReport
+    from .route import Routing
+    from .search import ALL_GROUPS
+    from .sources.web import WebSource
 
 __all__ = [
     "ALL_GROUPS",

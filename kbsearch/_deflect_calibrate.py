@@ -118,6 +118,8 @@ class Calibration:
     curve_conf: list[float] = field(default_factory=list)
     curve_ok: list[int] = field(default_factory=list)
     curve_w: list[float] = field(default_factory=list)
+    # The kind of each curve point ("phrasing", "title", "pseudo", "thread", "feedback").
+    curve_kind: list[str] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
 
     # -- applying ------------------------------------------------------------------------------------
@@ -134,9 +136,12 @@ class Calibration:
             return prob
         return np.interp(prob, self.iso_x, self.iso_y)
 
-    def threshold(self, target: float) -> float:
+    def threshold(self, target: float, simulated_margin: float = 0.0) -> float:
         """Lowest confidence whose answered hold-out questions reach ``target`` precision (>1: never)."""
-        return threshold_for(np.asarray(self.curve_conf), np.asarray(self.curve_ok), np.asarray(self.curve_w), target)
+        conf, ok, w = np.asarray(self.curve_conf), np.asarray(self.curve_ok), np.asarray(self.curve_w)
+        if len(self.curve_kind) != len(conf):
+            return threshold_for(conf, ok, w, target)
+        return threshold_by_kind(conf, ok, w, np.asarray(self.curve_kind), target, simulated_margin)
 
     # -- storage ---------------------------------------------------------------------------------------
     def save(self, gen_dir: Path) -> None:
@@ -150,6 +155,9 @@ class Calibration:
         try:
             data = json.loads((gen_dir / MODEL_DIR / CALIBRATION_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
+            return None
+        if len(data.get("coef", ())) != len(FEATURES):
+            log.warning("deflection calibration in %s is from an older kbsearch; rebuild to recalibrate", gen_dir)
             return None
         return cls(**data)
 
@@ -166,7 +174,45 @@ class Calibration:
                    report={"method": "prior", "reason": "archive too small to calibrate"})
 
 
+#: A kind of answerable hold-out needs this many questions to set a threshold of its own.
+MIN_KIND_QUESTIONS = 30
+#: Hold-out kinds that are real questions people asked (the others are simulated).
+REAL_KINDS = frozenset({"phrasing", "feedback"})
+
+
+def threshold_by_kind(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, kinds: np.ndarray, target: float,
+                      simulated_margin: float = 0.0) -> float:
+    """The threshold at which every kind of answerable hold-out reaches ``target`` precision.
+
+    Real rephrasings, titles found from their answers and words-dropped pseudo-questions are not
+    equally hard, and which of them real questions resemble is unknown; so each kind, standing in
+    for all answerable questions against the same unanswerable ones, must reach the target.
+    Simulated kinds are a weaker stand-in for real questions than real rephrasings, so they must
+    reach the target plus ``simulated_margin``.  A kind that reaches its goal at no confidence at
+    all (an archive part nothing can be found in) does not block the others: its questions get
+    low confidences and escalate anyway.
+    """
+    shared = (kinds == "thread") | (kinds == "feedback")
+    answerable = ~shared
+    total = float(w[answerable].sum())
+    taus = []
+    for kind in np.unique(kinds[answerable]):
+        mask = kinds == kind
+        if mask.sum() < MIN_KIND_QUESTIONS or w[mask].sum() <= 0:
+            continue
+        ww = w.copy()
+        ww[mask] = w[mask] * (total / float(w[mask].sum()))
+        sel = mask | shared
+        goal = target if kind in REAL_KINDS else min(target + simulated_margin, 0.999)
+        taus.append(threshold_for(conf[sel], ok[sel], ww[sel], goal))
+    reachable = [t for t in taus if t <= 1.0]
+    if reachable:
+        return max(reachable)
+    return threshold_for(conf, ok, w, target)
+
+
 def threshold_for(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, target: float) -> float:
+    """Lowest confidence whose answered hold-out questions reach ``target`` precision (>1: never)."""
     if conf.size == 0:
         return 1.01
     order = np.argsort(-conf, kind="stable")
@@ -197,7 +243,8 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     started = time.perf_counter()
     rows_X: list[np.ndarray] = []
     rows_y: list[np.ndarray] = []
-    per_query: list[tuple[int, int, np.ndarray, int, bool]] = []  # (start, end, candidates, target, answerable)
+    # (start, end, candidates, target, answerable, kind)
+    per_query: list[tuple[int, int, np.ndarray, int, bool, str]] = []
     queries: list[HoldoutQuery] = []
     classifier = False
     begin = 0
@@ -231,7 +278,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
                 target = model.index.get(q.answer, -1) if q.answer else -1
                 rows_X.append(feats)
                 rows_y.append((cands == target).astype(int))
-                per_query.append((begin, begin + len(cands), cands, target, q.answer is not None))
+                per_query.append((begin, begin + len(cands), cands, target, q.answer is not None, q.kind))
                 begin += len(cands)
     n_in = sum(1 for p in per_query if p[4])
     n_out = len(per_query) - n_in
@@ -242,7 +289,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     share = min(max(cfg.unanswerable_share, 0.0), 0.95) if n_out else 0.0
     w_in = (1.0 - share) / n_in
     w_out = share / n_out if n_out else 0.0
-    rows_w = [np.full(e - b, w_in if ok else w_out) for b, e, _c, _t, ok in per_query]
+    rows_w = [np.full(e - b, w_in if ok else w_out) for b, e, _c, _t, ok, _k in per_query]
     X = np.vstack(rows_X)
     y = np.concatenate(rows_y)
     w = np.concatenate(rows_w)
@@ -260,7 +307,8 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     z = (X - mean) / scale
     prob = 1.0 / (1.0 + np.exp(-(z @ coef + intercept)))
     top_p, top_ok, top_w = [], [], []
-    for b, e, cands, target, ok in per_query:
+    top_kind = [k for *_rest, k in per_query]
+    for b, e, cands, target, ok, _kind in per_query:
         j = int(np.argmax(prob[b:e]))
         top_p.append(prob[b + j])
         top_ok.append(int(cands[j] == target))
@@ -270,6 +318,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         top_p += list(pf)
         top_ok += list(fb_y)
         top_w += [cfg.feedback_weight * w_in] * len(fb_X)
+        top_kind += ["feedback"] * len(fb_X)
     tp, tk, tw = np.array(top_p), np.array(top_ok), np.array(top_w)
     from sklearn.isotonic import IsotonicRegression
 
@@ -279,8 +328,8 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     conf = np.interp(tp, iso_x, iso_y)
     cal = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                       iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
-                      curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw])
-    tau = cal.threshold(cfg.target_precision)
+                      curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw], curve_kind=top_kind)
+    tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
     answered = conf >= tau
     in_mask = np.array([p[4] for p in per_query] + [True] * len(fb_X))
     cal.report = {

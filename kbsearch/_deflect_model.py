@@ -14,6 +14,8 @@ import json
 import logging
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +23,25 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from .documents import Document
+from .index import index_terms
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "deflect"
+#: Version of the stored model's layout; a model of another version is not used (rebuild to refit).
+MODEL_FORMAT = 2
 _WORD = dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
              token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
 _CHAR = dict(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, lowercase=True, dtype=np.float32)
-_TERMS = dict(lowercase=True, token_pattern=r"(?u)\b\w\w+\b", stop_words=sorted(ENGLISH_STOP_WORDS),
-              dtype=np.float32)
+# Stemmed words without stop words, like the index: "undoing" finds "undo".
+_TERMS = dict(analyzer=index_terms, dtype=np.float32)
 _BM25_K1, _BM25_B = 1.2, 0.75
+#: Documents outside the model whose vectors are kept between questions (see `_extra_vectors`).
+EXTRA_CACHE_DOCS = 4096
 _TOKEN = re.compile(r"(?u)\b\w+\b")
 
 #: Names of the per-candidate features, in the order of the feature matrix.
@@ -114,40 +121,106 @@ class Vectorizer:
 
 
 class TermIndex:
-    """BM25 weights and term presence over the covered documents (unigrams, stop words removed)."""
+    """BM25 weights and term presence over documents (stemmed words, stop words removed).
 
-    def __init__(self, vocab: CountVectorizer, weights: sp.csr_matrix, presence: sp.csr_matrix) -> None:
-        self.vocab, self.weights, self.presence = vocab, weights, presence
+    Keeps its IDF and average length so documents outside the model are weighed the same way.
+    """
+
+    def __init__(self, vocab: CountVectorizer, weights: sp.csr_matrix, presence: sp.csr_matrix,
+                 idf: np.ndarray, avg_len: float) -> None:
+        self.vocab, self.weights, self.presence = vocab, Rows(weights), Rows(presence)
+        self.idf, self.avg_len = idf, avg_len
 
     @classmethod
     def fit(cls, texts: Sequence[str]) -> TermIndex:
         vocab = CountVectorizer(**_TERMS)
         try:
-            counts = vocab.fit_transform(texts).tocsr().astype(np.float32)
+            counts = vocab.fit_transform(texts).tocsr()
         except ValueError:  # nothing but stop words / punctuation
             vocab = CountVectorizer(lowercase=True, token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
-            counts = vocab.fit_transform([t + " x" for t in texts]).tocsr().astype(np.float32)
-        return cls(vocab, *cls._weigh(counts))
-
-    @staticmethod
-    def _weigh(counts: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+            counts = vocab.fit_transform([t + " x" for t in texts]).tocsr()
         n = counts.shape[0]
         df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float32)
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         lengths = np.asarray(counts.sum(axis=1)).ravel()
         avg = float(lengths.mean()) if n else 1.0
-        norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * lengths / max(avg, 1e-9))
+        out = cls(vocab, counts[:0], counts[:0], idf, max(avg, 1e-9))
+        out.weights, out.presence = out.weigh_counts(counts)
+        return out
+
+    def weigh_counts(self, counts: sp.csr_matrix) -> tuple[Rows, Rows]:
+        """BM25 term weights and presence (0/1) of documents given as term counts."""
+        counts = counts.tocsr().astype(np.float32)
+        lengths = np.asarray(counts.sum(axis=1)).ravel()
+        norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * lengths / self.avg_len)
         w = counts.copy()
-        row_norm = np.repeat(norm, np.diff(w.indptr))
-        w.data = w.data * (_BM25_K1 + 1) / (w.data + row_norm) * idf[w.indices]
+        w.data = w.data * (_BM25_K1 + 1) / (w.data + np.repeat(norm, np.diff(w.indptr))) * self.idf[w.indices]
         presence = counts.copy()
         presence.data[:] = 1.0
-        return w.tocsr(), presence.tocsr()
+        return Rows(w), Rows(presence)
 
     def query(self, texts: Sequence[str]) -> sp.csr_matrix:
         q = self.vocab.transform(texts).tocsr().astype(np.float32)
         q.data[:] = 1.0
         return q
+
+    def match(self, q: sp.csr_matrix, weights: Rows | None = None,
+              presence: Rows | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(BM25, share of query terms present) of every document for every query row."""
+        weights = self.weights if weights is None else weights
+        presence = self.presence if presence is None else presence
+        nterms = np.asarray(q.sum(axis=1)).ravel()
+        bm25 = weights.dot(q)
+        coverage = presence.dot(q) / np.maximum(nterms, 1)[:, None]
+        return bm25, coverage.astype(np.float32)
+
+    def save(self, path: Path, name: str) -> None:
+        (path / f"{name}_vocab.json").write_text(json.dumps({k: int(i) for k, i in self.vocab.vocabulary_.items()},
+                                                             ensure_ascii=False), encoding="utf-8")
+        sp.save_npz(path / f"{name}_bm25.npz", self.weights.rows(), compressed=False)
+        sp.save_npz(path / f"{name}_presence.npz", self.presence.rows(), compressed=False)
+        np.save(path / f"{name}_idf.npy", self.idf)
+        (path / f"{name}_meta.json").write_text(json.dumps({"avg_len": self.avg_len}), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path, name: str) -> TermIndex:
+        vocab = CountVectorizer(vocabulary=json.loads((path / f"{name}_vocab.json").read_text(encoding="utf-8")),
+                                **_TERMS)
+        meta = json.loads((path / f"{name}_meta.json").read_text(encoding="utf-8"))
+        return cls(vocab, sp.load_npz(path / f"{name}_bm25.npz").tocsr(),
+                   sp.load_npz(path / f"{name}_presence.npz").tocsr(), np.load(path / f"{name}_idf.npy"),
+                   float(meta["avg_len"]))
+
+
+class Rows:
+    """A rows × features matrix kept transposed (features × rows, CSR), transposed once when loaded.
+
+    Scoring a question then touches only the postings of its own features: ``q @ T`` costs what the
+    question's terms cost, instead of a pass (or a transpose) over the whole matrix per question.
+    """
+
+    def __init__(self, rows: sp.csr_matrix) -> None:
+        self.n = rows.shape[0]
+        self.T = rows.T.tocsr()
+
+    def dot(self, q: sp.csr_matrix) -> np.ndarray:
+        """``q @ rows.T`` as a dense float32 (questions × rows) array."""
+        if self.n == 0 or q.shape[0] == 0:
+            return np.zeros((q.shape[0], self.n), dtype=np.float32)
+        return np.asarray((q @ self.T).toarray(), dtype=np.float32)
+
+    def rows(self) -> sp.csr_matrix:
+        return self.T.T.tocsr()
+
+
+def names_text(doc: Document) -> str:
+    """The short naming text of a document: its phrasings."""
+    return "\n".join(phrasings_of(doc))
+
+
+def terms_text(doc: Document, body_chars: int) -> str:
+    """The text a document's BM25 terms come from: its phrasings and the start of its body."""
+    return names_text(doc) + "\n" + doc.text[: body_chars * 4]
 
 
 class AnswerModel:
@@ -158,10 +231,10 @@ class AnswerModel:
                  clf_intercept: np.ndarray | None, clf_classes: np.ndarray | None, covers_all: bool) -> None:
         self.docs = docs
         self.vec = vec
-        self.phrasings = phrasings          # rows: phrasings, L2-normalised
+        self.phrasings = Rows(phrasings)    # rows: phrasings, L2-normalised
         self.owners = owners                # doc index of each phrasing row (sorted ascending)
-        self.bodies = bodies                # rows: documents
-        self.terms = terms
+        self.bodies = Rows(bodies)          # rows: documents
+        self.terms = terms                  # BM25 over phrasings + body start
         self.clf_coef = clf_coef            # (classes, features) float32
         self.clf_intercept = clf_intercept
         self.clf_classes = clf_classes      # doc index of each classifier class
@@ -172,6 +245,10 @@ class AnswerModel:
         self._clf_mask = np.zeros(len(docs), dtype=bool)
         if clf_classes is not None:
             self._clf_mask[clf_classes] = True
+        self._extra_cache: OrderedDict[tuple[str, str, int], tuple[sp.csr_matrix, ...]] = OrderedDict()
+        self._extra_lock = threading.Lock()
+        self._verified = np.array([d.verified for d in docs], dtype=np.float64)
+        self._accepted = np.array([d.accepted for d in docs], dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -197,8 +274,7 @@ class AnswerModel:
                 return None
         P = vec.transform(phr_texts) if phr_texts else sp.csr_matrix((0, vec.size), dtype=np.float32)
         B = vec.transform(bodies_text)
-        terms = TermIndex.fit([d.title + "\n" + "\n".join(d.questions) + "\n" + d.text[: body_chars * 4]
-                               for d in docs])
+        terms = TermIndex.fit([terms_text(d, body_chars) for d in docs])
         coef = intercept = classes = None
         if classifier:
             coef, intercept, classes = fit_classifier(P, owners, len(docs), min_phrasings, max_classes, C,
@@ -215,23 +291,20 @@ class AnswerModel:
         n, m = len(questions), len(self.docs)
         Q = self.vec.transform(questions)
         out: dict[str, np.ndarray] = {}
-        if self.phrasings.shape[0]:
-            sims = (Q @ self.phrasings.T).toarray()
+        phr = np.zeros((n, m), dtype=np.float32)
+        if self.phrasings.n:
+            sims = self.phrasings.dot(Q)
             if exclude_rows is not None:
                 rows = np.nonzero(exclude_rows >= 0)[0]
                 sims[rows, exclude_rows[rows]] = 0.0
-            phr = np.zeros((n, m), dtype=np.float32)
             has = np.nonzero(self._has_phr)[0]
             phr[:, has] = np.maximum.reduceat(sims, self._starts[has], axis=1)
-        else:
-            phr = np.zeros((n, m), dtype=np.float32)
         out["phrasing_match"] = phr
-        out["tfidf"] = (Q @ self.bodies.T).toarray().astype(np.float32)
+        out["tfidf"] = self.bodies.dot(Q)
         qt = self.terms.query(questions)
-        out["bm25"] = (qt @ self.terms.weights.T).toarray().astype(np.float32)
-        nterms = np.asarray(qt.sum(axis=1)).ravel().astype(np.float32)
-        out["coverage"] = ((qt @ self.terms.presence.T).toarray() / np.maximum(nterms, 1)[:, None]).astype(np.float32)
-        out["nterms"] = nterms
+        out["bm25"], out["coverage"] = self.terms.match(qt)
+        out["nterms"] = np.asarray(qt.sum(axis=1)).ravel().astype(np.float32)
+        out["question_vectors"], out["question_terms"] = Q, qt  # sparse; reused by `extra_features`
         clf = np.zeros((n, m), dtype=np.float32)
         if self.clf_coef is not None:
             s = np.asarray(Q @ self.clf_coef.T) + self.clf_intercept
@@ -262,40 +335,29 @@ class AnswerModel:
         feats[:, 7] = bm[cands] / top if top > 0 else 0.0
         feats[:, 8] = np.log1p(bm[cands])
         feats[:, 9] = scores["coverage"][row][cands]
-        feats[:, 10] = [self.docs[c].verified for c in cands]
-        feats[:, 11] = [self.docs[c].accepted for c in cands]
+        feats[:, 10] = self._verified[cands]
+        feats[:, 11] = self._accepted[cands]
         feats[:, 12] = math.log1p(float(scores["nterms"][row]))
         return feats
 
-    def extra_features(self, question: str, docs: Sequence[Document], row: dict[str, np.ndarray]) -> np.ndarray:
+    def extra_features(self, question: str, docs: Sequence[Document], row: dict[str, np.ndarray],
+                       body_chars: int = 1500) -> np.ndarray:
         """`FEATURES` of documents outside the model (e.g. added since the last rebuild) for one question.
 
         ``row`` holds the question's scores over the covered documents (one vector per signal), so the
         margins compare with the best covered document, as for covered candidates.
         """
-        q = self.vec.transform([question])
-        phr_lists = [phrasings_of(d) or [d.title or " "] for d in docs]
-        flat = [p for ps in phr_lists for p in ps]
-        sims = (self.vec.transform(flat) @ q.T).toarray().ravel()
-        bounds = np.cumsum([0] + [len(ps) for ps in phr_lists])
+        q = row["question_vectors"] if "question_vectors" in row else self.vec.transform([question])
+        qt = row["question_terms"] if "question_terms" in row else self.terms.query([question])
+        vectors = self._extra_vectors(docs, body_chars)
+        phr_rows = sp.vstack([v[0] for v in vectors], format="csr")
+        sims = np.asarray((phr_rows @ q.T).toarray()).ravel()
+        bounds = np.cumsum([0] + [v[0].shape[0] for v in vectors])
         phr = np.array([sims[bounds[i]:bounds[i + 1]].max() for i in range(len(docs))])
-        tfidf = (self.vec.transform([doc_body(d, 1500) for d in docs]) @ q.T).toarray().ravel()
-        qt = self.terms.query([question])
-        counts = self.terms.vocab.transform([d.title + "\n" + "\n".join(d.questions) + "\n" + d.text[:6000]
-                                             for d in docs]).tocsr().astype(np.float32)
-        n = self.terms.presence.shape[0]
-        df = np.asarray(self.terms.presence.sum(axis=0)).ravel()
-        idf = np.log1p((n - df + 0.5) / (df + 0.5))
-        avg = float(self.terms.presence.sum() / max(n, 1)) or 1.0
-        lengths = np.asarray(counts.sum(axis=1)).ravel()
-        w = counts.copy()
-        norm = np.repeat(_BM25_K1 * (1 - _BM25_B + _BM25_B * lengths / avg), np.diff(w.indptr))
-        w.data = w.data * (_BM25_K1 + 1) / (w.data + norm) * idf[w.indices]
-        bm25 = (qt @ w.T).toarray().ravel()
-        present = counts.copy()
-        present.data[:] = 1.0
-        nterms = float(qt.sum())
-        coverage = (qt @ present.T).toarray().ravel() / max(nterms, 1.0)
+        tfidf = np.asarray((sp.vstack([v[1] for v in vectors], format="csr") @ q.T).toarray()).ravel()
+        counts = sp.vstack([v[2] for v in vectors], format="csr")
+        bm25, coverage = self.terms.match(qt, *self.terms.weigh_counts(counts))
+        bm25, coverage = bm25[0], coverage[0]
         top_bm25 = max(float(row["bm25"].max()) if row["bm25"].size else 0.0, float(bm25.max()))
         feats = np.zeros((len(docs), len(FEATURES)))
         feats[:, 0] = -1.0
@@ -310,6 +372,38 @@ class AnswerModel:
         feats[:, 11] = [d.accepted for d in docs]
         feats[:, 12] = math.log1p(float(row["nterms"]))
         return feats
+
+    def _extra_vectors(self, docs: Sequence[Document], body_chars: int) -> list[tuple[sp.csr_matrix, ...]]:
+        """(phrasing rows, body row, term counts) of documents outside the model, cached by content.
+
+        Pages found by search recur across questions; vectorising a page's text is most of what
+        deciding on it costs.
+        """
+        out: list[tuple[sp.csr_matrix, ...] | None] = [None] * len(docs)
+        keys = [(d.id, d.content_hash, body_chars) for d in docs]
+        with self._extra_lock:
+            for i, key in enumerate(keys):
+                hit = self._extra_cache.get(key)
+                if hit is not None:
+                    self._extra_cache.move_to_end(key)
+                    out[i] = hit
+        missing = [i for i, v in enumerate(out) if v is None]
+        if missing:
+            phr_lists = [phrasings_of(docs[i]) or [docs[i].title or " "] for i in missing]
+            flat = [p for ps in phr_lists for p in ps]
+            vecs = self.vec.transform(flat + [doc_body(docs[i], body_chars) for i in missing])
+            counts = self.terms.vocab.transform([terms_text(docs[i], body_chars) for i in missing]).tocsr()
+            start = 0
+            with self._extra_lock:
+                for j, i in enumerate(missing):
+                    end = start + len(phr_lists[j])
+                    entry = (vecs[start:end], vecs[len(flat) + j], counts[j])
+                    start = end
+                    out[i] = entry
+                    self._extra_cache[keys[i]] = entry
+                while len(self._extra_cache) > EXTRA_CACHE_DOCS:
+                    self._extra_cache.popitem(last=False)
+        return out  # type: ignore[return-value]
 
     def candidates(self, scores: dict[str, np.ndarray], row: int, per_signal: int,
                    allowed: np.ndarray | None = None) -> np.ndarray:
@@ -332,26 +426,29 @@ class AnswerModel:
             (path / f"{name}_vocab.json").write_text(json.dumps({k: int(i) for k, i in v.vocabulary_.items()},
                                                                 ensure_ascii=False), encoding="utf-8")
             np.save(path / f"{name}_idf.npy", v.idf_.astype(np.float64))
-        (path / "terms_vocab.json").write_text(json.dumps({k: int(i) for k, i in self.terms.vocab.vocabulary_.items()},
-                                                          ensure_ascii=False), encoding="utf-8")
-        for name, m in (("phrasings", self.phrasings), ("bodies", self.bodies),
-                        ("bm25", self.terms.weights), ("presence", self.terms.presence)):
-            sp.save_npz(path / f"{name}.npz", m.tocsr(), compressed=False)
+        self.terms.save(path, "terms")
+        for name, m in (("phrasings", self.phrasings), ("bodies", self.bodies)):
+            sp.save_npz(path / f"{name}.npz", m.rows(), compressed=False)
         np.save(path / "owners.npy", self.owners)
         if self.clf_coef is not None:
             np.save(path / "clf_coef.npy", self.clf_coef.astype(np.float32))
             np.save(path / "clf_intercept.npy", self.clf_intercept.astype(np.float32))
             np.save(path / "clf_classes.npy", self.clf_classes.astype(np.int32))
-        meta = {"docs": [d.to_dict() for d in self.docs], "covers_all": self.covers_all,
-                "classifier": self.clf_coef is not None}
+        meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
+                "covers_all": self.covers_all, "classifier": self.clf_coef is not None}
         (path / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, gen_dir: Path) -> AnswerModel | None:
+        """The stored model; None when there is none or it was written by an older kbsearch (rebuild)."""
         path = gen_dir / MODEL_DIR
         try:
             meta = json.loads((path / "model.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
+            return None
+        if meta.get("format") != MODEL_FORMAT:
+            log.warning("deflection model in %s is from an older kbsearch; questions escalate until the "
+                        "next rebuild", gen_dir)
             return None
         vecs = []
         for name, params in (("word", _WORD), ("char", _CHAR)):
@@ -359,9 +456,6 @@ class AnswerModel:
                                 **params)
             v.idf_ = np.load(path / f"{name}_idf.npy")
             vecs.append(v)
-        tv = CountVectorizer(vocabulary=json.loads((path / "terms_vocab.json").read_text(encoding="utf-8")),
-                             **_TERMS)
-        terms = TermIndex(tv, sp.load_npz(path / "bm25.npz").tocsr(), sp.load_npz(path / "presence.npz").tocsr())
         coef = intercept = classes = None
         if meta.get("classifier"):
             coef = np.load(path / "clf_coef.npy")
@@ -369,8 +463,8 @@ class AnswerModel:
             classes = np.load(path / "clf_classes.npy")
         return cls([DocInfo.from_dict(d) for d in meta["docs"]], Vectorizer(*vecs),
                    sp.load_npz(path / "phrasings.npz").tocsr(), np.load(path / "owners.npy"),
-                   sp.load_npz(path / "bodies.npz").tocsr(), terms, coef, intercept, classes,
-                   bool(meta.get("covers_all")))
+                   sp.load_npz(path / "bodies.npz").tocsr(), TermIndex.load(path, "terms"), coef, intercept,
+                   classes, bool(meta.get("covers_all")))
 
 
 def fit_classifier(P: sp.csr_matrix, owners: np.ndarray, n_docs: int, min_phrasings: int, max_classes: int,

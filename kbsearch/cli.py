@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,7 +20,9 @@ from . import __version__
 from .config import Settings
 from .documents import read_jsonl
 from .errors import KbsearchError
-from .kb import KnowledgeBase
+
+if TYPE_CHECKING:  # imported when a command opens an index: `--help` does not load the engine
+    from .kb import KnowledgeBase
 
 EXIT_ERROR = 1
 
@@ -52,6 +54,8 @@ def load_settings(index_path: Path | None, config_file: Path | None, **overrides
 
 def open_kb(index_path: Path | None, config_file: Path | None, create: bool = False, **overrides: Any) -> KnowledgeBase:
     """Open the knowledge base named by the common options."""
+    from .kb import KnowledgeBase
+
     return KnowledgeBase.open(settings=load_settings(index_path, config_file, **overrides), create=create)
 
 

@@ -232,6 +232,10 @@ class DeflectConfig:
 
     #: Share of ANSWER decisions that must be right (on the archive's hold-outs); sets the threshold.
     target_precision: float = 0.85
+    #: Extra precision that simulated hold-out questions (archives without real alternate phrasings:
+    #: titles found from their answers, questions with words dropped) must reach, because they
+    #: are a weaker stand-in for real questions than real rephrasings are.
+    simulated_margin: float = 0.05
     #: Confidence from which possible answers are still shown (SUGGEST) instead of escalating at once.
     suggest_confidence: float = 0.3
     #: Assumed share of questions the archive cannot answer (weights the hold-outs in calibration).
@@ -244,8 +248,10 @@ class DeflectConfig:
     calibration_queries: int = 4000
     #: Hold-out splits at most (small archives repeat the split to get enough questions).
     calibration_folds: int = 5
-    #: Phrasings per thread the hold-out classifier is fitted on (0: all); bounds rebuild time.
-    calibration_max_per_class: int = 40
+    #: Phrasings per thread the hold-out classifier is fitted on (0: all).  A cap makes rebuilds of
+    #: archives with very many phrasings per thread faster, but the calibration then sees a weaker
+    #: classifier than the one that answers (its scores mean less than they will).
+    calibration_max_per_class: int = 0
     #: Threads with at least this many phrasings (title included) get a per-thread classifier.
     min_phrasings: int = 3
     #: Most classes of the classifier (the threads with the most phrasings win).
@@ -258,6 +264,9 @@ class DeflectConfig:
     body_chars: int = 1500
     #: Candidates taken from each signal (classifier, phrasings, TF-IDF, BM25) before scoring.
     candidates_per_signal: int = 5
+    #: Search hits outside the answer model (pages of a large index, answers added since the last
+    #: rebuild) considered per question; each costs a vectorisation of its text the first time.
+    page_candidates: int = 5
     #: Possible answers shown with SUGGEST (and listed with ANSWER).
     suggestions: int = 3
     #: Weight of one feedback example relative to one hold-out question.

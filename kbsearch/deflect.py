@@ -160,6 +160,8 @@ class _Scored:
     prob: float
     features: np.ndarray
     snippet: str = ""
+    #: The document itself when it was just read (search hits), so it need not be read again.
+    document: Document | None = None
 
 
 class Deflector:
@@ -169,7 +171,7 @@ class Deflector:
         self.path = path
         self.model = model
         self.cal = calibration
-        self._thresholds: dict[tuple[float, float], dict[str, float]] = {}
+        self._thresholds: dict[tuple[float, float, float], dict[str, float]] = {}
         if model is not None:
             self._public = np.array([not d.allowed_groups for d in model.docs], dtype=bool)
             self._restricted = [(i, set(d.allowed_groups)) for i, d in enumerate(model.docs) if d.allowed_groups]
@@ -182,12 +184,12 @@ class Deflector:
 
     def thresholds(self, settings: Settings) -> dict[str, float]:
         cfg = settings.deflect
-        key = (cfg.target_precision, cfg.suggest_confidence)
+        key = (cfg.target_precision, cfg.suggest_confidence, cfg.simulated_margin)
         cached = self._thresholds.get(key)
         if cached is not None:
             return dict(cached)
         # Never answer at (almost) no confidence, whatever the hold-out curve says.
-        answer = max(self.cal.threshold(cfg.target_precision), MIN_ANSWER_CONFIDENCE)
+        answer = max(self.cal.threshold(cfg.target_precision, cfg.simulated_margin), MIN_ANSWER_CONFIDENCE)
         suggest = min(max(cfg.suggest_confidence, 0.0), answer)
         out = {"answer": round(answer, 4), "suggest": round(suggest, 4), "target_precision": cfg.target_precision}
         self._thresholds[key] = out
@@ -223,28 +225,30 @@ class Deflector:
                         scored = [_Scored(model.docs[c], float(p), f) for c, p, f in zip(cands, probs, feats)]
                 if searcher is not None:
                     row = {k: v[r] for k, v in scores.items()} if scores is not None else None
-                    scored += self._page_candidates(q, groups, searcher, scored, model, row)
+                    scored += self._page_candidates(q, groups, searcher, scored, model, row, cfg.body_chars,
+                                                     cfg.page_candidates)
                 scored.sort(key=lambda s: -s.prob)
                 out.append(scored)
         return out
 
     def _page_candidates(self, question: str, groups: frozenset[str] | None, searcher: Any,
                          scored: list[_Scored], model: AnswerModel | None,
-                         row_scores: dict[str, np.ndarray] | None = None) -> list[_Scored]:
+                         row_scores: dict[str, np.ndarray] | None = None, body_chars: int = 1500,
+                         page_candidates: int = 5) -> list[_Scored]:
         """Search hits outside the answer model (pages of a large index, answers added since the
         last rebuild), described by the same features so they compete on equal terms."""
         covered = model.index if model is not None else {}
         prepared = searcher.prepare(question)
-        cands = [c for c in searcher.candidates(prepared, groups, 10) if c.document.id not in covered]
+        cands = [c for c in searcher.candidates(prepared, groups, page_candidates) if c.document.id not in covered]
         if not cands:
             return []
         docs: list[Document] = [c.document for c in cands]
         if model is not None and row_scores is not None:
-            feats = model.extra_features(question, docs, row_scores)
+            feats = model.extra_features(question, docs, row_scores, body_chars)
         else:
             feats = self._search_features(question, searcher, prepared, cands)
         probs = self.cal.candidate_prob(feats)
-        return [_Scored(DocInfo.of(d), float(p), f) for d, p, f in zip(docs, probs, feats)]
+        return [_Scored(DocInfo.of(d), float(p), f, document=d) for d, p, f in zip(docs, probs, feats)]
 
     @staticmethod
     def _search_features(question: str, searcher: Any, prepared: Any, cands: list[Any]) -> np.ndarray:
@@ -403,8 +407,10 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
 
     terms = set(analyze(text))
     kept = []
+    just_read = {s.info.id: s.document for s in scored if s.document is not None}
     for a in decision.answers:
-        doc = kb.get(a.id, user_groups=ALL_GROUPS if grp is None else grp)
+        # Search hits of this very call are live and were access-checked by the search itself.
+        doc = just_read.get(a.id) or kb.get(a.id, user_groups=ALL_GROUPS if grp is None else grp)
         if doc is None:  # deleted since the model was fitted, or not visible: never shown
             continue
         if doc.outdated and not a.outdated:  # marked outdated since the model was fitted (peers)

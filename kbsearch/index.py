@@ -22,7 +22,7 @@ from whoosh import analysis, fields, index as windex, query, scoring
 from whoosh.filedb.filestore import FileStorage
 from whoosh.index import LockError
 from whoosh.lang.porter import stem as _porter_stem
-from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3LeafMatcher
+from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3Codec, W3LeafMatcher
 from whoosh.matching.wrappers import WrappingMatcher
 from whoosh.util.numeric import byte_to_length
 
@@ -68,14 +68,36 @@ def term_spans(text: str, terms: Collection[str] | None = None) -> list[tuple[st
     the positions of a few terms.
     """
     out = []
+    # Porter stemming only rewrites endings, so a word can only stem to a term with its first letter.
+    firsts = None if terms is None else {t[:1] for t in terms}
     for m in _WORD_RE.finditer(text):
         word = m.group().lower()
-        if len(word) < 2:
+        if len(word) < 2 or (firsts is not None and word[:1] not in firsts):
             continue
         term = _stem(word)
         if terms is None or term in terms:
             out.append((term, m.start(), m.end()))
     return out
+
+
+#: The analyzer's tokenizer pattern (Whoosh's default, ``*`` included) without its capturing group:
+#: the same matches, and ``findall`` returns whole words.
+_INDEX_WORD_RE = re.compile(r"[\w\*]+(?:\.?[\w\*]+)*", re.UNICODE)
+_INDEX_STOPS = frozenset(analysis.STOP_WORDS)
+
+
+def index_terms(text: str) -> list[str]:
+    """Exactly the terms `_ANALYZER` makes of ``text`` when indexing (same tokens, same order).
+
+    Documents are written with these pre-analyzed term lists (Whoosh accepts a sequence of terms
+    as a field value and stores ``_stored_<field>`` as given): ~3x cheaper than the analyzer's
+    chain of token generators.  `analyze` stays the reference; tests compare the two.
+    """
+    # Lower-casing first is the same as lower-casing each word only for ASCII text (elsewhere it
+    # can change what the pattern matches: "İ", final sigma).
+    words = _INDEX_WORD_RE.findall(text.lower()) if text.isascii() else map(str.lower, _INDEX_WORD_RE.findall(text))
+    stops = _INDEX_STOPS
+    return [_stem(word) for word in words if len(word) > 1 and word not in stops]
 
 
 def _schema() -> fields.Schema:
@@ -107,19 +129,21 @@ def _to_fields(doc: Document) -> dict[str, Any]:
         "votes": doc.votes,
     }
     acl = " ".join([RESTRICTED, *doc.allowed_groups]) if doc.allowed_groups else PUBLIC
-    return {
+    out: dict[str, Any] = {
         "id": doc.id,
         "kind": doc.kind,
         "source": doc.source,
         "group": doc.group or "",
         "acl": acl,
-        "title": doc.title,
-        "questions": _SEP.join(doc.questions),
-        "headings": _SEP.join(doc.headings),
-        "body": doc.text,
         "url": doc.url,
         "meta": meta,
     }
+    texts = {"title": doc.title, "questions": _SEP.join(doc.questions), "headings": _SEP.join(doc.headings),
+             "body": doc.text}
+    for name, text in texts.items():  # indexed as pre-analyzed terms, stored as written
+        out[name] = index_terms(text)
+        out[f"_stored_{name}"] = text
+    return out
 
 
 def _from_fields(stored: dict[str, Any]) -> Document:
@@ -153,6 +177,19 @@ class Candidate:
     content_hash: str
 
 
+def _write_codec() -> Any:
+    """Whoosh's codec, set for writing speed (~25% less time per commit, same search results).
+
+    Posting blocks are not zlib-compressed: Whoosh compresses every block, even a few bytes long
+    (its size check is dead code), which costs more time than it saves space (+15% on disk) and
+    makes every read decompress.  No per-block length statistics: only Whoosh's own block skipping
+    reads them, as a bound (0 is a safe one); the numpy BM25F reads each document's lengths.
+    """
+    codec = W3Codec(compression=0)
+    codec.length_stats = False
+    return codec
+
+
 class EngineWriter:
     """Adds and deletes documents in one generation; nothing is visible until `commit`.
 
@@ -166,15 +203,22 @@ class EngineWriter:
         self._limitmb = limitmb
         self._timeout = timeout
         self._writer: Any = None
+        #: The generation the searcher reads at the latest (read before opening it).
+        self._seen_gen = None if fresh else ix.latest_generation()
         self._searcher = None if fresh else ix.searcher()
+        #: True when a commit may have landed between opening the searcher and the writer (ids
+        #: are then looked up by the writer itself).
+        self._moved = False
         self._done = False
 
     def _w(self) -> Any:
         if self._writer is None:
             try:
-                self._writer = self._ix.writer(limitmb=self._limitmb, timeout=self._timeout)
+                self._writer = self._ix.writer(limitmb=self._limitmb, timeout=self._timeout, codec=_write_codec())
             except LockError:
                 raise IndexLockedError("the index is locked by another writer") from None
+            if self._seen_gen is not None:
+                self._moved = self._writer.generation != self._seen_gen + 1
         return self._writer
 
     def add(self, doc: Document) -> str:
@@ -182,10 +226,18 @@ class EngineWriter:
         if self._fresh:
             self._w().add_document(**_to_fields(doc))
             return "added"
-        stored = self._searcher.document(id=doc.id)
-        if stored is not None and (stored.get("meta") or {}).get("hash") == doc.content_hash:
-            return "unchanged"
-        self._w().update_document(**_to_fields(doc))
+        stored = None
+        if ("id", doc.id) in self._searcher.reader():  # the term index answers "never seen" cheaply
+            stored = self._searcher.document(id=doc.id)
+            if stored is not None and (stored.get("meta") or {}).get("hash") == doc.content_hash:
+                return "unchanged"
+        writer = self._w()
+        if stored is None and not self._moved:
+            # Not in the index this writer changes: a plain add (update_document would search
+            # every segment for the id, and re-map them, once per document).
+            writer.add_document(**_to_fields(doc))
+            return "added"
+        writer.update_document(**_to_fields(doc))
         return "updated" if stored is not None else "added"
 
     def delete(self, doc_id: str) -> bool:

@@ -373,8 +373,12 @@ class KnowledgeBase:
         log.info("delete: %d documents removed", deleted)
         return deleted
 
-    def _maybe_refit(self, gen_path: Path) -> bool:
-        """Refit the TF-IDF model of a small, grown index (large ones are refitted by `rebuild`)."""
+    def _maybe_refit(self, gen_path: Path, timings: dict[str, Any] | None = None) -> bool:
+        """Refit the TF-IDF model of a small, grown index (large ones are refitted by `rebuild`).
+
+        ``timings``, when given, receives ``refit_seconds`` (the TF-IDF model), ``after_build_seconds``
+        (router and deflection steps) and ``steps`` (what those steps reported).
+        """
         if getattr(self, "_defer_refit", False):  # a reindex is syncing: its final rebuild refits once
             return False
         live = self._current()
@@ -383,10 +387,17 @@ class KnowledgeBase:
         fitted = live.model.fitted_on
         if count > sample or (fitted and count < 2 * fitted):
             return False
+        started = time.perf_counter()
         model = fit_on(live.engine.iter_documents(), sample, self.settings.rerank.doc_chars)
         model.save(gen_path)
+        del model
         self._current()
-        self._after_build(self._current(), {})
+        fitted_at = time.perf_counter()
+        steps: dict[str, Any] = {}
+        self._after_build(self._current(), steps)
+        if timings is not None:
+            timings.update(refit_seconds=fitted_at - started, after_build_seconds=time.perf_counter() - fitted_at,
+                           steps=steps)
         return True
 
     def rebuild(self, documents: Iterable[Document], *, progress: Progress | None = None) -> BuildReport:
@@ -520,11 +531,15 @@ class KnowledgeBase:
         finally:
             self._defer_refit = deferred
         if not deferred and not dry_run and (report.added or report.updated):
+            timings: dict[str, Any] = {}
             try:
                 with gens.writer_lock(self.root, max(self.settings.index.writer_timeout, 30.0)):
-                    self._maybe_refit(self._current().path)
+                    self._maybe_refit(self._current().path, timings)
             except IndexLockedError as exc:
                 log.warning("crawl: the model was not refitted (%s); `kbsearch reindex` will", exc)
+            report.refit_seconds = round(timings.get("refit_seconds", 0.0), 3)
+            report.after_build_seconds = round(timings.get("after_build_seconds", 0.0), 3)
+            report.after_build = timings.get("steps", {})
         return report
 
     # -- deflect -------------------------------------------------------------------------------

@@ -18,16 +18,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.preprocessing import normalize
 
 from .config import RerankConfig
 from .documents import Document, ScoreParts
 from .index import Candidate
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,20 @@ _CHAR = dict(analyzer="char_wb", ngram_range=(3, 5), lowercase=True,
              n_features=CHAR_FEATURES, alternate_sign=False, norm=None, dtype=np.float32)
 #: Share of a phrasing vector given to the character n-grams (the rest to words).
 CHAR_WEIGHT = 0.5
+
+
+def _hashing_vectorizer(**params: Any) -> Any:
+    """scikit-learn is imported on first use: opening, crawling into and searching an unfitted index
+    (and ``import kbsearch``) do not pay for it (~80 MB, ~1.5 s)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(**params)
+
+
+def _normalize(matrix: Any) -> Any:
+    from sklearn.preprocessing import normalize
+
+    return normalize(matrix, copy=False)
 
 
 def doc_text(doc: Document, body_chars: int) -> str:
@@ -76,10 +90,19 @@ class Reservoir:
                 self.items[j] = item
 
 
-def _idf(counts: sp.csr_matrix, n_docs: int) -> np.ndarray:
+#: Texts hashed at a time when fitting: the document frequencies are summed chunk by chunk, so
+#: the n-gram lists and count matrices of the whole sample never exist at once.
+FIT_CHUNK = 1000
+
+
+def _idf(vectorizer: Any, texts: Sequence[str]) -> np.ndarray:
     """Smoothed IDF (as scikit-learn's `TfidfTransformer`): log((1 + n) / (1 + df)) + 1."""
-    df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
-    return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
+    df = np.zeros(vectorizer.n_features, dtype=np.int64)
+    for start in range(0, len(texts), FIT_CHUNK):
+        counts = vectorizer.transform(texts[start:start + FIT_CHUNK])  # one entry per (text, feature)
+        df += np.bincount(counts.indices, minlength=vectorizer.n_features)
+        del counts
+    return (np.log((1.0 + len(texts)) / (1.0 + df.astype(np.float64))) + 1.0).astype(np.float32)
 
 
 class TfidfModel:
@@ -93,8 +116,20 @@ class TfidfModel:
         self.word_idf = word_idf
         self.char_idf = char_idf
         self.fitted_on = fitted_on
-        self._word = HashingVectorizer(**_WORD)
-        self._char = HashingVectorizer(**_CHAR)
+        self._vectorizers: tuple[Any, Any] | None = None
+
+    @property
+    def _word(self) -> Any:
+        return self._hashers()[0]
+
+    @property
+    def _char(self) -> Any:
+        return self._hashers()[1]
+
+    def _hashers(self) -> tuple[Any, Any]:
+        if self._vectorizers is None:
+            self._vectorizers = (_hashing_vectorizer(**_WORD), _hashing_vectorizer(**_CHAR))
+        return self._vectorizers
 
     @property
     def fitted(self) -> bool:
@@ -111,15 +146,15 @@ class TfidfModel:
         phr = [p for _d, ps in sample for p in ps if p and p.strip()]
         if not docs:
             return cls.empty()
-        word_counts = HashingVectorizer(**_WORD).transform(docs)
-        char_counts = HashingVectorizer(**_CHAR).transform(phr or docs)
-        return cls(_idf(word_counts, len(docs)), _idf(char_counts, len(phr or docs)), len(docs))
+        word_idf = _idf(_hashing_vectorizer(**_WORD), docs)
+        char_idf = _idf(_hashing_vectorizer(**_CHAR), phr or docs)
+        return cls(word_idf, char_idf, len(docs))
 
     def _weigh(self, counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
         counts = counts.tocsr()
         np.log1p(counts.data, out=counts.data)  # sublinear tf
         counts.data *= idf[counts.indices]
-        return normalize(counts, copy=False)
+        return _normalize(counts)
 
     def word_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
         if not self.fitted:
@@ -129,9 +164,11 @@ class TfidfModel:
     def phrase_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Combined word + character vectors (for questions and their phrasings)."""
         w = self.word_vectors(texts)
+        import scipy.sparse as sp
+
         c = self._weigh(self._char.transform(texts), self.char_idf)
         combined = sp.hstack([w * math.sqrt(1 - CHAR_WEIGHT), c * math.sqrt(CHAR_WEIGHT)], format="csr")
-        return normalize(combined, copy=False)
+        return _normalize(combined)
 
     def save(self, gen_dir: Path) -> None:
         """Store the IDF arrays (numpy, no pickle) and a small JSON description."""

@@ -86,6 +86,14 @@ class CrawlReport(SourceReport):
     #: Distinct links found that lead outside the scope (never fetched).
     links_out_of_scope: int = 0
     pages_per_second: float = 0.0
+    #: Seconds the writer thread spent writing batches (index adds / deletes and crawl state); it
+    #: runs alongside fetching and parsing, so this is part of ``seconds``, not added to it.
+    write_seconds: float = 0.0
+    #: After the crawl (`KnowledgeBase.crawl`, not part of ``seconds``): refitting the TF-IDF model,
+    #: then the after-build steps (router, deflection calibration) and what they reported.
+    refit_seconds: float = 0.0
+    after_build_seconds: float = 0.0
+    after_build: dict[str, Any] = field(default_factory=dict)
     #: Why the run stopped before its frontier was empty ("max_pages", "interrupted", an error).
     stopped_early: str | None = None
     skip_reasons: dict[str, int] = field(default_factory=dict)
@@ -97,7 +105,9 @@ class CrawlReport(SourceReport):
                 f"{self.pages_parsed} parsed, {self.not_modified + self.same_hash} unchanged; documents "
                 f"+{self.added} ~{self.updated} ={self.unchanged} -{self.deleted}; "
                 f"{self.skipped} skipped, {self.failed} failed"
-                + ("" if self.complete else f" (incomplete: {self.stopped_early or 'failures'})"))
+                + ("" if self.complete else f" (incomplete: {self.stopped_early or 'failures'})")
+                + (f"; then model refit {self.refit_seconds:.1f}s, routing and deflection "
+                   f"{self.after_build_seconds:.1f}s" if self.refit_seconds or self.after_build_seconds else ""))
 
 
 @dataclass
@@ -120,6 +130,7 @@ class _Writer(threading.Thread):
         self.kb, self.state, self.source, self.dry_run = kb, state, source, dry_run
         self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
         self.added = self.updated = self.unchanged = self.deleted = 0
+        self.seconds = 0.0
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -129,6 +140,7 @@ class _Writer(threading.Thread):
                 return
             if self.error is not None or self.dry_run:
                 continue  # drain; nothing more is written after a failure (or ever, in a dry run)
+            started = time.perf_counter()
             try:
                 if batch.delete_ids:
                     self.deleted += self._patiently(self.kb.delete, batch.delete_ids)
@@ -141,6 +153,8 @@ class _Writer(threading.Thread):
             except BaseException as exc:  # reported by the coordinator, which stops the crawl
                 log.error("crawl %s: writing to the index failed: %s", self.source, exc)
                 self.error = exc
+            finally:
+                self.seconds += time.perf_counter() - started
 
     @staticmethod
     def _patiently(write: Callable[[Any], Any], arg: Any) -> Any:
@@ -242,6 +256,7 @@ class Crawler:
             self.fetcher.close()
             self._finish(state, writer, run_id)
             state.close()
+            release_memory()
         return self.report
 
     def _loop(self, state: CrawlState, fetch_pool: Executor, parse_pool: Executor | None, writer: _Writer) -> None:
@@ -533,6 +548,7 @@ class Crawler:
                     self._fail("(cleanup)", f"removing unreachable pages failed: {exc}")
                     rep.complete = False
         rep.added, rep.updated, rep.deleted = writer.added, writer.updated, writer.deleted
+        rep.write_seconds = round(writer.seconds, 3)
         rep.unchanged += writer.unchanged
         rep.seconds = time.monotonic() - self._started
         rep.pages_per_second = rep.fetched / rep.seconds if rep.seconds > 0 else 0.0
@@ -574,6 +590,24 @@ class Crawler:
                         continue
                     if self.scope.check(url) is None and self.frontier.push(url, 1, sitemap):
                         self.report.sitemap_urls += 1
+
+
+def release_memory() -> None:
+    """Give the memory a crawl freed (page bodies, parse results, batches) back to the system.
+
+    Python frees it, but glibc keeps freed heap pages resident in its per-thread arenas (~30 MB
+    after crawling the Python docs) until asked to trim them; what follows a crawl (the model refit
+    and after-build steps) then starts lower.  A no-op where the C library has no ``malloc_trim``.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return
+    trim(0)
 
 
 def _same_page(canonical: str, url: str, aliases: tuple[str, ...]) -> bool:

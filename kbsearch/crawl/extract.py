@@ -247,6 +247,7 @@ def extract_page(body: bytes, url: str, charset: str | None = None, x_robots: st
 
 def _links(root: etree._Element, base: str) -> list[str]:
     links: dict[str, None] = {}
+    resolved: set[str] = set()
     for el in root.iter("a", "area", "frame", "iframe"):
         href = el.get("href") if el.tag in ("a", "area") else el.get("src")
         if not href or "nofollow" in (el.get("rel") or "").lower():
@@ -254,6 +255,12 @@ def _links(root: etree._Element, base: str) -> list[str]:
         href = href.strip()
         if href.startswith(("#", "mailto:", "javascript:", "tel:", "data:")):
             continue
+        # The fragment names a place in the page (canonical URLs drop it): pages linking the same
+        # target many times (indexes, tables of contents) resolve it once.
+        href = href.partition("#")[0]
+        if href in resolved:
+            continue
+        resolved.add(href)
         try:
             links[canonical_url(urljoin(base, href))] = None
         except ValueError:

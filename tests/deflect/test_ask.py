@@ -133,3 +133,41 @@ def test_answer_added_after_the_rebuild_is_found(tmp_path: Path) -> None:
         d = kb.ask("the badge reader at the north door blinks orange and beeps twice")
         assert d.ranked[0] == "door"
         assert d.answers and d.answers[0].id == "door" and "re-encode" in d.answers[0].snippet
+
+
+def test_documents_outside_the_model_score_the_same_cached_or_not(tmp_path: Path) -> None:
+    """Page vectors are cached between questions; a cached page scores exactly as a fresh one, and a
+    changed page is vectorised again (the cache is keyed by content)."""
+    from kbsearch.deflect import _deflector
+
+    with make_kb(tmp_path / "kb", thread_docs()) as kb:
+        model = _deflector(kb).model
+        assert model is not None
+        page = Document(id="door", kind="page", title="Door badge readers",
+                        text="The badge reader blinks orange when its network link is down.")
+        q = "badge reader blinks orange"
+        row = {k: v[0] for k, v in model.scores([q]).items()}
+        first = model.extra_features(q, [page], row)
+        assert len(model._extra_cache) == 1
+        again = model.extra_features(q, [page], row)
+        assert (first == again).all()
+        changed = page.replace(text="Printers on floor 3 jam when the tray is overfilled.")
+        after = model.extra_features(q, [changed], row)
+        assert len(model._extra_cache) == 2
+        assert after[0, 5] < first[0, 5]  # TF-IDF of the changed text no longer matches the question
+
+
+def test_model_of_an_older_format_is_not_used(tmp_path: Path) -> None:
+    """A stored model of another layout escalates with a clear log line instead of crashing;
+    a rebuild fits a current one."""
+    with make_kb(tmp_path / "kb", thread_docs()) as kb:
+        meta_path = kb.generation_path / "deflect" / "model.json"
+        meta = json.loads(meta_path.read_text())
+        meta["format"] = 1
+        meta_path.write_text(json.dumps(meta))
+        kb._deflect_cache = None
+        from kbsearch.deflect import Deflector
+
+        assert Deflector.load(kb.generation_path).model is None
+        kb.rebuild(thread_docs())
+        assert Deflector.load(kb.generation_path).model is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from kbsearch import KnowledgeBase
-from kbsearch._deflect_calibrate import make_holdout, perturb, threshold_for
+from kbsearch._deflect_calibrate import Calibration, make_holdout, perturb, threshold_by_kind, threshold_for
 from kbsearch.config import DeflectConfig
 from kbsearch.deflect import Action
 
@@ -88,3 +88,53 @@ def test_feedback_is_logged_and_feeds_the_next_calibration(kb: KnowledgeBase) ->
     assert [f.helpful for f in kb.usage.feedback()] == [True, False]
     build = kb.rebuild(kb.documents())
     assert build.steps["deflect"]["feedback_examples"] == 2
+
+
+def _curve(kind_rows: dict[str, list[tuple[float, int]]]) -> tuple[np.ndarray, ...]:
+    conf, ok, kinds = [], [], []
+    for kind, rows in kind_rows.items():
+        for c, k in rows:
+            conf.append(c)
+            ok.append(k)
+            kinds.append(kind)
+    return np.array(conf), np.array(ok), np.ones(len(conf)), np.array(kinds)
+
+
+def test_every_kind_of_holdout_must_reach_the_target() -> None:
+    """A kind of hold-out that is right only at high confidence raises the threshold for all."""
+    easy = [(0.9 - i * 0.01, 1) for i in range(40)]                   # right down to 0.51
+    hard = [(0.9 - i * 0.01, int(i < 20)) for i in range(40)]         # wrong below 0.71
+    conf, ok, w, kinds = _curve({"phrasing": easy, "title": hard})
+    pooled = threshold_for(conf, ok, w, 0.9)
+    by_kind = threshold_by_kind(conf, ok, w, kinds, 0.9)
+    assert by_kind > pooled
+    only_easy = threshold_by_kind(*_curve({"phrasing": easy})[:3], np.array(["phrasing"] * 40), 0.9)
+    assert only_easy == min(c for c, _ in easy)
+
+
+def test_simulated_holdouts_must_clear_a_margin_real_ones_do_not() -> None:
+    rows = [(1.0 - i * 0.01, int(i % 10 != 9)) for i in range(60)]  # 90% right at every depth
+    for kind in ("title", "phrasing"):
+        conf, ok, w, kinds = _curve({kind: rows})
+        plain = threshold_by_kind(conf, ok, w, kinds, 0.88)
+        strict = threshold_by_kind(conf, ok, w, kinds, 0.88, simulated_margin=0.05)
+        if kind == "phrasing":
+            assert strict == plain          # real rephrasings: the operator's target as it is
+        else:
+            assert strict > plain           # simulated: 0.93 is not reached as deep as 0.88
+
+
+def test_calibration_threshold_uses_the_kinds_it_stored(kb: KnowledgeBase) -> None:
+    cal = Calibration.load(kb.generation_path)
+    assert cal is not None and len(cal.curve_kind) == len(cal.curve_conf)
+    assert set(cal.curve_kind) <= {"phrasing", "title", "pseudo", "thread", "feedback"}
+    assert cal.threshold(0.85, simulated_margin=0.1) >= cal.threshold(0.85)
+
+
+def test_a_kind_that_never_reaches_the_target_does_not_block_the_others() -> None:
+    good = [(0.9 - i * 0.01, 1) for i in range(40)]
+    hopeless = [(0.5 - i * 0.01, 0) for i in range(40)]
+    conf, ok, w, kinds = _curve({"phrasing": good, "title": hopeless})
+    tau = threshold_by_kind(conf, ok, w, kinds, 0.85)
+    assert tau <= 1.0                                   # still answers ...
+    assert tau > max(c for c, _ in hopeless)           # ... but none of the hopeless kind's questions
