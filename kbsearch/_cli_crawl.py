@@ -41,10 +41,13 @@ class _Progress:
 @click.option("--delay", type=click.FloatRange(0), default=None, help="Seconds between requests to one host.")
 @click.option("--full", is_flag=True, help="Re-parse every page, ignoring ETags and content hashes.")
 @click.option("--dry-run", is_flag=True, help="Fetch and extract, but write neither the index nor the crawl state.")
+@click.option("--calibrate", is_flag=True,
+              help="Also recalibrate deflection after the crawl (otherwise the next reindex does).")
 @click.option("--json", "as_json", is_flag=True, help="Print the crawl report as JSON.")
 @index_option
 def crawl_cmd(start_urls: tuple[str, ...], max_pages: int | None, name: str | None, prefixes: tuple[str, ...],
-              excludes: tuple[str, ...], delay: float | None, full: bool, dry_run: bool, as_json: bool,
+              excludes: tuple[str, ...], delay: float | None, full: bool, dry_run: bool, calibrate: bool,
+              as_json: bool,
               index_path: Path | None, config_file: Path | None) -> None:
     """Crawl intranet pages from START_URL... into the index, incrementally.
 
@@ -61,7 +64,8 @@ def crawl_cmd(start_urls: tuple[str, ...], max_pages: int | None, name: str | No
                                "allowed_prefixes": list(prefixes) or None, "exclude": list(excludes) or None}
     with open_kb(index_path, config_file, create=True) as kb:
         try:
-            report = kb.crawl(list(start_urls), name=name, full=full, dry_run=dry_run, progress=progress,
+            report = kb.crawl(list(start_urls), name=name, full=full, dry_run=dry_run, calibrate=calibrate,
+                              progress=progress,
                               **{k: v for k, v in options.items() if v is not None})
         finally:
             if progress is not None:

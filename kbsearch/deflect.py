@@ -129,7 +129,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     engine = generation.engine
     total = engine.doc_count()
     covers_all = total <= cfg.max_model_docs
-    docs = [d for d in engine.iter_documents() if covers_all or d.kind == "answer"]
+    docs = list(engine.iter_documents() if covers_all else engine.iter_documents(kind="answer"))
     usable = [d for d in docs if phrasings_of(d) or d.text.strip()]
     if not usable:
         return {"documents": 0, "seconds": round(time.perf_counter() - started, 2)}

@@ -519,9 +519,14 @@ class EngineIndex:
         stored = self._searcher().document(id=doc_id)
         return stored["meta"]["hash"] if stored else None
 
-    def iter_documents(self) -> Iterator[Document]:
-        """Every live document, in index order."""
+    def iter_documents(self, kind: str | None = None) -> Iterator[Document]:
+        """Every live document (of ``kind`` only, if given: read through the index, so the stored
+        text of other documents is never touched), in index order."""
         searcher = self._searcher()
+        if kind is not None:
+            for docnum in sorted(searcher.docs_for_query(query.Term("kind", kind))):
+                yield _from_fields(searcher.stored_fields(docnum))
+            return
         reader = searcher.reader()
         for _docnum, stored in reader.iter_docs():
             yield _from_fields(stored)

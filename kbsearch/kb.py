@@ -373,11 +373,12 @@ class KnowledgeBase:
         log.info("delete: %d documents removed", deleted)
         return deleted
 
-    def _maybe_refit(self, gen_path: Path, timings: dict[str, Any] | None = None) -> bool:
+    def _maybe_refit(self, gen_path: Path, timings: dict[str, Any] | None = None, *, calibrate: bool = True) -> bool:
         """Refit the TF-IDF model of a small, grown index (large ones are refitted by `rebuild`).
 
         ``timings``, when given, receives ``refit_seconds`` (the TF-IDF model), ``after_build_seconds``
-        (router and deflection steps) and ``steps`` (what those steps reported).
+        (router and deflection steps) and ``steps`` (what those steps reported).  ``calibrate=False``
+        leaves deflection's model as it is (documents it does not cover are found through search).
         """
         if getattr(self, "_defer_refit", False):  # a reindex is syncing: its final rebuild refits once
             return False
@@ -394,7 +395,7 @@ class KnowledgeBase:
         self._current()
         fitted_at = time.perf_counter()
         steps: dict[str, Any] = {}
-        self._after_build(self._current(), steps)
+        self._after_build(self._current(), steps, calibrate=calibrate)
         if timings is not None:
             timings.update(refit_seconds=fitted_at - started, after_build_seconds=time.perf_counter() - fitted_at,
                            steps=steps)
@@ -462,10 +463,14 @@ class KnowledgeBase:
                  report.documents, report.seconds, report.docs_per_second, report.generation)
         return report
 
-    def _after_build(self, generation: Generation, steps: dict[str, Any]) -> None:
+    def _after_build(self, generation: Generation, steps: dict[str, Any], *, calibrate: bool = True) -> None:
         """Steps that must follow a new corpus model (e.g. deflection calibration); see deflect."""
         steps["route"] = self._fit_router(generation)
-        steps["deflect"] = self._fit_deflection(generation)
+        if calibrate:
+            steps["deflect"] = self._fit_deflection(generation)
+        else:
+            log.info("deflection not recalibrated; the next rebuild or reindex will")
+            steps["deflect"] = {"deferred": "recalibrated by the next rebuild or reindex"}
 
     # -- operations (reindex, report) ----------------------------------------------------------
     def reindex(
@@ -508,6 +513,7 @@ class KnowledgeBase:
         name: str | None = None,
         full: bool = False,
         dry_run: bool = False,
+        calibrate: bool = False,
         progress: Callable[[dict[str, Any]], None] | None = None,
         **options: Any,
     ) -> Any:
@@ -517,7 +523,10 @@ class KnowledgeBase:
         settings (``max_pages``, ``delay``, ...) and source keys (``allowed_prefixes``, ``exclude``,
         ``allowed_groups``, ``auth={...}``); ``name`` (default: the first URL's host) keeps the
         documents and crawl state of different crawls apart; ``full`` re-parses unchanged pages;
-        ``dry_run`` writes nothing.  Returns a `crawl.CrawlReport`.
+        ``dry_run`` writes nothing.  The search model is refitted after the crawl; deflection is
+        recalibrated only with ``calibrate=True`` (it costs as much as the crawl again on a
+        pages-only index; the nightly `reindex` recalibrates, and until then `ask` finds new pages
+        through search).  Returns a `crawl.CrawlReport`.
         """
         from .errors import IndexLockedError
         from .sources.web import WebSource, default_name
@@ -534,7 +543,7 @@ class KnowledgeBase:
             timings: dict[str, Any] = {}
             try:
                 with gens.writer_lock(self.root, max(self.settings.index.writer_timeout, 30.0)):
-                    self._maybe_refit(self._current().path, timings)
+                    self._maybe_refit(self._current().path, timings, calibrate=calibrate)
             except IndexLockedError as exc:
                 log.warning("crawl: the model was not refitted (%s); `kbsearch reindex` will", exc)
             report.refit_seconds = round(timings.get("refit_seconds", 0.0), 3)

@@ -388,7 +388,7 @@ def fit_for_generation(kb: Any, generation: Any) -> dict[str, Any]:
     except ConfigError as exc:  # a typo in [[groups]] must not stop a nightly rebuild
         log.error("routing fitted without group descriptions: %s", exc)
         groups = None
-    router = Router.from_documents(generation.engine.iter_documents(), groups, kb.settings.route)
+    router = Router.from_documents(generation.engine.iter_documents(kind="answer"), groups, kb.settings.route)
     router.save(generation.path)
     history = router.meta.get("history", {})
     return {"groups": len(router.classes), "answers": int(sum(history.values())),

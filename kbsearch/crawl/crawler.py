@@ -107,7 +107,9 @@ class CrawlReport(SourceReport):
                 f"{self.skipped} skipped, {self.failed} failed"
                 + ("" if self.complete else f" (incomplete: {self.stopped_early or 'failures'})")
                 + (f"; then model refit {self.refit_seconds:.1f}s, routing and deflection "
-                   f"{self.after_build_seconds:.1f}s" if self.refit_seconds or self.after_build_seconds else ""))
+                   f"{self.after_build_seconds:.1f}s" if self.refit_seconds or self.after_build_seconds else "")
+                + ("; deflection waits for the next reindex"
+                   if "deferred" in (self.after_build or {}).get("deflect", {}) else ""))
 
 
 @dataclass

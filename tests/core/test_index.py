@@ -125,3 +125,16 @@ def test_fast_bm25f_equals_whooshs_own_scoring(tmp_path: Path) -> None:
             cut = slow[-1][1] if len(slow) == 25 else -1
             assert {i for i, s in fast if s > cut * (1 + 1e-9)} == {i for i, s in slow if s > cut * (1 + 1e-9)}
             assert not any(int(i[1:]) % 7 == 0 for i, _s in fast)
+
+
+def test_iter_documents_of_one_kind(tmp_path) -> None:
+    """Reading only the answers goes through the index and returns exactly the answers, in order."""
+    from kbsearch import Document, KnowledgeBase
+
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        kb.add([Document(id=f"p{i}", title=f"page {i}", text="text") for i in range(5)]
+               + [Document(id=f"a{i}", title=f"answer {i}", text="yes", kind="answer") for i in range(3)])
+        with kb._using() as generation:
+            answers = [d.id for d in generation.engine.iter_documents(kind="answer")]
+            everything = [d.id for d in generation.engine.iter_documents()]
+    assert answers == [i for i in everything if i.startswith("a")] and len(answers) == 3

@@ -12,8 +12,13 @@ def test_report_splits_crawl_refit_and_after_build(kb, intranet, fast):
     assert 0 < first.write_seconds <= first.seconds  # the writer runs alongside the crawl
     assert first.refit_seconds > 0  # a new index: its model is fitted once, after the crawl
     assert first.after_build_seconds > 0 and {"route", "deflect"} <= set(first.after_build)
+    assert "deferred" in first.after_build["deflect"]  # deflection waits for the next rebuild / reindex
+    assert not (kb.generation_path / "deflect" / "model.json").exists()
     assert "routing and deflection" in first.summary()
     assert kb._current().model.fitted_on == kb.stats().documents
+    decision = kb.ask("How do I reset my VPN password?")  # pages are found through search meanwhile
+    assert decision.ranked and kb.get(decision.ranked[0]).url.endswith("#reset-vpn")
+    assert "deflection waits for the next reindex" in first.summary()
 
     again = kb.crawl([site.url("/")], name="intranet", **fast)  # unchanged: nothing written, nothing refitted
     assert again.added == again.updated == 0
@@ -36,3 +41,11 @@ def test_links_to_one_target_resolve_once_in_page_order():
     page = extract_page(body.encode(), "http://intranet.example/docs/genindex.html")
     assert page.links == ["http://intranet.example/docs/b.html", "http://intranet.example/docs/ref.html",
                           "http://intranet.example/docs/c.html?x=1"]
+
+
+def test_crawl_can_recalibrate_deflection_at_once(kb, intranet, fast):
+    site, _ = intranet
+    report = kb.crawl([site.url("/")], name="intranet", calibrate=True, **fast)
+    assert report.added > 0
+    assert report.after_build["deflect"].get("documents", 0) > 0
+    assert (kb.generation_path / "deflect" / "model.json").is_file()
