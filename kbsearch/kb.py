@@ -392,6 +392,9 @@ class KnowledgeBase:
         model = fit_on(live.engine.iter_documents(), sample, self.settings.rerank.doc_chars)
         model.save(gen_path)
         del model
+        from .crawl.crawler import release_memory
+
+        release_memory()  # the fit's hashing buffers: the after-build steps then start lower
         self._current()
         fitted_at = time.perf_counter()
         steps: dict[str, Any] = {}
