@@ -126,10 +126,9 @@ class TermIndex:
     Keeps its IDF and average length so documents outside the model are weighed the same way.
     """
 
-    def __init__(self, vocab: CountVectorizer, weights: sp.csr_matrix, presence: sp.csr_matrix,
-                 idf: np.ndarray, avg_len: float) -> None:
-        self.vocab, self.weights, self.presence = vocab, Rows(weights), Rows(presence)
-        self.idf, self.avg_len = idf, avg_len
+    def __init__(self, vocab: CountVectorizer, weights: sp.csr_matrix, idf: np.ndarray, avg_len: float) -> None:
+        self.vocab, self.idf, self.avg_len = vocab, idf, avg_len
+        self.weights, self.presence = _with_presence(weights)
 
     @classmethod
     def fit(cls, texts: Sequence[str]) -> TermIndex:
@@ -142,22 +141,12 @@ class TermIndex:
         n = counts.shape[0]
         df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float32)
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        lengths = np.asarray(counts.sum(axis=1)).ravel()
-        avg = float(lengths.mean()) if n else 1.0
-        out = cls(vocab, counts[:0], counts[:0], idf, max(avg, 1e-9))
-        out.weights, out.presence = out.weigh_counts(counts)
-        return out
+        avg = max(float(np.asarray(counts.sum(axis=1)).mean()) if n else 1.0, 1e-9)
+        return cls(vocab, _bm25(counts, idf, avg), idf, avg)
 
     def weigh_counts(self, counts: sp.csr_matrix) -> tuple[Rows, Rows]:
         """BM25 term weights and presence (0/1) of documents given as term counts."""
-        counts = counts.tocsr().astype(np.float32)
-        lengths = np.asarray(counts.sum(axis=1)).ravel()
-        norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * lengths / self.avg_len)
-        w = counts.copy()
-        w.data = w.data * (_BM25_K1 + 1) / (w.data + np.repeat(norm, np.diff(w.indptr))) * self.idf[w.indices]
-        presence = counts.copy()
-        presence.data[:] = 1.0
-        return Rows(w), Rows(presence)
+        return _with_presence(_bm25(counts, self.idf, self.avg_len))
 
     def query(self, texts: Sequence[str]) -> sp.csr_matrix:
         q = self.vocab.transform(texts).tocsr().astype(np.float32)
@@ -178,7 +167,6 @@ class TermIndex:
         (path / f"{name}_vocab.json").write_text(json.dumps({k: int(i) for k, i in self.vocab.vocabulary_.items()},
                                                              ensure_ascii=False), encoding="utf-8")
         sp.save_npz(path / f"{name}_bm25.npz", self.weights.rows(), compressed=False)
-        sp.save_npz(path / f"{name}_presence.npz", self.presence.rows(), compressed=False)
         np.save(path / f"{name}_idf.npy", self.idf)
         (path / f"{name}_meta.json").write_text(json.dumps({"avg_len": self.avg_len}), encoding="utf-8")
 
@@ -187,9 +175,24 @@ class TermIndex:
         vocab = CountVectorizer(vocabulary=json.loads((path / f"{name}_vocab.json").read_text(encoding="utf-8")),
                                 **_TERMS)
         meta = json.loads((path / f"{name}_meta.json").read_text(encoding="utf-8"))
-        return cls(vocab, sp.load_npz(path / f"{name}_bm25.npz").tocsr(),
-                   sp.load_npz(path / f"{name}_presence.npz").tocsr(), np.load(path / f"{name}_idf.npy"),
+        return cls(vocab, sp.load_npz(path / f"{name}_bm25.npz").tocsr(), np.load(path / f"{name}_idf.npy"),
                    float(meta["avg_len"]))
+
+
+def _bm25(counts: sp.csr_matrix, idf: np.ndarray, avg_len: float) -> sp.csr_matrix:
+    """BM25 term weights of documents given as term counts (rows)."""
+    w = counts.tocsr().astype(np.float32)
+    lengths = np.asarray(w.sum(axis=1)).ravel()
+    norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * lengths / avg_len)
+    w.data = w.data * (_BM25_K1 + 1) / (w.data + np.repeat(norm, np.diff(w.indptr))) * idf[w.indices]
+    return w
+
+
+def _with_presence(weights: sp.csr_matrix) -> tuple[Rows, Rows]:
+    """``weights`` and the 0/1 presence of the same terms (the same sparsity), both as `Rows`."""
+    presence = weights.copy()
+    presence.data[:] = 1.0
+    return Rows(weights), Rows(presence)
 
 
 class Rows:

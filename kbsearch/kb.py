@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _generations as gens
+from ._memory import release_memory
 from .config import Settings
 from .documents import Document, Hit
 from .errors import IndexNotFoundError, KbsearchError
@@ -392,8 +393,6 @@ class KnowledgeBase:
         model = fit_on(live.engine.iter_documents(), sample, self.settings.rerank.doc_chars)
         model.save(gen_path)
         del model
-        from .crawl.crawler import release_memory
-
         release_memory()  # the fit's hashing buffers: the after-build steps then start lower
         self._current()
         fitted_at = time.perf_counter()

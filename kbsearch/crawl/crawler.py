@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from .._memory import release_memory
 from ..documents import Document, make_id
 from ..errors import IndexLockedError, KbsearchError
 from ..sources import SourceReport
@@ -592,24 +593,6 @@ class Crawler:
                         continue
                     if self.scope.check(url) is None and self.frontier.push(url, 1, sitemap):
                         self.report.sitemap_urls += 1
-
-
-def release_memory() -> None:
-    """Give the memory a crawl freed (page bodies, parse results, batches) back to the system.
-
-    Python frees it, but glibc keeps freed heap pages resident in its per-thread arenas (~30 MB
-    after crawling the Python docs) until asked to trim them; what follows a crawl (the model refit
-    and after-build steps) then starts lower.  A no-op where the C library has no ``malloc_trim``.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError, TypeError):
-        return
-    trim(0)
 
 
 def _same_page(canonical: str, url: str, aliases: tuple[str, ...]) -> bool:
