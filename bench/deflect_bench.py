@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/deflect_bench.py eval                 # every set in ../shared/data/eval
     .venv/bin/python bench/deflect_bench.py latency --size 100000
+    .venv/bin/python bench/deflect_bench.py decide --size 100000     # what ask decides, per question set
 
 ``eval`` runs `kbsearch.evaluate.evaluate` on each set (fresh index, calibrated on the archive alone)
 and prints the figures and wall / CPU seconds.  ``latency`` builds (or reuses, ``--reuse``) a
 knowledge base from ``bench/data/corpus-SIZE.jsonl`` (see bench/corpus.py: Debian documentation
 sections + the eval archives), then times, in the same run and on the same questions, the baseline
 `KnowledgeBase.search` and `KnowledgeBase.ask` (which logs every ask to SQLite), and prints the ratio.
+``decide`` asks every bench question on that (cached) knowledge base and prints, per question set,
+how often the first answer is right, how often `ask` answers, and how often it answers right.
 """
 
 from __future__ import annotations
@@ -95,6 +98,43 @@ def run_latency(size: int, reuse: bool, limit: int) -> None:
     kb.close()
 
 
+def section_of(doc_id: str) -> str:
+    """A documentation section's id without its chunk number (bench/corpus.py cuts long sections)."""
+    return doc_id.rsplit(":", 1)[0]
+
+
+def run_decide(size: int) -> None:
+    from kbsearch import KnowledgeBase
+
+    path = corpus.build(size)
+    root = corpus.DATA / f"kb-deflect-{size}"
+    kb = KnowledgeBase.open(root)
+    if kb.stats().documents < size * 0.9:
+        raise SystemExit(f"{root} is not built: run `latency --size {size}` first")
+    per_set: dict[str, list[tuple[bool, bool]]] = {}
+    t0 = time.perf_counter()
+    for q in corpus.questions_for(path):
+        d = kb.ask(q["q"])
+        top = d.ranked[0] if d.ranked else ""
+        if q["set"] == "faq-headings":
+            # A long section is cut into chunks that share its heading and link: any of them is right.
+            right = section_of(top) in {section_of(r) for r in q["relevant"]}
+        else:
+            right = top in q["relevant"]
+        per_set.setdefault(q["set"], []).append((right, d.action.value == "answer"))
+    seconds = time.perf_counter() - t0
+    print(f"{sum(map(len, per_set.values()))} questions on {kb.stats().documents} documents in {seconds:.1f}s")
+    print("| questions | n | P@1 | answered | answered right | precision |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, rows in per_set.items():
+        n = len(rows)
+        answered = sum(a for _r, a in rows)
+        good = sum(r and a for r, a in rows)
+        prec = f"{good / answered:.3f}" if answered else "–"
+        print(f"| {name} | {n} | {sum(r for r, _a in rows) / n:.3f} | {answered / n:.3f} | {good / n:.3f} | {prec} |")
+    kb.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -104,10 +144,14 @@ def main() -> None:
     la.add_argument("--size", type=int, default=100_000)
     la.add_argument("--reuse", action="store_true", help="reuse bench/data/kb-deflect-SIZE if it is complete")
     la.add_argument("--questions", type=int, default=500)
+    de = sub.add_parser("decide")
+    de.add_argument("--size", type=int, default=100_000)
     args = ap.parse_args()
     if args.cmd == "eval":
         sets = args.sets or sorted(p.name for p in EVAL.iterdir() if (p / "archive.jsonl").is_file())
         run_eval(sets)
+    elif args.cmd == "decide":
+        run_decide(args.size)
     else:
         run_latency(args.size, args.reuse, args.questions)
 

@@ -120,6 +120,8 @@ class Calibration:
     curve_w: list[float] = field(default_factory=list)
     # The kind of each curve point ("phrasing", "title", "pseudo", "thread", "feedback").
     curve_kind: list[str] = field(default_factory=list)
+    # The segment of each curve point: whether its best candidate has phrasings of its own (`segment_of`).
+    curve_segment: list[int] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
 
     # -- applying ------------------------------------------------------------------------------------
@@ -136,12 +138,22 @@ class Calibration:
             return prob
         return np.interp(prob, self.iso_x, self.iso_y)
 
-    def threshold(self, target: float, simulated_margin: float = 0.0) -> float:
-        """Lowest confidence whose answered hold-out questions reach ``target`` precision (>1: never)."""
+    def threshold(self, target: float, simulated_margin: float = 0.0, segment: int | None = None) -> float:
+        """Lowest confidence whose answered hold-out questions reach ``target`` precision (>1: never).
+
+        With a ``segment`` (see `segment_of`), only the hold-out questions whose best candidate is of
+        that segment count, when there are enough of them (`MIN_KIND_QUESTIONS` answerable ones).
+        """
         conf, ok, w = np.asarray(self.curve_conf), np.asarray(self.curve_ok), np.asarray(self.curve_w)
         if len(self.curve_kind) != len(conf):
             return threshold_for(conf, ok, w, target)
-        return threshold_by_kind(conf, ok, w, np.asarray(self.curve_kind), target, simulated_margin)
+        kinds = np.asarray(self.curve_kind)
+        if segment is not None and len(self.curve_segment) == len(conf):
+            mask = np.asarray(self.curve_segment) == segment
+            answerable = mask & (kinds != "thread") & (kinds != "feedback")
+            if answerable.sum() >= MIN_KIND_QUESTIONS:
+                conf, ok, w, kinds = conf[mask], ok[mask], w[mask], kinds[mask]
+        return threshold_by_kind(conf, ok, w, kinds, target, simulated_margin)
 
     # -- storage ---------------------------------------------------------------------------------------
     def save(self, gen_dir: Path) -> None:
@@ -174,8 +186,18 @@ class Calibration:
                    report={"method": "prior", "reason": "archive too small to calibrate"})
 
 
-#: A kind of answerable hold-out needs this many questions to set a threshold of its own.
+#: A kind of answerable hold-out (or a segment) needs this many questions to set a threshold of its own.
 MIN_KIND_QUESTIONS = 30
+#: Segments of candidates: documents with a classifier over phrasings of their own, and the others
+#: (pages, threads with a single question).  Their hold-outs are of different kinds (real rephrasings
+#: versus titles and words-dropped questions), so each segment gets the threshold its own kinds need.
+SEGMENTS = {"phrased": 1, "unphrased": 0}
+_HAS_CLASSIFIER = FEATURES.index("has_classifier")
+
+
+def segment_of(features: np.ndarray) -> int:
+    """The segment of a candidate from its feature row: 1 when it has a classifier of its own, else 0."""
+    return int(features[_HAS_CLASSIFIER] > 0.5)
 #: Hold-out kinds that are real questions people asked (the others are simulated).
 REAL_KINDS = frozenset({"phrasing", "feedback"})
 
@@ -306,19 +328,21 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     mean, scale, coef, intercept = _fit_scorer(X, y, w * len(y) / w.sum(), cfg.seed)
     z = (X - mean) / scale
     prob = 1.0 / (1.0 + np.exp(-(z @ coef + intercept)))
-    top_p, top_ok, top_w = [], [], []
+    top_p, top_ok, top_w, top_seg = [], [], [], []
     top_kind = [k for *_rest, k in per_query]
     for b, e, cands, target, ok, _kind in per_query:
         j = int(np.argmax(prob[b:e]))
         top_p.append(prob[b + j])
         top_ok.append(int(cands[j] == target))
         top_w.append(w_in if ok else w_out)
+        top_seg.append(segment_of(X[b + j]))
     if len(fb_X):
         pf = prob[len(prob) - len(fb_X):]
         top_p += list(pf)
         top_ok += list(fb_y)
         top_w += [cfg.feedback_weight * w_in] * len(fb_X)
         top_kind += ["feedback"] * len(fb_X)
+        top_seg += [segment_of(f) for f in fb_X]
     tp, tk, tw = np.array(top_p), np.array(top_ok), np.array(top_w)
     from sklearn.isotonic import IsotonicRegression
 
@@ -328,9 +352,11 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     conf = np.interp(tp, iso_x, iso_y)
     cal = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                       iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
-                      curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw], curve_kind=top_kind)
+                      curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw], curve_kind=top_kind,
+                      curve_segment=top_seg)
     tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
-    answered = conf >= tau
+    taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
+    answered = conf >= np.array([taus["phrased" if s else "unphrased"] for s in top_seg])
     in_mask = np.array([p[4] for p in per_query] + [True] * len(fb_X))
     cal.report = {
         "method": "holdout",
@@ -342,6 +368,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         "folds": folds_used,
         "target_precision": cfg.target_precision,
         "answer_threshold": round(tau, 4),
+        "answer_thresholds": {name: round(t, 4) for name, t in taus.items()},
         "holdout_top1": round(float(tk[in_mask].mean()), 4) if in_mask.any() else None,
         "holdout_deflection": round(float((answered * tw).sum() / tw.sum()), 4),
         "holdout_unanswerable_escalated": round(float((~answered[~in_mask]).mean()), 4) if (~in_mask).any() else None,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._deflect_calibrate import Calibration, Feedback, calibrate
+from ._deflect_calibrate import Calibration, Feedback, calibrate, segment_of
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, Vectorizer, doc_body, phrasings_of
 from .config import Settings
 from .documents import Document
@@ -30,6 +30,9 @@ from .documents import Document
 log = logging.getLogger(__name__)
 
 _WORDS = re.compile(r"(?u)\b\w\w+\b")
+#: (score, margin) feature columns whose margin is taken against the best other candidate.
+_MARGIN_PAIRS = ((FEATURES.index("phrasing_match"), FEATURES.index("phrasing_margin")),
+                 (FEATURES.index("tfidf"), FEATURES.index("tfidf_margin")))
 #: Floor of the answer threshold: a decision below this confidence never deflects.
 MIN_ANSWER_CONFIDENCE = 0.05
 
@@ -171,7 +174,7 @@ class Deflector:
         self.path = path
         self.model = model
         self.cal = calibration
-        self._thresholds: dict[tuple[float, float, float], dict[str, float]] = {}
+        self._thresholds: dict[tuple[float, float, float, int | None], dict[str, float]] = {}
         if model is not None:
             self._public = np.array([not d.allowed_groups for d in model.docs], dtype=bool)
             self._restricted = [(i, set(d.allowed_groups)) for i, d in enumerate(model.docs) if d.allowed_groups]
@@ -182,14 +185,15 @@ class Deflector:
         cal = Calibration.load(path) or Calibration.prior()
         return cls(path, model, cal)
 
-    def thresholds(self, settings: Settings) -> dict[str, float]:
+    def thresholds(self, settings: Settings, segment: int | None = None) -> dict[str, float]:
+        """The answer / suggest thresholds; ``segment`` is the best candidate's (see `segment_of`)."""
         cfg = settings.deflect
-        key = (cfg.target_precision, cfg.suggest_confidence, cfg.simulated_margin)
+        key = (cfg.target_precision, cfg.suggest_confidence, cfg.simulated_margin, segment)
         cached = self._thresholds.get(key)
         if cached is not None:
             return dict(cached)
         # Never answer at (almost) no confidence, whatever the hold-out curve says.
-        answer = max(self.cal.threshold(cfg.target_precision, cfg.simulated_margin), MIN_ANSWER_CONFIDENCE)
+        answer = max(self.cal.threshold(cfg.target_precision, cfg.simulated_margin, segment), MIN_ANSWER_CONFIDENCE)
         suggest = min(max(cfg.suggest_confidence, 0.0), answer)
         out = {"answer": round(answer, 4), "suggest": round(suggest, 4), "target_precision": cfg.target_precision}
         self._thresholds[key] = out
@@ -225,8 +229,10 @@ class Deflector:
                         scored = [_Scored(model.docs[c], float(p), f) for c, p, f in zip(cands, probs, feats)]
                 if searcher is not None:
                     row = {k: v[r] for k, v in scores.items()} if scores is not None else None
-                    scored += self._page_candidates(q, groups, searcher, scored, model, row, cfg.body_chars,
-                                                     cfg.page_candidates)
+                    pages = self._page_candidates(q, groups, searcher, scored, model, row, cfg.body_chars,
+                                                  cfg.page_candidates)
+                    if pages:
+                        scored = self._joint_margins(scored, pages)
                 scored.sort(key=lambda s: -s.prob)
                 out.append(scored)
         return out
@@ -249,6 +255,31 @@ class Deflector:
             feats = self._search_features(question, searcher, prepared, cands)
         probs = self.cal.candidate_prob(feats)
         return [_Scored(DocInfo.of(d), float(p), f, document=d) for d, p, f in zip(docs, probs, feats)]
+
+    def _joint_margins(self, covered: list[_Scored], pages: list[_Scored]) -> list[_Scored]:
+        """All candidates, their margins taken against every other candidate, pages included.
+
+        A page's margins were taken against the answer model's documents only, and a covered
+        document's against the model only; two pages with the same heading (an "Installation"
+        section on every product page) would each look like a clear winner.  Candidates with the
+        same link are one answer (a section cut in parts) and do not compete.
+        """
+        everything = covered + pages
+        links = [s.info.url or s.info.id for s in everything]
+        first_page = len(covered)
+        for s in everything:
+            s.features = s.features.copy()
+        for score_col, margin_col in _MARGIN_PAIRS:
+            values = [s.features[score_col] for s in everything]
+            for i, s in enumerate(everything):
+                # Covered documents are already in every margin; the pages are what is missing.
+                rivals = [values[j] for j in range(first_page, len(everything)) if j != i and links[j] != links[i]]
+                if rivals:
+                    s.features[margin_col] = min(s.features[margin_col], values[i] - max(rivals))
+        probs = self.cal.candidate_prob(np.vstack([s.features for s in everything]))
+        for s, p in zip(everything, probs):
+            s.prob = float(p)
+        return everything
 
     @staticmethod
     def _search_features(question: str, searcher: Any, prepared: Any, cands: list[Any]) -> np.ndarray:
@@ -275,10 +306,10 @@ class Deflector:
     def decision(self, question: str, scored: list[_Scored], settings: Settings) -> Decision:
         """Turn scored candidates into a `Decision` (no routing, no logging)."""
         cfg = settings.deflect
-        th = self.thresholds(settings)
         fresh = [s for s in scored if not s.info.outdated]
         best_overall = scored[0] if scored else None
         top = fresh[0] if fresh else None
+        th = self.thresholds(settings, segment_of(top.features) if top is not None else None)
         conf = float(self.cal.confidence(top.prob)) if top is not None else 0.0
         conf = min(max(conf, 0.0), 1.0)
         if top is None:

@@ -171,3 +171,27 @@ def test_model_of_an_older_format_is_not_used(tmp_path: Path) -> None:
         assert Deflector.load(kb.generation_path).model is None
         kb.rebuild(thread_docs())
         assert Deflector.load(kb.generation_path).model is not None
+
+
+def _projector_pages(headings: list[str]) -> list[Document]:
+    return [Document(id=f"p{i}", kind="page", title=heading, url=f"https://intranet.example/rooms/{i}#reset",
+                     text=f"Room {i}: hold the projector's power button for ten seconds until the lamp blinks.")
+            for i, heading in enumerate(headings)]
+
+
+@pytest.mark.parametrize("rivals", [0, 1], ids=["one-page-with-the-heading", "two-pages-with-the-heading"])
+def test_pages_outside_the_model_compete_with_each_other(tmp_path: Path, rivals: int) -> None:
+    """In an index larger than the answer model, a page's margins count the other pages found too:
+    two pages with the same heading are no clear winner.  Parts of one section (one link) are one answer."""
+    headings = ["How do I reset the projector?"] * (1 + rivals) + ["Projector lamp hours", "Booking the boardroom"]
+    pages = _projector_pages(headings)
+    same_link = pages[0].replace(id="p0-part2", text="If the lamp keeps blinking, call facilities.")
+    with make_kb(tmp_path / "kb", thread_docs() + pages + [same_link], **{"deflect.max_model_docs": 10}) as kb:
+        d = kb.ask("How do I reset the projector?")
+        assert d.ranked[0].startswith("p0") or d.ranked[0] == "p1"
+        margin = d.answers[0].signals["phrasing_margin"] if d.answers else None
+        if rivals:
+            assert d.signals["phrasing_margin"] == pytest.approx(0.0, abs=1e-6)
+        else:
+            assert d.signals["phrasing_margin"] > 0.3
+        assert margin is None or margin == d.signals["phrasing_margin"]

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from kbsearch import KnowledgeBase
 from kbsearch._deflect_calibrate import Calibration, make_holdout, perturb, threshold_by_kind, threshold_for
@@ -138,3 +139,65 @@ def test_a_kind_that_never_reaches_the_target_does_not_block_the_others() -> Non
     tau = threshold_by_kind(conf, ok, w, kinds, 0.85)
     assert tau <= 1.0                                   # still answers ...
     assert tau > max(c for c, _ in hopeless)           # ... but none of the hopeless kind's questions
+
+
+def _segmented(rows: list[tuple[str, int, float, int]]) -> Calibration:
+    """A calibration whose curve is (kind, segment, confidence, right) rows."""
+    cal = Calibration.prior()
+    cal.curve_kind = [k for k, _s, _c, _o in rows]
+    cal.curve_segment = [s for _k, s, _c, _o in rows]
+    cal.curve_conf = [c for _k, _s, c, _o in rows]
+    cal.curve_ok = [o for *_rest, o in rows]
+    cal.curve_w = [1.0] * len(rows)
+    return cal
+
+
+def test_each_segment_gets_the_threshold_its_own_holdouts_need() -> None:
+    """Threads with phrasings of their own are held to their rephrasings, the others to theirs."""
+    phrased = [("phrasing", 1, 0.9 - i * 0.01, 1) for i in range(40)]            # right down to 0.51
+    unphrased = [("pseudo", 0, 0.9 - i * 0.01, int(i < 20)) for i in range(40)]  # wrong below 0.71
+    threads = [("thread", i % 2, 0.3, 0) for i in range(20)]
+    cal = _segmented(phrased + unphrased + threads)
+    t_phrased, t_unphrased, t_all = cal.threshold(0.9, 0.0, 1), cal.threshold(0.9, 0.0, 0), cal.threshold(0.9)
+    assert t_phrased == min(c for _k, _s, c, _o in phrased)
+    assert t_unphrased == pytest.approx(0.69)       # 20 right of the 22 down to 0.69: 0.91
+    assert t_all == t_unphrased                     # without a segment: every kind must reach the target
+    # A segment with too few answerable hold-outs of its own uses the threshold of all of them.
+    few = _segmented(phrased[:10] + unphrased + threads)
+    assert few.threshold(0.9, 0.0, 1) == few.threshold(0.9)
+
+
+def _unphrased_docs(n: int) -> list:
+    from kbsearch import Document
+
+    things = ["monitor", "headset", "laptop dock", "label printer", "scanner", "projector", "webcam", "keyboard",
+              "desk phone", "tablet", "badge reader", "conference speaker", "shredder", "plotter", "router",
+              "barcode gun", "smart board", "coffee machine", "water cooler", "standing desk"]
+    actions = [("replace the battery of", "Order a battery in the shop, open the back cover and swap it."),
+               ("reset", "Hold the power button for ten seconds until the light blinks twice.")]
+    docs = []
+    for i in range(n):
+        thing = things[i % len(things)]
+        verb, answer = actions[(i // len(things)) % len(actions)]
+        docs.append(Document(id=f"page{i}", title=f"How do I {verb} the {thing}?", kind="page",
+                             text=f"{answer} This applies to every {thing} of model {i} in the building.",
+                             url=f"https://intranet.example/pages/{i}"))
+    return docs
+
+
+def test_mixed_archive_decisions_use_their_segment_threshold(tmp_path: Path) -> None:
+    from kbsearch.config import Settings
+    from kbsearch.deflect import Deflector
+
+    with make_kb(tmp_path / "kb", thread_docs() + _unphrased_docs(40)) as kb:
+        cal = _calibration(kb)
+        assert set(cal["curve_segment"]) == {0, 1}
+        assert set(cal["report"]["answer_thresholds"]) == {"phrased", "unphrased"}
+        deflector = Deflector.load(kb.generation_path)
+        settings: Settings = kb.settings
+        phrased = kb.ask("paper stuck in the printer tray")
+        assert phrased.ranked[0] == "printer"
+        assert phrased.thresholds["answer"] == deflector.thresholds(settings, 1)["answer"]
+        unphrased = kb.ask("how to reset the projector")
+        assert unphrased.ranked[0].startswith("page")
+        assert unphrased.thresholds["answer"] == deflector.thresholds(settings, 0)["answer"]
