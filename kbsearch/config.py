@@ -119,6 +119,8 @@ class WebConfig:
     sources_dir: Path = Path("crawlers")
     #: Seconds a second ``kbsearch reindex`` waits for a running one; 0 exits at once (exit code 75).
     reindex_wait: float = 0.0
+    #: Groups whose members may read ``GET /api/report`` (it lists other people's unanswered questions).
+    report_groups: list[str] = field(default_factory=lambda: ["kbsearch-admins"])
 
 
 @dataclass

@@ -53,6 +53,8 @@ class Group:
     experts: tuple[str, ...] = ()
     channels: tuple[ChannelSpec, ...] = ()
     configured: bool = True
+    #: Groups that may see this group's answers in search and ask (empty: everyone).
+    answers_visible_to: tuple[str, ...] = ()
 
     def channel(self, name: str) -> ChannelSpec | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -62,6 +64,7 @@ class Group:
             "name": self.name, "description": self.description, "keywords": list(self.keywords),
             "members": list(self.members), "experts": list(self.experts),
             "channels": [c.to_dict() for c in self.channels], "configured": self.configured,
+            "answers_visible_to": list(self.answers_visible_to),
         }
 
 
@@ -104,7 +107,7 @@ def parse_group(raw: Any) -> Group:
     if not isinstance(name, str) or not _NAME.match(name.strip()):
         raise ConfigError(f"[[groups]]: invalid or missing name {name!r}")
     name = name.strip()
-    unknown = set(raw) - {"name", "description", "keywords", "members", "experts", "channels"}
+    unknown = set(raw) - {"name", "description", "keywords", "members", "experts", "channels", "answers_visible_to"}
     if unknown:
         raise ConfigError(f"[[groups]] {name!r}: unknown key(s) {', '.join(sorted(unknown))}")
     description = raw.get("description", "")
@@ -122,6 +125,7 @@ def parse_group(raw: Any) -> Group:
         name=name, description=description.strip(), keywords=_strings(raw.get("keywords"), f"{name}.keywords"),
         members=_strings(raw.get("members"), f"{name}.members"),
         experts=_strings(raw.get("experts"), f"{name}.experts"), channels=channels,
+        answers_visible_to=_strings(raw.get("answers_visible_to"), f"{name}.answers_visible_to"),
     )
 
 

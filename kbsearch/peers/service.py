@@ -252,12 +252,13 @@ class PeerLoop:
         if not esc.answered or not esc.answer:
             raise InvalidEscalationError(f"{esc.id} has no answer")
         questions = [q for q in extra_questions if not _same(q, esc.question)]
+        group = self.groups.get(esc.group)
         return Document(
             id=answer_doc_id(esc.id), title=esc.question, text=esc.answer, kind="answer",
             url=self.cfg.escalation_url.replace("{id}", esc.id) if self.cfg.escalation_url else "",
             questions=tuple(dict.fromkeys(questions)), group=esc.group, source=SOURCE,
             asked=esc.created, updated=esc.answered_at, accepted=esc.accepted, verified=esc.verified,
-            outdated=outdated,
+            outdated=outdated, allowed_groups=group.answers_visible_to if group is not None else (),
         )
 
     def _add_with_wait(self, docs: list[Document]) -> None:

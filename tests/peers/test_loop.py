@@ -162,3 +162,25 @@ def test_twenty_threads_escalating_and_answering(kb: KnowledgeBase, hook_env: We
     assert len(keys) == len(set(keys)) == 60
     with sqlite3.connect(kb.root / "peers.sqlite3") as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("visible_to", [[], ["hr"]], ids=["answers-public", "answers-for-hr-only"])
+def test_group_answers_are_visible_to_the_configured_groups(tmp_path: Path, hook_env: WebhookServer,
+                                                             visible_to: list[str]) -> None:
+    """A group's answers flow back into the index with the group's ``answers_visible_to``: search and
+    ask of other users never see an answer restricted to HR."""
+    settings = peer_settings(tmp_path / "index", hook_env)
+    settings.peers.groups[1]["answers_visible_to"] = visible_to
+    with KnowledgeBase.open(settings=settings) as kb:
+        esc = kb.escalate("what is the night shift bonus for weekend work", group="hr", deliver=False)
+        kb.answer(esc.id, "The night shift bonus is 25 % on weekends.", by="hr-lead@example.com")
+        doc_id = answer_doc_id(esc.id)
+        assert kb.get(doc_id).allowed_groups == tuple(visible_to)
+        hr_hits = [h.id for h in kb.search("night shift bonus weekend", user_groups=["hr"])]
+        public_hits = [h.id for h in kb.search("night shift bonus weekend", user_groups=[])]
+        asked = kb.ask("night shift bonus weekend", groups=["sales"])
+        assert doc_id in hr_hits
+        if visible_to:
+            assert doc_id not in public_hits and doc_id not in asked.ranked
+        else:
+            assert doc_id in public_hits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 
@@ -11,7 +12,7 @@ from werkzeug.test import Client
 from kbsearch import KnowledgeBase
 from kbsearch.deflect import Action, Answer, Decision
 from kbsearch.report import render_html, render_text
-from kbsearch.web import create_app, make_token
+from kbsearch.web import WebApp, create_app, make_token
 
 EVIL = "is <b>bold</b> & <script>x()</script> allowed in the zeppelin hangar?"
 
@@ -93,11 +94,21 @@ def test_report_cli_json_and_html(kb_with_usage, tmp_path, h):
     assert text.returncode == 0 and "asked 6, answered from the index 2" in text.stdout
 
 
-def test_report_endpoint_needs_a_signed_in_user(kb_with_usage, h):
+def test_report_endpoint_is_only_for_the_report_groups(kb_with_usage, h):
+    """The report lists other people's unanswered questions: anonymous callers and signed-in staff
+    outside ``web.report_groups`` get 403, members get it."""
     client = Client(create_app(kb_with_usage, secret=h.SECRET))
+
+    def get(url: str, groups: list[str]):
+        return client.get(url, headers={"Authorization": "Bearer " + make_token("mia", groups, secret=h.SECRET)})
     assert client.get("/api/report").status_code == 403
-    r = client.get("/api/report?days=30", headers={"Authorization": "Bearer " + make_token("mia", ["managers"],
-                                                                                           secret=h.SECRET)})
+    outsider = get("/api/report?days=30", ["managers", "it"])
+    assert outsider.status_code == 403 and "web.report_groups" in outsider.get_json()["error"]
+    r = get("/api/report?days=30", ["it", "kbsearch-admins"])
     assert r.status_code == 200 and r.get_json()["totals"]["asked"] == 6
-    bad = client.get("/api/report?days=-3", headers={"Authorization": "Bearer " + make_token("mia", [], secret=h.SECRET)})
-    assert bad.status_code == 400
+    assert get("/api/report?days=-3", ["kbsearch-admins"]).status_code == 400
+    settings = copy.deepcopy(kb_with_usage.settings)
+    settings.web.report_groups = ["managers"]
+    configured = Client(WebApp(kb_with_usage, secret=h.SECRET, settings=settings))
+    assert configured.get("/api/report", headers={"Authorization": "Bearer " + make_token(
+        "mia", ["managers"], secret=h.SECRET)}).status_code == 200
