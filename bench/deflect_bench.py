@@ -3,6 +3,7 @@
     .venv/bin/python bench/deflect_bench.py eval                 # every set in ../shared/data/eval
     .venv/bin/python bench/deflect_bench.py latency --size 100000
     .venv/bin/python bench/deflect_bench.py decide --size 100000     # what ask decides, per question set
+    .venv/bin/python bench/deflect_bench.py variants [--learn]       # robustness: more unanswerable questions
 
 ``eval`` runs `kbsearch.evaluate.evaluate` on each set (fresh index, calibrated on the archive alone)
 and prints the figures and wall / CPU seconds.  ``latency`` builds (or reuses, ``--reuse``) a
@@ -11,6 +12,11 @@ sections + the eval archives), then times, in the same run and on the same quest
 `KnowledgeBase.search` and `KnowledgeBase.ask` (which logs every ask to SQLite), and prints the ratio.
 ``decide`` asks every bench question on that (cached) knowledge base and prints, per question set,
 how often the first answer is right, how often `ask` answers, and how often it answers right.
+``variants`` derives harder sets from the shared ones (bench/data/variants, not committed): CLINC150
+with 5-20 random phrasings per intent and 0-100 of the 150 intents removed from the archive (their
+questions must then escalate), StackFAQ with 30 or 60 of its 100 threads removed, and evaluates each
+like ``eval``.  With ``--learn`` it also asks every question once through `KnowledgeBase.ask` (logged,
+as real use), rebuilds with ``deflect.learn_unanswerable_share`` on and decides them again.
 """
 
 from __future__ import annotations
@@ -135,6 +141,91 @@ def run_decide(size: int) -> None:
     kb.close()
 
 
+VARIANTS = corpus.DATA / "variants"
+
+
+def build_variants() -> list[Path]:
+    """Derived sets: fewer phrasings per thread and whole threads removed (seeded, reproducible)."""
+    import random
+
+    def load(name: str, file: str) -> list[dict]:
+        return [json.loads(line) for line in (EVAL / name / file).open(encoding="utf-8")]
+
+    def write(name: str, archive: list[dict], questions: list[dict]) -> Path:
+        folder = VARIANTS / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, rows in (("archive.jsonl", archive), ("questions.jsonl", questions)):
+            (folder / file).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return folder
+
+    def without(questions: list[dict], removed: set[str]) -> list[dict]:
+        return [{**q, "answer_ids": [] if set(q["answer_ids"]) & removed else q["answer_ids"]} for q in questions]
+
+    out = []
+    rng = random.Random(7)
+    archive, questions = load("clinc150", "archive.jsonl"), load("clinc150", "questions.jsonl")
+    ids = [a["id"] for a in archive]
+    rng.shuffle(ids)
+    for k, drop in ((5, 50), (10, 50), (20, 0), (10, 100)):
+        removed = set(ids[:drop])
+        kept = [{**a, "questions": rng.sample(a["questions"], min(k, len(a["questions"])))}
+                for a in archive if a["id"] not in removed]
+        out.append(write(f"clinc-k{k}-drop{drop}", kept, without(questions, removed)))
+    archive, questions = load("stackfaq", "archive.jsonl"), load("stackfaq", "questions.jsonl")
+    ids = [a["id"] for a in archive]
+    rng.shuffle(ids)
+    for drop in (30, 60):
+        removed = set(ids[:drop])
+        out.append(write(f"stackfaq-drop{drop}", [a for a in archive if a["id"] not in removed],
+                         without(questions, removed)))
+    return out
+
+
+def _decision_scores(decisions: list, questions: list) -> dict[str, float]:
+    answerable = [bool(q.answer_ids) for q in questions]
+    answered = [d.action.value == "answer" for d in decisions]
+    right = [a and bool(d.ranked) and d.ranked[0] in q.answer_ids for a, d, q in zip(answerable, decisions, questions)]
+    n_in, n_out, n_ans = sum(answerable), len(answerable) - sum(answerable), sum(answered)
+    return {
+        "accuracy": sum((r and d) if a else not d for a, d, r in zip(answerable, answered, right)) / len(questions),
+        "in_scope_accuracy": sum(r and d for r, d in zip(right, answered)) / max(1, n_in),
+        "oos_recall": sum((not a) and (not d) for a, d in zip(answerable, answered)) / max(1, n_out),
+        "deflection_rate": n_ans / len(questions),
+        "deflection_precision": sum(r and d for r, d in zip(right, answered)) / max(1, n_ans),
+    }
+
+
+def run_variants(learn: bool) -> None:
+    import tempfile
+
+    from kbsearch import KnowledgeBase, Settings
+    from kbsearch.evaluate import evaluate, load_archive, load_questions
+
+    cols = ("accuracy", "in_scope_accuracy", "oos_recall", "deflection_rate", "deflection_precision")
+    print("| set | unanswerable | run | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 3) + "|")
+    for folder in build_variants():
+        qs = load_questions(folder / "questions.jsonl")
+        share = sum(not q.answer_ids for q in qs) / len(qs)
+        r = evaluate(folder).to_dict()
+        print(f"| {folder.name} | {share:.2f} | eval | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |", flush=True)
+        if not learn:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings.load(env={}, **{"index_path": Path(tmp) / "kb", "deflect.learn_unanswerable_share": True})
+            kb = KnowledgeBase.open(settings=settings)
+            docs = load_archive(folder / "archive.jsonl")
+            kb.rebuild(docs)
+            for q in qs:
+                kb.ask(q.question)
+            kb.rebuild(docs)
+            used = kb.ask_many([qs[0].question])[0].thresholds.get("unanswerable_share")
+            after = _decision_scores(kb.ask_many([q.question for q in qs]), qs)
+            kb.close()
+        print(f"| {folder.name} | {share:.2f} | learned share {used} | "
+              + " | ".join(f"{after[c]:.3f}" for c in cols) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -146,12 +237,16 @@ def main() -> None:
     la.add_argument("--questions", type=int, default=500)
     de = sub.add_parser("decide")
     de.add_argument("--size", type=int, default=100_000)
+    va = sub.add_parser("variants")
+    va.add_argument("--learn", action="store_true", help="also one round of learning the unanswerable share")
     args = ap.parse_args()
     if args.cmd == "eval":
         sets = args.sets or sorted(p.name for p in EVAL.iterdir() if (p / "archive.jsonl").is_file())
         run_eval(sets)
     elif args.cmd == "decide":
         run_decide(args.size)
+    elif args.cmd == "variants":
+        run_variants(args.learn)
     else:
         run_latency(args.size, args.reuse, args.questions)
 

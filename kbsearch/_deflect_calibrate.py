@@ -122,6 +122,8 @@ class Calibration:
     curve_kind: list[str] = field(default_factory=list)
     # The segment of each curve point: whether its best candidate has phrasings of its own (`segment_of`).
     curve_segment: list[int] = field(default_factory=list)
+    # The share of unanswerable questions the curve's weights stand for (``deflect.unanswerable_share``).
+    unanswerable_share: float = 0.2
     report: dict[str, Any] = field(default_factory=dict)
 
     # -- applying ------------------------------------------------------------------------------------
@@ -138,16 +140,22 @@ class Calibration:
             return prob
         return np.interp(prob, self.iso_x, self.iso_y)
 
-    def threshold(self, target: float, simulated_margin: float = 0.0, segment: int | None = None) -> float:
+    def threshold(self, target: float, simulated_margin: float = 0.0, segment: int | None = None,
+                  unanswerable_share: float | None = None) -> float:
         """Lowest confidence whose answered hold-out questions reach ``target`` precision (>1: never).
 
         With a ``segment`` (see `segment_of`), only the hold-out questions whose best candidate is of
-        that segment count, when there are enough of them (`MIN_KIND_QUESTIONS` answerable ones).
+        that segment count, when there are enough of them (`MIN_KIND_QUESTIONS` answerable ones).  With
+        an ``unanswerable_share`` other than the one the curve was weighted for, the unanswerable
+        hold-outs are re-weighted to it (more unanswerable questions: a higher threshold).
         """
-        conf, ok, w = np.asarray(self.curve_conf), np.asarray(self.curve_ok), np.asarray(self.curve_w)
+        conf, ok, w = np.asarray(self.curve_conf), np.asarray(self.curve_ok), np.asarray(self.curve_w, dtype=float)
         if len(self.curve_kind) != len(conf):
             return threshold_for(conf, ok, w, target)
         kinds = np.asarray(self.curve_kind)
+        if unanswerable_share is not None and abs(unanswerable_share - self.unanswerable_share) > 1e-9:
+            w = w.copy()
+            w[kinds == "thread"] *= _odds(unanswerable_share) / _odds(self.unanswerable_share)
         if segment is not None and len(self.curve_segment) == len(conf):
             mask = np.asarray(self.curve_segment) == segment
             answerable = mask & (kinds != "thread") & (kinds != "feedback")
@@ -231,6 +239,50 @@ def threshold_by_kind(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, kinds: np
     if reachable:
         return max(reachable)
     return threshold_for(conf, ok, w, target)
+
+
+def _odds(share: float) -> float:
+    share = min(max(share, 0.01), 0.95)
+    return share / (1.0 - share)
+
+
+#: Logged questions needed before their share of unanswerable ones is estimated.
+MIN_ASKS_FOR_ESTIMATE = 100
+
+
+def estimate_unanswerable_share(cal: Calibration, confidences: Sequence[float], bins: int = 20) -> float | None:
+    """The share of unanswerable questions among real ones, from their confidences alone (no labels).
+
+    The hold-outs give the confidence distribution of answerable questions and of unanswerable ones;
+    the real questions' distribution is a mixture of the two, and EM finds the mixing share (the
+    prior re-estimation of Saerens et al., 2002).  Real questions that are harder than the hold-outs
+    look unanswerable, so the estimate errs high: deciding with it errs towards escalating.  None
+    with fewer than `MIN_ASKS_FOR_ESTIMATE` confidences or no hold-out curve.
+    """
+    conf = np.asarray(confidences, dtype=float)
+    kinds = np.asarray(cal.curve_kind)
+    if conf.size < MIN_ASKS_FOR_ESTIMATE or len(kinds) != len(cal.curve_conf):
+        return None
+    curve, w = np.asarray(cal.curve_conf), np.asarray(cal.curve_w, dtype=float)
+    unanswerable = kinds == "thread"
+    answerable = ~unanswerable & (kinds != "feedback")
+    if not unanswerable.any() or not answerable.any():
+        return None
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    dens = []
+    for mask in (answerable, unanswerable):
+        h = np.histogram(np.clip(curve[mask], 0, 1), edges, weights=w[mask])[0] + 1e-3 * w[mask].sum() / bins
+        dens.append(h / h.sum())
+    idx = np.clip(np.digitize(np.clip(conf, 0, 1), edges) - 1, 0, bins - 1)
+    p_ans, p_un = dens[0][idx], dens[1][idx]
+    share = cal.unanswerable_share
+    for _ in range(500):
+        resp = share * p_un / (share * p_un + (1.0 - share) * p_ans)
+        new = float(resp.mean())
+        if abs(new - share) < 1e-6:
+            break
+        share = new
+    return round(share, 4)
 
 
 def threshold_for(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, target: float) -> float:
@@ -353,7 +405,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     cal = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                       iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
                       curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw], curve_kind=top_kind,
-                      curve_segment=top_seg)
+                      curve_segment=top_seg, unanswerable_share=share)
     tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
     taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
     answered = conf >= np.array([taus["phrased" if s else "unphrased"] for s in top_seg])

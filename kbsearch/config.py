@@ -242,6 +242,14 @@ class DeflectConfig:
     suggest_confidence: float = 0.3
     #: Assumed share of questions the archive cannot answer (weights the hold-outs in calibration).
     unanswerable_share: float = 0.2
+    #: Decide with the larger of ``unanswerable_share`` and the share estimated at the last rebuild
+    #: from the questions asked (their logged features, no labels needed; always estimated and
+    #: reported).  Keeps answers right as often as ``target_precision`` promises when people ask
+    #: more of what the archive does not hold; the estimate errs high (hard questions look
+    #: unanswerable), so it also answers less: off unless the operator turns it on.
+    learn_unanswerable_share: bool = False
+    #: Newest logged questions the estimate uses.
+    share_estimate_asks: int = 2000
     #: Share of whole threads held out in calibration (their questions should escalate).
     holdout_threads: float = 0.2
     #: Share of a thread's alternate phrasings held out in calibration (they should find their thread).

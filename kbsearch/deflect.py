@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._deflect_calibrate import Calibration, Feedback, calibrate, segment_of
+from ._deflect_calibrate import Calibration, Feedback, calibrate, estimate_unanswerable_share, segment_of
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, Vectorizer, doc_body, phrasings_of
 from .config import Settings
 from .documents import Document
@@ -35,6 +35,9 @@ _MARGIN_PAIRS = ((FEATURES.index("phrasing_match"), FEATURES.index("phrasing_mar
                  (FEATURES.index("tfidf"), FEATURES.index("tfidf_margin")))
 #: Floor of the answer threshold: a decision below this confidence never deflects.
 MIN_ANSWER_CONFIDENCE = 0.05
+#: A learned share of unanswerable questions is used up to this (an archive that answers nothing
+#: people ask would otherwise never answer anything again).
+MAX_LEARNED_SHARE = 0.8
 
 
 class Action(str, Enum):
@@ -125,8 +128,13 @@ class Decision:
 
 
 # -- fitting (called from KnowledgeBase._after_build) --------------------------------------------------
-def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback] | None = None) -> dict[str, Any]:
-    """Fit and store the answer model and its calibration for a freshly built ``generation``."""
+def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback] | None = None,
+                   asked: list[list[float]] | None = None) -> dict[str, Any]:
+    """Fit and store the answer model and its calibration for a freshly built ``generation``.
+
+    ``asked``: the logged features of recent questions, to estimate how many of them were
+    unanswerable (`estimate_unanswerable_share`).
+    """
     started = time.perf_counter()
     cfg = settings.deflect
     engine = generation.engine
@@ -150,6 +158,20 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
                             classifier=bool(cal.report.get("classifier")))
     if model is None:
         return {"documents": 0}
+    scored_asks = np.array([f for f in asked or [] if len(f) == len(FEATURES)], dtype=float)
+    unmatched = sum(1 for f in asked or [] if not f)  # nothing in the index matched: confidence 0
+    if len(scored_asks) + unmatched:
+        confidences = np.zeros(len(scored_asks) + unmatched)
+        if len(scored_asks):
+            confidences[:len(scored_asks)] = cal.confidence(cal.candidate_prob(scored_asks))
+        estimate = estimate_unanswerable_share(cal, confidences)
+        if estimate is not None:
+            cal.report["unanswerable_share_estimate"] = estimate
+            cal.report["estimate_asks"] = int(len(confidences))
+            if estimate > cfg.unanswerable_share + 0.1:
+                log.warning("about %.0f%% of the questions asked look unanswerable from the archive, more than "
+                            "deflect.unanswerable_share (%.0f%%)%s", 100 * estimate, 100 * cfg.unanswerable_share,
+                            "; deciding with the estimate" if cfg.learn_unanswerable_share else "")
     model.save(generation.path)
     cal.save(generation.path)
     return {"documents": len(model), "covers_all": covers_all, **cal.report,
@@ -174,7 +196,7 @@ class Deflector:
         self.path = path
         self.model = model
         self.cal = calibration
-        self._thresholds: dict[tuple[float, float, float, int | None], dict[str, float]] = {}
+        self._thresholds: dict[tuple[Any, ...], dict[str, float]] = {}
         if model is not None:
             self._public = np.array([not d.allowed_groups for d in model.docs], dtype=bool)
             self._restricted = [(i, set(d.allowed_groups)) for i, d in enumerate(model.docs) if d.allowed_groups]
@@ -188,14 +210,21 @@ class Deflector:
     def thresholds(self, settings: Settings, segment: int | None = None) -> dict[str, float]:
         """The answer / suggest thresholds; ``segment`` is the best candidate's (see `segment_of`)."""
         cfg = settings.deflect
-        key = (cfg.target_precision, cfg.suggest_confidence, cfg.simulated_margin, segment)
+        key = (cfg.target_precision, cfg.suggest_confidence, cfg.simulated_margin, segment,
+               cfg.unanswerable_share, cfg.learn_unanswerable_share)
         cached = self._thresholds.get(key)
         if cached is not None:
             return dict(cached)
+        share = cfg.unanswerable_share
+        estimate = self.cal.report.get("unanswerable_share_estimate")
+        if cfg.learn_unanswerable_share and isinstance(estimate, (int, float)):
+            share = max(share, min(float(estimate), MAX_LEARNED_SHARE))
         # Never answer at (almost) no confidence, whatever the hold-out curve says.
-        answer = max(self.cal.threshold(cfg.target_precision, cfg.simulated_margin, segment), MIN_ANSWER_CONFIDENCE)
+        answer = max(self.cal.threshold(cfg.target_precision, cfg.simulated_margin, segment, share),
+                     MIN_ANSWER_CONFIDENCE)
         suggest = min(max(cfg.suggest_confidence, 0.0), answer)
-        out = {"answer": round(answer, 4), "suggest": round(suggest, 4), "target_precision": cfg.target_precision}
+        out = {"answer": round(answer, 4), "suggest": round(suggest, 4), "target_precision": cfg.target_precision,
+               "unanswerable_share": round(share, 4)}
         self._thresholds[key] = out
         return dict(out)
 
@@ -382,10 +411,12 @@ def after_build(kb: Any, generation: Any) -> dict[str, Any]:
     feedback: list[Feedback] = []
     try:
         usage = open_usage(kb.root)
+        asked: list[list[float]] = []
         if usage.path.exists():
             feedback = [Feedback(f, h) for f, h in usage.training_examples(kb.settings.deflect.max_feedback)]
+            asked = usage.recent_features(kb.settings.deflect.share_estimate_asks)
             usage.close()
-        return fit_deflection(generation, kb.settings, feedback)
+        return fit_deflection(generation, kb.settings, feedback, asked)
     except MemoryError:
         raise
     except Exception as exc:  # the index itself is fine; questions escalate until the next rebuild

@@ -76,6 +76,9 @@ class DeflectionReport:
     not_helpful: int = 0
     content_gaps: list[dict[str, Any]] = field(default_factory=list)
     outdated: list[dict[str, Any]] = field(default_factory=list)
+    #: Share of unanswerable questions: assumed (``deflect.unanswerable_share``), estimated from the
+    #: questions asked at the last rebuild (None: too few asks), and the one decisions use.
+    unanswerable_share: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +88,7 @@ class DeflectionReport:
             "helpful": self.helpful, "not_helpful": self.not_helpful,
             "per_day": [b.to_dict() for b in self.per_day], "per_group": [b.to_dict() for b in self.per_group],
             "content_gaps": self.content_gaps, "outdated": self.outdated,
+            "unanswerable_share": self.unanswerable_share,
         }
 
 
@@ -211,8 +215,28 @@ def build(kb: KnowledgeBase, *, days: int = 90, now: datetime | None = None) -> 
         answered_escalations=answered_count,
         helpful=sum(1 for fb in latest_fb.values() if fb.helpful),
         not_helpful=sum(1 for fb in latest_fb.values() if not fb.helpful),
-        content_gaps=content_gaps, outdated=_outdated(kb),
+        content_gaps=content_gaps, outdated=_outdated(kb), unanswerable_share=_unanswerable_share(kb),
     )
+
+
+def _unanswerable_share(kb: KnowledgeBase) -> dict[str, Any]:
+    """What deflection assumes about unanswerable questions, and what the questions asked suggest."""
+    settings = getattr(kb, "settings", None)
+    if settings is None or not hasattr(kb, "generation_path"):
+        return {}
+    from .deflect import _deflector
+    from .errors import IndexNotFoundError
+
+    cfg = settings.deflect
+    try:
+        deflector = _deflector(kb)
+    except IndexNotFoundError:  # nothing built yet: nothing to report
+        return {}
+    estimate = deflector.cal.report.get("unanswerable_share_estimate")
+    return {"assumed": cfg.unanswerable_share, "estimated": estimate,
+            "estimated_from_asks": deflector.cal.report.get("estimate_asks"),
+            "learning": cfg.learn_unanswerable_share,
+            "used": deflector.thresholds(settings).get("unanswerable_share")}
 
 
 def _escalations(kb: KnowledgeBase, start: datetime) -> list[dict[str, Any]]:
@@ -265,7 +289,13 @@ def render_text(report: DeflectionReport) -> str:
               f"escalated {t.escalated}; deflection rate {_pct(t.deflection_rate)}",
               f"peer answers: {report.answered_escalations} (median {_hours(report.median_answer_hours)}), "
               f"still open {report.open_escalations}; feedback: {report.helpful} helpful, "
-              f"{report.not_helpful} not helpful", ""]
+              f"{report.not_helpful} not helpful"]
+    share = report.unanswerable_share
+    if share.get("estimated") is not None:
+        lines.append(f"unanswerable questions: assumed {_pct(share['assumed'])}, estimated from the last "
+                     f"{share['estimated_from_asks']} questions asked {_pct(share['estimated'])}"
+                     + ("" if share.get("learning") else " (set deflect.unanswerable_share, or learn it)"))
+    lines.append("")
     headers = ["group", "asked", "answered", "escalated", "deflected", "peer answer"]
     lines += ["Per group", *_table(headers, [_bucket_row(b) for b in report.per_group]), ""]
     weeks = _weekly(report.per_day)

@@ -212,6 +212,16 @@ class UsageLog:
         return out
 
 
+    def recent_features(self, limit: int) -> list[list[float]]:
+        """The best candidate's features of the newest ``limit`` logged questions ([]: nothing matched)."""
+        if not self.path.exists():
+            return []
+        with self._db() as db:
+            rows = db.execute("SELECT features FROM asks ORDER BY time DESC, rowid DESC LIMIT ?",
+                              (int(limit),)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+
 def open_usage(root: Path) -> UsageLog:
     """The usage log of the knowledge base in ``root``."""
     return UsageLog(Path(root) / FILE_NAME)

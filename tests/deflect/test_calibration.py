@@ -201,3 +201,61 @@ def test_mixed_archive_decisions_use_their_segment_threshold(tmp_path: Path) -> 
         unphrased = kb.ask("how to reset the projector")
         assert unphrased.ranked[0].startswith("page")
         assert unphrased.thresholds["answer"] == deflector.thresholds(settings, 0)["answer"]
+
+
+def test_unanswerable_share_is_estimated_from_unlabelled_confidences() -> None:
+    """EM on real questions' confidences recovers how many of them were unanswerable."""
+    from kbsearch._deflect_calibrate import MIN_ASKS_FOR_ESTIMATE, estimate_unanswerable_share
+
+    rng = np.random.default_rng(0)
+    answerable = list(np.clip(rng.normal(0.85, 0.1, 400), 0, 1))
+    unanswerable = list(np.clip(rng.normal(0.2, 0.12, 400), 0, 1))
+    cal = _segmented([("phrasing", 1, c, 1) for c in answerable] + [("thread", 1, c, 0) for c in unanswerable])
+    for share in (0.1, 0.5, 0.7):
+        n_un = int(600 * share)
+        asked = list(rng.choice(answerable, 600 - n_un)) + list(rng.choice(unanswerable, n_un))
+        assert estimate_unanswerable_share(cal, asked) == pytest.approx(share, abs=0.06)
+    assert estimate_unanswerable_share(cal, answerable[:MIN_ASKS_FOR_ESTIMATE - 1]) is None
+
+
+def test_a_larger_unanswerable_share_raises_the_threshold() -> None:
+    rows = [("phrasing", 1, 0.95 - i * 0.01, int(i % 7 != 6)) for i in range(60)]
+    rows += [("thread", 1, 0.9 - i * 0.02, 0) for i in range(40)]
+    cal = _segmented(rows)
+    base = cal.threshold(0.85)
+    assert cal.threshold(0.85, unanswerable_share=cal.unanswerable_share) == base
+    assert cal.threshold(0.85, unanswerable_share=0.6) > base
+    assert cal.threshold(0.85, unanswerable_share=0.05) <= base
+
+
+#: Questions about nothing the archive holds (none of their words occurs in it).
+OFF_TOPIC = [f"{animal} {verb} {place}" for animal in ("zebra", "giraffe", "walrus", "koala", "lynx", "otter")
+             for verb in ("migration", "diet", "lifespan", "habitat", "predators")
+             for place in ("serengeti", "arctic", "amazon", "tasmania")]
+
+@pytest.mark.parametrize("learn", [True, False], ids=["learned-share", "configured-share"])
+def test_rebuild_learns_the_unanswerable_share_from_questions_asked(tmp_path: Path, learn: bool) -> None:
+    """People asking mostly what the archive does not hold raise the answer threshold at the next
+    rebuild (unless the operator turned learning off); the estimate is in the calibration report."""
+    with make_kb(tmp_path / "kb", thread_docs(), **{"deflect.learn_unanswerable_share": learn}) as kb:
+        before = kb.ask("paper stuck in the printer tray").thresholds
+        assert before["unanswerable_share"] == 0.2
+        for q in OFF_TOPIC:
+            kb.ask(q)
+        kb.rebuild(thread_docs())
+        estimate = _calibration(kb)["report"]["unanswerable_share_estimate"]
+        assert estimate > 0.6
+        after = kb.ask("paper stuck in the printer tray").thresholds
+        if learn:
+            assert after["unanswerable_share"] == pytest.approx(min(estimate, 0.8), abs=1e-4)
+            assert after["answer"] >= before["answer"]
+        else:
+            assert after["unanswerable_share"] == 0.2
+        # The operator sees both in the deflection report.
+        from kbsearch.report import render_text
+
+        report = kb.report(days=1)
+        share = report.to_dict()["unanswerable_share"]
+        assert share["assumed"] == 0.2 and share["estimated"] == estimate and share["learning"] is learn
+        assert share["used"] == after["unanswerable_share"] and share["estimated_from_asks"] == len(OFF_TOPIC) + 1
+        assert f"estimated from the last {len(OFF_TOPIC) + 1} questions asked" in render_text(report)
