@@ -33,12 +33,25 @@ log = logging.getLogger(__name__)
 
 MODEL_DIR = "deflect"
 #: Version of the stored model's layout; a model of another version is not used (rebuild to refit).
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 _WORD = dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
              token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
 _CHAR = dict(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, lowercase=True, dtype=np.float32)
-# Stemmed words without stop words, like the index: "undoing" finds "undo".
-_TERMS = dict(analyzer=index_terms, dtype=np.float32)
+#: Words that frame a question rather than say what it is about ("how do I ...", "what is my ...").
+#: They carry no topic, so BM25 and term coverage leave them out: "how do I bake bread" must not
+#: look covered by every "How do I ..." title.
+QUESTION_FRAME = frozenset(index_terms(
+    "how what which who whom whose where why do does did doing done i me my mine myself am was were "
+    "been being should would could there here any some please hi hello thanks thank anyone someone"))
+
+
+def content_terms(text: str) -> list[str]:
+    """The index's terms of ``text`` (stemmed, no stop words) without the question-frame words."""
+    return [t for t in index_terms(text) if t not in QUESTION_FRAME]
+
+
+# Stemmed content words, like the index: "undoing" finds "undo".
+_TERMS = dict(analyzer=content_terms, dtype=np.float32)
 _BM25_K1, _BM25_B = 1.2, 0.75
 #: Documents outside the model whose vectors are kept between questions (see `_extra_vectors`).
 EXTRA_CACHE_DOCS = 4096

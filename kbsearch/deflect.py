@@ -341,8 +341,15 @@ class Deflector:
         th = self.thresholds(settings, segment_of(top.features) if top is not None else None)
         conf = float(self.cal.confidence(top.prob)) if top is not None else 0.0
         conf = min(max(conf, 0.0), 1.0)
+        evidence = top is not None and has_evidence(top.features)
+        if not evidence:
+            # A calibrated scorer can still rate a candidate that shares nothing with the question
+            # (small archives teach it odd weights); an answer needs a word or a classifier vote.
+            conf = 0.0
         if top is None:
             action, why = Action.ESCALATE, "nothing in the index matches this question"
+        elif not evidence:
+            action, why = Action.ESCALATE, "no word of the question is in any answer, and no classifier knows it"
         elif conf >= th["answer"]:
             action, why = Action.ANSWER, f"'{top.info.title}' matches with confidence {conf:.2f}"
         elif conf >= th["suggest"]:
@@ -377,6 +384,16 @@ class Deflector:
 
 
 # -- the front door's helpers (called by KnowledgeBase.ask / ask_many / feedback) -------------------------
+_COVERAGE, _CLASSIFIER, _HAS_CLASSIFIER = (FEATURES.index(n) for n in ("coverage", "classifier", "has_classifier"))
+
+
+def has_evidence(features: np.ndarray) -> bool:
+    """Whether a candidate shares a content word with the question or its classifier votes for it."""
+    if len(features) != len(FEATURES):
+        return True  # not ours to judge (features of an older layout)
+    return bool(features[_COVERAGE] > 0 or (features[_HAS_CLASSIFIER] > 0.5 and features[_CLASSIFIER] > 0))
+
+
 def _deflector(kb: Any) -> Deflector:
     """The deflector of the live generation (reloaded after a rebuild or recalibration)."""
     from ._deflect_calibrate import CALIBRATION_FILE

@@ -195,3 +195,52 @@ def test_pages_outside_the_model_compete_with_each_other(tmp_path: Path, rivals:
         else:
             assert d.signals["phrasing_margin"] > 0.3
         assert margin is None or margin == d.signals["phrasing_margin"]
+
+
+@pytest.mark.parametrize("question", ["what is the population of japan", "how do I bake sourdough bread",
+                                      "who won the world cup"], ids=["what-is", "how-do-i", "who"])
+def test_question_words_alone_are_no_match(shared_kb: KnowledgeBase, question: str) -> None:
+    """"how do I", "what is my" frame questions; they carry no topic, so a question about something the
+    archive never mentions is not covered by them (and is not answered)."""
+    from kbsearch._deflect_model import content_terms
+
+    assert not {"how", "do", "what", "who"} & set(content_terms(question))
+    d = shared_kb.ask(question)
+    assert d.action is not Action.ANSWER
+    assert d.signals.get("coverage", 0.0) == 0.0
+
+
+@pytest.mark.parametrize("docs", ["threads", "pages-and-one-accepted-answer"])
+def test_no_shared_word_and_no_classifier_vote_is_never_an_answer(tmp_path: Path, docs: str) -> None:
+    """A small archive can teach the scorer odd weights (the one accepted answer "wins" everything);
+    a question sharing no word with any document escalates with confidence 0 whatever it says."""
+    archive = thread_docs() if docs == "threads" else [
+        Document(id=f"page{i}", kind="page", title=f"About the {t}", url=f"https://intranet.example/{i}",
+                 text=f"The {t} procedure: contact the facilities desk and fill in form F-{i}.")
+        for i, t in enumerate(["parking permit", "canteen menu", "fire drill", "badge replacement", "laptop loan",
+                               "desk booking", "lost and found", "first aid kit", "bicycle storage", "recycling"])
+    ] + [Document(id="holiday", kind="answer", title="How many holiday days do I get", accepted=True,
+                  text="Full-time staff get 28 holiday days a year.", questions=("annual leave allowance",))]
+    with make_kb(tmp_path / "kb", archive) as kb:
+        for question in ("xyzzy plugh", "zorbling quixotic marmalade flumph"):
+            d = kb.ask(question)
+            assert d.action is Action.ESCALATE and d.confidence == 0.0
+            assert "no word of the question" in d.why
+
+
+def test_has_evidence_needs_a_shared_word_or_a_classifier_vote() -> None:
+    import numpy as np
+
+    from kbsearch._deflect_model import FEATURES
+    from kbsearch.deflect import has_evidence
+
+    def feats(**values: float) -> np.ndarray:
+        row = np.zeros(len(FEATURES))
+        for name, value in values.items():
+            row[FEATURES.index(name)] = value
+        return row
+    assert not has_evidence(feats(accepted=1.0, tfidf=0.1, phrasing_match=0.05))
+    assert has_evidence(feats(coverage=0.5))
+    assert has_evidence(feats(has_classifier=1.0, classifier=0.2))
+    assert not has_evidence(feats(has_classifier=1.0, classifier=-0.3))
+    assert not has_evidence(feats(has_classifier=0.0, classifier=0.2))  # no class of its own: no vote
