@@ -206,6 +206,8 @@ _HAS_CLASSIFIER = FEATURES.index("has_classifier")
 def segment_of(features: np.ndarray) -> int:
     """The segment of a candidate from its feature row: 1 when it has a classifier of its own, else 0."""
     return int(features[_HAS_CLASSIFIER] > 0.5)
+
+
 #: Hold-out kinds that are real questions people asked (the others are simulated).
 REAL_KINDS = frozenset({"phrasing", "feedback"})
 

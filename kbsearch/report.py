@@ -222,7 +222,7 @@ def build(kb: KnowledgeBase, *, days: int = 90, now: datetime | None = None) -> 
 def _unanswerable_share(kb: KnowledgeBase) -> dict[str, Any]:
     """What deflection assumes about unanswerable questions, and what the questions asked suggest."""
     settings = getattr(kb, "settings", None)
-    if settings is None or not hasattr(kb, "generation_path"):
+    if settings is None or not hasattr(type(kb), "generation_path"):  # not evaluated: it may raise
         return {}
     from .deflect import _deflector
     from .errors import IndexNotFoundError

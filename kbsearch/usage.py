@@ -211,7 +211,6 @@ class UsageLog:
                 out.append((feats, bool(helpful)))
         return out
 
-
     def recent_features(self, limit: int) -> list[list[float]]:
         """The best candidate's features of the newest ``limit`` logged questions ([]: nothing matched)."""
         if not self.path.exists():
