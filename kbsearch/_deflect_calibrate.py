@@ -158,8 +158,7 @@ class Calibration:
             w[kinds == "thread"] *= _odds(unanswerable_share) / _odds(self.unanswerable_share)
         if segment is not None and len(self.curve_segment) == len(conf):
             mask = np.asarray(self.curve_segment) == segment
-            answerable = mask & (kinds != "thread") & (kinds != "feedback")
-            if answerable.sum() >= MIN_KIND_QUESTIONS:
+            if (mask & _answerable(kinds)).sum() >= MIN_KIND_QUESTIONS:
                 conf, ok, w, kinds = conf[mask], ok[mask], w[mask], kinds[mask]
         return threshold_by_kind(conf, ok, w, kinds, target, simulated_margin)
 
@@ -212,6 +211,11 @@ def segment_of(features: np.ndarray) -> int:
 REAL_KINDS = frozenset({"phrasing", "feedback"})
 
 
+def _answerable(kinds: np.ndarray) -> np.ndarray:
+    """Curve points of answerable hold-outs: not held-out threads, not feedback (labelled either way)."""
+    return (kinds != "thread") & (kinds != "feedback")
+
+
 def threshold_by_kind(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, kinds: np.ndarray, target: float,
                       simulated_margin: float = 0.0) -> float:
     """The threshold at which every kind of answerable hold-out reaches ``target`` precision.
@@ -224,8 +228,8 @@ def threshold_by_kind(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, kinds: np
     all (an archive part nothing can be found in) does not block the others: its questions get
     low confidences and escalate anyway.
     """
-    shared = (kinds == "thread") | (kinds == "feedback")
-    answerable = ~shared
+    answerable = _answerable(kinds)
+    shared = ~answerable
     total = float(w[answerable].sum())
     taus = []
     for kind in np.unique(kinds[answerable]):
@@ -267,7 +271,7 @@ def estimate_unanswerable_share(cal: Calibration, confidences: Sequence[float], 
         return None
     curve, w = np.asarray(cal.curve_conf), np.asarray(cal.curve_w, dtype=float)
     unanswerable = kinds == "thread"
-    answerable = ~unanswerable & (kinds != "feedback")
+    answerable = _answerable(kinds)
     if not unanswerable.any() or not answerable.any():
         return None
     edges = np.linspace(0.0, 1.0, bins + 1)

@@ -52,6 +52,8 @@ def content_terms(text: str) -> list[str]:
 
 # Stemmed content words, like the index: "undoing" finds "undo".
 _TERMS = dict(analyzer=content_terms, dtype=np.float32)
+# For an archive with no content word at all: every word, as written.
+_PLAIN_TERMS = dict(lowercase=True, token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
 _BM25_K1, _BM25_B = 1.2, 0.75
 #: Documents outside the model whose vectors are kept between questions (see `_extra_vectors`).
 EXTRA_CACHE_DOCS = 4096
@@ -139,23 +141,25 @@ class TermIndex:
     Keeps its IDF and average length so documents outside the model are weighed the same way.
     """
 
-    def __init__(self, vocab: CountVectorizer, weights: sp.csr_matrix, idf: np.ndarray, avg_len: float) -> None:
-        self.vocab, self.idf, self.avg_len = vocab, idf, avg_len
+    def __init__(self, vocab: CountVectorizer, weights: sp.csr_matrix, idf: np.ndarray, avg_len: float,
+                 plain: bool = False) -> None:
+        self.vocab, self.idf, self.avg_len, self.plain = vocab, idf, avg_len, plain
         self.weights, self.presence = _with_presence(weights)
 
     @classmethod
     def fit(cls, texts: Sequence[str]) -> TermIndex:
         vocab = CountVectorizer(**_TERMS)
+        plain = False
         try:
             counts = vocab.fit_transform(texts).tocsr()
         except ValueError:  # nothing but stop words / punctuation
-            vocab = CountVectorizer(lowercase=True, token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
+            vocab, plain = CountVectorizer(**_PLAIN_TERMS), True
             counts = vocab.fit_transform([t + " x" for t in texts]).tocsr()
         n = counts.shape[0]
         df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float32)
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         avg = max(float(np.asarray(counts.sum(axis=1)).mean()) if n else 1.0, 1e-9)
-        return cls(vocab, _bm25(counts, idf, avg), idf, avg)
+        return cls(vocab, _bm25(counts, idf, avg), idf, avg, plain)
 
     def weigh_counts(self, counts: sp.csr_matrix) -> tuple[Rows, Rows]:
         """BM25 term weights and presence (0/1) of documents given as term counts."""
@@ -181,15 +185,17 @@ class TermIndex:
                                                              ensure_ascii=False), encoding="utf-8")
         sp.save_npz(path / f"{name}_bm25.npz", self.weights.rows(), compressed=False)
         np.save(path / f"{name}_idf.npy", self.idf)
-        (path / f"{name}_meta.json").write_text(json.dumps({"avg_len": self.avg_len}), encoding="utf-8")
+        (path / f"{name}_meta.json").write_text(json.dumps({"avg_len": self.avg_len, "plain": self.plain}),
+                                                 encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path, name: str) -> TermIndex:
-        vocab = CountVectorizer(vocabulary=json.loads((path / f"{name}_vocab.json").read_text(encoding="utf-8")),
-                                **_TERMS)
         meta = json.loads((path / f"{name}_meta.json").read_text(encoding="utf-8"))
+        plain = bool(meta.get("plain"))
+        vocab = CountVectorizer(vocabulary=json.loads((path / f"{name}_vocab.json").read_text(encoding="utf-8")),
+                                **(_PLAIN_TERMS if plain else _TERMS))
         return cls(vocab, sp.load_npz(path / f"{name}_bm25.npz").tocsr(), np.load(path / f"{name}_idf.npy"),
-                   float(meta["avg_len"]))
+                   float(meta["avg_len"]), plain)
 
 
 def _bm25(counts: sp.csr_matrix, idf: np.ndarray, avg_len: float) -> sp.csr_matrix:

@@ -258,7 +258,7 @@ class Deflector:
                         scored = [_Scored(model.docs[c], float(p), f) for c, p, f in zip(cands, probs, feats)]
                 if searcher is not None:
                     row = {k: v[r] for k, v in scores.items()} if scores is not None else None
-                    pages = self._page_candidates(q, groups, searcher, scored, model, row, cfg.body_chars,
+                    pages = self._page_candidates(q, groups, searcher, model, row, cfg.body_chars,
                                                   cfg.page_candidates)
                     if pages:
                         scored = self._joint_margins(scored, pages)
@@ -267,11 +267,11 @@ class Deflector:
         return out
 
     def _page_candidates(self, question: str, groups: frozenset[str] | None, searcher: Any,
-                         scored: list[_Scored], model: AnswerModel | None,
-                         row_scores: dict[str, np.ndarray] | None = None, body_chars: int = 1500,
-                         page_candidates: int = 5) -> list[_Scored]:
+                         model: AnswerModel | None, row_scores: dict[str, np.ndarray] | None = None,
+                         body_chars: int = 1500, page_candidates: int = 5) -> list[_Scored]:
         """Search hits outside the answer model (pages of a large index, answers added since the
-        last rebuild), described by the same features so they compete on equal terms."""
+        last rebuild), described by the same features so they compete on equal terms.  They are
+        scored by `_joint_margins`, once their margins count each other."""
         covered = model.index if model is not None else {}
         prepared = searcher.prepare(question)
         cands = [c for c in searcher.candidates(prepared, groups, page_candidates) if c.document.id not in covered]
@@ -282,8 +282,7 @@ class Deflector:
             feats = model.extra_features(question, docs, row_scores, body_chars)
         else:
             feats = self._search_features(question, searcher, prepared, cands)
-        probs = self.cal.candidate_prob(feats)
-        return [_Scored(DocInfo.of(d), float(p), f, document=d) for d, p, f in zip(docs, probs, feats)]
+        return [_Scored(DocInfo.of(d), 0.0, f, document=d) for d, f in zip(docs, feats)]
 
     def _joint_margins(self, covered: list[_Scored], pages: list[_Scored]) -> list[_Scored]:
         """All candidates, their margins taken against every other candidate, pages included.

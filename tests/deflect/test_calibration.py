@@ -259,3 +259,15 @@ def test_rebuild_learns_the_unanswerable_share_from_questions_asked(tmp_path: Pa
         assert share["assumed"] == 0.2 and share["estimated"] == estimate and share["learning"] is learn
         assert share["used"] == after["unanswerable_share"] and share["estimated_from_asks"] == len(OFF_TOPIC) + 1
         assert f"estimated from the last {len(OFF_TOPIC) + 1} questions asked" in render_text(report)
+
+
+def test_term_index_of_an_archive_without_content_words_survives_saving(tmp_path: Path) -> None:
+    """An archive of nothing but question words falls back to plain words; a stored model must read
+    questions the same way after loading."""
+    from kbsearch._deflect_model import TermIndex
+
+    fitted = TermIndex.fit(["how do I", "what is my", "why"])
+    fitted.save(tmp_path, "terms")
+    loaded = TermIndex.load(tmp_path, "terms")
+    q = ["how do I"]
+    assert fitted.query(q).nnz == 3 and (fitted.query(q) != loaded.query(q)).nnz == 0
