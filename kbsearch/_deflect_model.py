@@ -468,7 +468,7 @@ class AnswerModel:
             meta = json.loads((path / "model.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        if meta.get("format") != MODEL_FORMAT:
+        if meta.get("format") != MODEL_FORMAT or meta.get("features") != list(FEATURES):
             log.warning("deflection model in %s is from an older kbsearch; questions escalate until the "
                         "next rebuild", gen_dir)
             return None

@@ -55,17 +55,22 @@ def parse_datetime(value: Any, field_name: str = "date") -> datetime | None:
     return dt.astimezone(timezone.utc)
 
 
-def _str_tuple(value: Any, field_name: str) -> tuple[str, ...]:
+def _str_tuple(value: Any, field_name: str, text: bool = False) -> tuple[str, ...]:
+    """A list field as a tuple of non-blank strings.  In ``text`` fields (headings, questions) the unit
+    separator (U+001F) becomes a space: the index stores such a list as one string joined by it, so an
+    item holding one would come back split."""
     if value is None:
         return ()
     if isinstance(value, str):
-        return (value,) if value.strip() else ()
+        value = [value]
     if not isinstance(value, (list, tuple)):
         raise InvalidDocumentError(f"{field_name}: expected a list of strings")
     out = []
     for item in value:
         if not isinstance(item, str):
             raise InvalidDocumentError(f"{field_name}: expected a list of strings")
+        if text:
+            item = item.replace("\x1f", " ")
         if item.strip():
             out.append(item)
     return tuple(out)
@@ -112,7 +117,7 @@ class Document:
         if self.group is not None and not isinstance(self.group, str):
             raise InvalidDocumentError("group: expected a string or null")
         for name in ("headings", "questions", "allowed_groups"):
-            object.__setattr__(self, name, _str_tuple(getattr(self, name), name))
+            object.__setattr__(self, name, _str_tuple(getattr(self, name), name, text=name != "allowed_groups"))
         object.__setattr__(self, "allowed_groups", tuple(sorted(set(self.allowed_groups))))
         for name in ("updated", "asked"):
             object.__setattr__(self, name, parse_datetime(getattr(self, name), name))

@@ -138,3 +138,15 @@ def test_iter_documents_of_one_kind(tmp_path) -> None:
             answers = [d.id for d in generation.engine.iter_documents(kind="answer")]
             everything = [d.id for d in generation.engine.iter_documents()]
     assert answers == [i for i in everything if i.startswith("a")] and len(answers) == 3
+
+
+def test_lists_come_back_as_added(kb: KnowledgeBase) -> None:
+    """Headings and questions are stored joined by U+001F; one inside an item must not split it."""
+    doc = Document(id="q", title="Printing", text="Use the print portal.", kind="answer",
+                   questions=("how do I print\x1fin colour", "colour printing"), headings=("IT", "Print\x1fers"))
+    assert doc.questions == ("how do I print in colour", "colour printing")
+    kb.add([doc])
+    back = kb.get("q")
+    assert back is not None
+    assert back.questions == doc.questions and back.headings == ("IT", "Print ers")
+    assert back.content_hash == doc.content_hash

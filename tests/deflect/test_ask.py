@@ -111,6 +111,19 @@ def test_archive_without_phrasings(tmp_path: Path) -> None:
         assert d.ranked[0] == "expenses"
 
 
+@pytest.mark.parametrize("phrased", [True, False], ids=["threads-with-phrasings", "titles-only"])
+def test_answer_model_has_a_classifier_only_when_calibration_had_one(tmp_path: Path, phrased: bool) -> None:
+    """The answering model has a classifier only when the calibration saw one, so its scores mean
+    what the calibration learned them to mean."""
+    docs = thread_docs() if phrased else [Document(id=tid, title=title, text=answer, kind="answer")
+                                          for tid, (_g, title, answer, _p) in THREADS.items()]
+    with make_kb(tmp_path / "kb", docs) as kb:
+        folder = kb.generation_path / "deflect"
+        calibrated = json.loads((folder / "calibration.json").read_text())["report"]["classifier"]
+        assert calibrated is phrased
+        assert json.loads((folder / "model.json").read_text())["classifier"] is calibrated
+
+
 def test_escalate_true_escalates_through_the_peers(tmp_path: Path) -> None:
     with make_kb(tmp_path / "kb", thread_docs()) as kb:
         d = kb.ask("what is the boiling point of mercury", user="alice", escalate=True)
@@ -157,13 +170,15 @@ def test_documents_outside_the_model_score_the_same_cached_or_not(tmp_path: Path
         assert after[0, 5] < first[0, 5]  # TF-IDF of the changed text no longer matches the question
 
 
-def test_model_of_an_older_format_is_not_used(tmp_path: Path) -> None:
-    """A stored model of another layout escalates with a clear log line instead of crashing;
-    a rebuild fits a current one."""
+@pytest.mark.parametrize("change", [{"format": 1}, {"features": ["tfidf", "classifier"]}],
+                         ids=["older-format", "other-features"])
+def test_model_of_an_older_format_is_not_used(tmp_path: Path, change: dict) -> None:
+    """A stored model of another layout (or with other features than this kbsearch computes)
+    escalates with a clear log line instead of crashing; a rebuild fits a current one."""
     with make_kb(tmp_path / "kb", thread_docs()) as kb:
         meta_path = kb.generation_path / "deflect" / "model.json"
         meta = json.loads(meta_path.read_text())
-        meta["format"] = 1
+        meta.update(change)
         meta_path.write_text(json.dumps(meta))
         kb._deflect_cache = None
         from kbsearch.deflect import Deflector
