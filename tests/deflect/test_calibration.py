@@ -233,11 +233,13 @@ OFF_TOPIC = [f"{animal} {verb} {place}" for animal in ("zebra", "giraffe", "walr
              for verb in ("migration", "diet", "lifespan", "habitat", "predators")
              for place in ("serengeti", "arctic", "amazon", "tasmania")]
 
-@pytest.mark.parametrize("learn", [True, False], ids=["learned-share", "configured-share"])
-def test_rebuild_learns_the_unanswerable_share_from_questions_asked(tmp_path: Path, learn: bool) -> None:
+@pytest.mark.parametrize("setting", [None, True, False], ids=["default", "learning-on", "learning-off"])
+def test_rebuild_learns_the_unanswerable_share_from_questions_asked(tmp_path: Path, setting: bool | None) -> None:
     """People asking mostly what the archive does not hold raise the answer threshold at the next
-    rebuild (unless the operator turned learning off); the estimate is in the calibration report."""
-    with make_kb(tmp_path / "kb", thread_docs(), **{"deflect.learn_unanswerable_share": learn}) as kb:
+    rebuild (by default; unless the operator turned learning off); the estimate is in the calibration report."""
+    learn = True if setting is None else setting
+    options = {} if setting is None else {"deflect.learn_unanswerable_share": setting}
+    with make_kb(tmp_path / "kb", thread_docs(), **options) as kb:
         before = kb.ask("paper stuck in the printer tray").thresholds
         assert before["unanswerable_share"] == 0.2
         for q in OFF_TOPIC:
