@@ -294,7 +294,8 @@ def render_text(report: DeflectionReport) -> str:
     if share.get("estimated") is not None:
         lines.append(f"unanswerable questions: assumed {_pct(share['assumed'])}, estimated from the last "
                      f"{share['estimated_from_asks']} questions asked {_pct(share['estimated'])}"
-                     + ("" if share.get("learning") else " (set deflect.unanswerable_share, or learn it)"))
+                     + (f"; deciding with {_pct(share['used'])}" if share.get("learning")
+                        else " (set deflect.unanswerable_share, or learn it)"))
     lines.append("")
     headers = ["group", "asked", "answered", "escalated", "deflected", "peer answer"]
     lines += ["Per group", *_table(headers, [_bucket_row(b) for b in report.per_group]), ""]

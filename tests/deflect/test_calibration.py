@@ -260,7 +260,9 @@ def test_rebuild_learns_the_unanswerable_share_from_questions_asked(tmp_path: Pa
         share = report.to_dict()["unanswerable_share"]
         assert share["assumed"] == 0.2 and share["estimated"] == estimate and share["learning"] is learn
         assert share["used"] == after["unanswerable_share"] and share["estimated_from_asks"] == len(OFF_TOPIC) + 1
-        assert f"estimated from the last {len(OFF_TOPIC) + 1} questions asked" in render_text(report)
+        text = render_text(report)
+        assert f"estimated from the last {len(OFF_TOPIC) + 1} questions asked" in text
+        assert ("deciding with" in text) is learn and ("or learn it" in text) is not learn
 
 
 def test_term_index_of_an_archive_without_content_words_survives_saving(tmp_path: Path) -> None:
