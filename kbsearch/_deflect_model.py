@@ -10,6 +10,7 @@ matrix products, so deciding thousands of questions takes seconds.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -274,6 +275,26 @@ class AnswerModel:
 
     def __len__(self) -> int:
         return len(self.docs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For fitting in a worker process: everything but the lock and the cache of page vectors."""
+        state = self.__dict__.copy()
+        del state["_extra_lock"]
+        state["_extra_cache"] = OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._extra_lock = threading.Lock()
+
+    def without_classifier(self) -> AnswerModel:
+        """This model with no classifier (scores of classes the calibration never saw mean nothing)."""
+        if self.clf_coef is None:
+            return self
+        other = copy.copy(self)
+        other.clf_coef = other.clf_intercept = other.clf_classes = None
+        other._clf_mask = np.zeros(len(self.docs), dtype=bool)
+        return other
 
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod

@@ -149,15 +149,19 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     except ValueError:
         log.warning("deflection: no usable text; questions will be escalated")
         return {"documents": 0}
-    # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
-    fresh = [d for d in usable if not d.outdated]
-    cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [])
-    # The classifier is only used when calibration saw one (its scores must mean what they meant there).
-    model = AnswerModel.fit(usable, body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
-                            max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c,
-                            classifier=bool(cal.report.get("classifier")))
+    phrasings = sum(len(phrasings_of(d)) for d in usable)
+    with _ModelFit(usable, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
+                                max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c),
+                   elsewhere=0 <= cfg.parallel_fit_phrasings <= phrasings) as final:
+        # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
+        fresh = [d for d in usable if not d.outdated]
+        cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [])
+        model = final.result()
     if model is None:
         return {"documents": 0}
+    if not cal.report.get("classifier"):
+        # The classifier is only used when calibration saw one (its scores must mean what they meant there).
+        model = model.without_classifier()
     scored_asks = np.array([f for f in asked or [] if len(f) == len(FEATURES)], dtype=float)
     unmatched = sum(1 for f in asked or [] if not f)  # nothing in the index matched: confidence 0
     if len(scored_asks) + unmatched:
@@ -176,6 +180,51 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     cal.save(generation.path)
     return {"documents": len(model), "covers_all": covers_all, **cal.report,
             "seconds": round(time.perf_counter() - started, 2)}
+
+
+class _ModelFit:
+    """The answering model's fit: started in a worker process at once (``elsewhere``), or run in this
+    process when its result is asked for.  The calibration is fitted meanwhile; both are mostly a
+    LinearSVC fit, whose random state is global to a process, so the second fit needs a process of its
+    own (two threads would make both fits depend on timing).  A worker that cannot start or dies
+    costs only time: the model is then fitted here."""
+
+    def __init__(self, documents: list[Document], options: dict[str, Any], elsewhere: bool) -> None:
+        self.documents, self.options = documents, options
+        self._pool: Any = None
+        self._future: Any = None
+        if elsewhere:
+            from ._workers import process_pool
+
+            log.info("deflection: fitting the answer model in a worker process while calibrating")
+            try:
+                self._pool = process_pool(1)
+                self._future = self._pool.submit(AnswerModel.fit, documents, **options)
+            except Exception as exc:  # no processes here (a daemon, a sandbox): fit in this one
+                log.warning("deflection: fitting the answer model in this process (%s)", exc)
+                self.close()
+
+    def result(self) -> AnswerModel | None:
+        if self._future is not None:
+            try:
+                return self._future.result()
+            except Exception as exc:
+                log.warning("deflection: the worker fitting the answer model failed (%s: %s); fitting here",
+                            type(exc).__name__, exc)
+            finally:
+                self.close()
+        return AnswerModel.fit(self.documents, **self.options)
+
+    def close(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = self._future = None
+
+    def __enter__(self) -> _ModelFit:
+        return self
+
+    def __exit__(self, exc_type: object, *_exc: object) -> None:
+        self.close(wait=exc_type is None)  # on an error (Ctrl-C) do not wait for the worker's fit
 
 
 # -- deciding --------------------------------------------------------------------------------------------

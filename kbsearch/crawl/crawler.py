@@ -15,12 +15,11 @@ what it saw definitively gone.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from .._memory import release_memory
+from .._workers import process_pool
 from ..documents import Document, make_id
 from ..errors import IndexLockedError, KbsearchError
 from ..sources import SourceReport
@@ -50,20 +50,6 @@ MAX_LISTED = 500
 _SITEMAP_URLS_MAX = 50_000
 #: Seconds a batch write waits for another writer to finish before the crawl gives up.
 WRITE_LOCK_WAIT = 120.0
-
-
-#: Run in each parser process first: register bare ``kbsearch`` / ``kbsearch.crawl`` packages so that
-#: unpickling `extract_page` imports only the extractor (lxml), not all of kbsearch (scikit-learn,
-#: Whoosh, ...): ~120 MB less per worker.  A no-op where kbsearch is already imported.
-_WORKER_BOOT = f"""
-import sys, types
-for name, path in (("kbsearch", {str(Path(__file__).resolve().parent.parent)!r}),
-                   ("kbsearch.crawl", {str(Path(__file__).resolve().parent)!r})):
-    if name not in sys.modules:
-        module = types.ModuleType(name)
-        module.__path__ = [path]
-        sys.modules[name] = module
-"""
 
 
 @dataclass
@@ -234,8 +220,7 @@ class Crawler:
         parse_pool: Executor | None = None
         fetch_pool = ThreadPoolExecutor(max(1, self.cfg.fetch_threads), thread_name_prefix="kbsearch-fetch")
         if self.cfg.parse_workers > 0:
-            parse_pool = ProcessPoolExecutor(self.cfg.parse_workers, mp_context=multiprocessing.get_context("forkserver"),
-                                             initializer=exec, initargs=(_WORKER_BOOT,))
+            parse_pool = process_pool(self.cfg.parse_workers)
         try:
             for url in self.starts:
                 self.frontier.push(url, 0)

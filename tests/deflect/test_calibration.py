@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -275,3 +276,60 @@ def test_term_index_of_an_archive_without_content_words_survives_saving(tmp_path
     loaded = TermIndex.load(tmp_path, "terms")
     q = ["how do I"]
     assert fitted.query(q).nnz == 3 and (fitted.query(q) != loaded.query(q)).nnz == 0
+
+
+def _stored_model(kb: KnowledgeBase) -> dict[str, object]:
+    """The stored answer model and calibration, without the calibration's timings."""
+    folder = kb.generation_path / "deflect"
+    out: dict[str, object] = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "calibration.json"}
+    calibration = json.loads((folder / "calibration.json").read_text())
+    calibration["report"].pop("seconds")
+    out["calibration.json"] = calibration
+    return out
+
+
+QUESTIONS = ["my vpn will not connect from the hotel", "paper jam in the printer", "zebra migration routes"]
+
+
+@pytest.mark.parametrize("worker", ["starts", "cannot-start"])
+def test_answer_model_fitted_in_a_worker_is_the_one_fitted_here(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                               monkeypatch: pytest.MonkeyPatch, worker: str) -> None:
+    """From `parallel_fit_phrasings` phrasings on, the answering model is fitted in a worker process
+    while the calibration runs; what is stored, and so every decision, is what an in-process fit gives.
+    Where no worker can start, the model is fitted in-process, with a warning."""
+    with make_kb(tmp_path / "here", thread_docs(), **{"deflect.parallel_fit_phrasings": -1}) as here:
+        expected = _stored_model(here)
+        decided = [d.to_dict() for d in here.ask_many(QUESTIONS)]
+    if worker == "cannot-start":
+        import kbsearch._workers
+
+        def no_processes(workers: int) -> None:
+            raise OSError("no processes here")
+        monkeypatch.setattr(kbsearch._workers, "process_pool", no_processes)
+    with caplog.at_level(logging.INFO, logger="kbsearch.deflect"):
+        with make_kb(tmp_path / "worker", thread_docs(), **{"deflect.parallel_fit_phrasings": 0}) as there:
+            assert _stored_model(there) == expected
+            again = [d.to_dict() for d in there.ask_many(QUESTIONS)]
+    messages = [r.getMessage() for r in caplog.records if r.name == "kbsearch.deflect"]
+    assert any("in a worker process" in m for m in messages)
+    fell_back = [m for m in messages if "in this process" in m or "fitting here" in m]
+    assert bool(fell_back) is (worker == "cannot-start")
+    for d in decided + again:
+        for key in ("id", "generation", "seconds"):
+            d.pop(key)
+    assert again == decided
+
+
+def test_answer_model_survives_pickling(kb: KnowledgeBase) -> None:
+    """A model crosses from the worker process by pickle: it scores the same on the other side."""
+    import pickle
+
+    from kbsearch.deflect import Deflector
+
+    model = Deflector.load(kb.generation_path).model
+    assert model is not None
+    copy = pickle.loads(pickle.dumps(model))
+    a, b = model.scores(QUESTIONS), copy.scores(QUESTIONS)
+    for key in ("classifier", "phrasing_match", "tfidf", "bm25", "coverage"):
+        assert (a[key] == b[key]).all()
+    assert copy._extra_lock is not model._extra_lock
