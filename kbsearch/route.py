@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
+from ._deflect_model import content_terms
 from .config import RouteConfig
 from .documents import Document, read_jsonl
 from .errors import InvalidEscalationError, KbsearchError
@@ -34,12 +36,30 @@ from .peers.groups import Group, Groups
 log = logging.getLogger(__name__)
 
 ROUTE_DIR = "route"
+#: Below this many training examples the router reads content words (stemmed, no stop words) and
+#: its softmax temperature is not fitted: with a small history, words like "on" or "my" that happen
+#: to occur in one group's few examples would decide.  From this size on, every word counts (CLINC150
+#: domains from k phrasings per intent: content words 0.682 / 0.761 at 150 / 300 examples against
+#: 0.634 / 0.757 for every word; every word ahead from 450 on, 0.959 against 0.932 at 7,500).
+SMALL_HISTORY = 300
 _VEC = dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
             token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
 _TEMPERATURES = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 #: Most examples used to fit the softmax temperature (held out / trained on); the final fit uses all.
 _CALIBRATION_HELD = 2000
 _CALIBRATION_TRAIN = 6000
+
+
+def _content_words(text: str) -> list[str]:
+    """Content words (the index's stemmed terms without stop and question-frame words) and their pairs."""
+    terms = content_terms(text)
+    return terms + [f"{a} {b}" for a, b in zip(terms, terms[1:])]
+
+
+def _vectorizer(analyzer: str, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+    """The router's TF-IDF: every word (``plain``) or content words (``content``, small histories)."""
+    params = _VEC if analyzer == "plain" else dict(analyzer=_content_words, sublinear_tf=True, dtype=np.float32)
+    return TfidfVectorizer(vocabulary=vocabulary, **params)
 
 
 @dataclass
@@ -129,9 +149,11 @@ class Router:
             return router
         weights = list(weights) if weights is not None else [1.0] * len(texts)
         temperature = 1.0
-        if calibrate and len(texts) >= 300:
+        if calibrate and len(texts) >= SMALL_HISTORY:
             temperature = cls._fit_temperature(texts, labels, weights, c)
-        vec = TfidfVectorizer(**_VEC)
+        analyzer = "plain" if len(texts) >= SMALL_HISTORY else "content"
+        meta["analyzer"] = analyzer
+        vec = _vectorizer(analyzer)
         try:
             x = vec.fit_transform(texts)
         except ValueError:
@@ -139,7 +161,7 @@ class Router:
             router = cls.empty(classes)
             router.meta.update(meta)
             return router
-        svm = LinearSVC(C=c).fit(x, labels, sample_weight=np.asarray(weights))
+        svm = LinearSVC(C=c, random_state=0).fit(x, labels, sample_weight=np.asarray(weights))
         coef, intercept = cls._two_sided(svm.coef_, svm.intercept_)
         meta["seconds"] = round(time.perf_counter() - started, 3)
         meta["temperature"] = temperature
@@ -169,7 +191,7 @@ class Router:
             x = vec.fit_transform([texts[i] for i in train])
         except ValueError:
             return 1.0
-        svm = LinearSVC(C=c).fit(x, train_labels, sample_weight=np.asarray([weights[i] for i in train]))
+        svm = LinearSVC(C=c, random_state=0).fit(x, train_labels, sample_weight=np.asarray([weights[i] for i in train]))
         coef, intercept = cls._two_sided(svm.coef_, svm.intercept_)
         index = {k: n for n, k in enumerate(svm.classes_)}
         keep = [i for i in held if labels[i] in index]
@@ -223,7 +245,7 @@ class Router:
             router.meta.update(meta)
             return router
         vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
-        vec = TfidfVectorizer(vocabulary=vocab, **_VEC)
+        vec = _vectorizer(meta.get("analyzer", "plain"), vocab)
         vec.idf_ = np.load(path / "idf.npy")
         return cls(vec, np.load(path / "coef.npy"), np.load(path / "intercept.npy"), classes,
                    float(meta.get("temperature", 1.0)), meta)
@@ -238,8 +260,9 @@ class Router:
             x = self.vectorizer.transform(list(questions))
         return _softmax(np.asarray((x @ self.coef.T) + self.intercept) * self.temperature)
 
-    def _evidence(self, x: Any, cls_index: int, k: int = 3) -> list[str]:
-        """The question's words (``x``: its vector) that pushed most towards the chosen class."""
+    def _evidence(self, question: str, x: Any, cls_index: int, k: int = 3) -> list[str]:
+        """The question's words (``x``: its vector) that pushed most towards the chosen class, as the
+        asker wrote them (a content-word router's features are stems)."""
         if not self.fitted:
             return []
         if self._names is None:
@@ -247,7 +270,14 @@ class Router:
         x = x.tocsr()
         contrib = x.data * self.coef[cls_index, x.indices]
         top = np.argsort(-contrib)[:k]
-        return [str(self._names[x.indices[i]]) for i in top if contrib[i] > 0]
+        terms = [str(self._names[x.indices[i]]) for i in top if contrib[i] > 0]
+        if self.meta.get("analyzer", "plain") == "plain":
+            return terms
+        written: dict[str, str] = {}
+        for word in re.findall(r"(?u)\b\w+\b", question):
+            for term in content_terms(word):
+                written.setdefault(term, word)
+        return [" ".join(written.get(t, t) for t in term.split(" ")) for term in terms]
 
     def route(self, question: str, groups: Groups | None = None, *, group: str | None = None,
               min_confidence: float = 0.25, default: str | None = None) -> Routing:
@@ -273,10 +303,16 @@ class Router:
         history = self.meta.get("history", {})
         if len(self.classes) == 1:
             return Routing(group=best, confidence=1.0, ranked=ranked, reason="the only group known")
+        if (x is not None and x.nnz == 0 and self.meta.get("analyzer") == "content" and default is not None
+                and default != best):
+            # A small history's base rates say little: with no word to go on, do not guess.  (A large
+            # history's do: CLINC150's few questions of unknown words still find their domain 5 of 8 times.)
+            return Routing(group=default, confidence=conf, ranked=ranked,
+                           reason="none of the question's words occurs in what routing learned: default group")
         if conf < min_confidence and default is not None and default != best:
             reason = (f"no group fits well (best {best} at {conf:.2f} < {min_confidence:.2f}): default group")
             return Routing(group=default, confidence=conf, ranked=ranked, reason=reason)
-        words = self._evidence(x, int(order[0])) if x is not None else []
+        words = self._evidence(question, x, int(order[0])) if x is not None else []
         basis = (f"{history.get(best, 0)} past answers of {best}" if history.get(best)
                  else f"the description and keywords of {best}")
         reason = f"classifier trained on {basis}"
