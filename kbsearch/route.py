@@ -3,7 +3,7 @@
 A linear text classifier (word 1-2-gram TF-IDF + scikit-learn `LinearSVC`) is trained on the groups of
 past answered questions (answer documents with a ``group``: their title and alternate phrasings),
 plus each configured group's name, description and keywords as weighted examples, so routing works
-from day one and improves with history.  Confidence is a softmax over the classifier's margins whose
+from day one and improves with history.  Below `SMALL_HISTORY` examples it reads content words only.  Confidence is a softmax over the classifier's margins whose
 temperature is fitted on held-out history (a fifth, at most 2,000).  The model is fitted when a generation is
 built (`KnowledgeBase._after_build`) and stored beside the index as JSON + numpy arrays (no pickles).
 An explicit group chosen by the asker always wins.
@@ -151,16 +151,21 @@ class Router:
         temperature = 1.0
         if calibrate and len(texts) >= SMALL_HISTORY:
             temperature = cls._fit_temperature(texts, labels, weights, c)
-        analyzer = "plain" if len(texts) >= SMALL_HISTORY else "content"
-        meta["analyzer"] = analyzer
-        vec = _vectorizer(analyzer)
-        try:
-            x = vec.fit_transform(texts)
-        except ValueError:
+        x = None
+        # A small history of nothing but function words ("how do I ...") has no content word: every word then.
+        for analyzer in (["plain"] if len(texts) >= SMALL_HISTORY else ["content", "plain"]):
+            vec = _vectorizer(analyzer)
+            try:
+                x = vec.fit_transform(texts)
+                break
+            except ValueError:
+                continue
+        if x is None:
             log.warning("routing model could not be fitted (no usable words in %d examples)", len(texts))
             router = cls.empty(classes)
             router.meta.update(meta)
             return router
+        meta["analyzer"] = analyzer
         svm = LinearSVC(C=c, random_state=0).fit(x, labels, sample_weight=np.asarray(weights))
         coef, intercept = cls._two_sided(svm.coef_, svm.intercept_)
         meta["seconds"] = round(time.perf_counter() - started, 3)

@@ -118,3 +118,10 @@ def test_fitting_is_reproducible() -> None:
     second = Router.from_documents(docs, None, RouteConfig())
     assert first.temperature == second.temperature
     assert (first.coef == second.coef).all() and (first.intercept == second.intercept).all()
+
+
+def test_small_history_of_function_words_only_still_routes() -> None:
+    """Examples with no content word at all fall back to every word rather than to no model."""
+    router = Router.fit(["how do I", "what is it", "who are you", "where is it"], ["a", "a", "b", "b"], calibrate=False)
+    assert router.fitted and router.meta["analyzer"] == "plain"
+    assert router.route("who are they").group == "b"
