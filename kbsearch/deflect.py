@@ -144,15 +144,15 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     usable = [d for d in docs if phrasings_of(d) or d.text.strip()]
     if not usable:
         return {"documents": 0, "seconds": round(time.perf_counter() - started, 2)}
+    phrasings = [p for d in usable for p in phrasings_of(d)]
     try:
-        vec = Vectorizer.fit([p for d in usable for p in phrasings_of(d)] + [doc_body(d, cfg.body_chars) for d in usable])
+        vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable])
     except ValueError:
         log.warning("deflection: no usable text; questions will be escalated")
         return {"documents": 0}
-    phrasings = sum(len(phrasings_of(d)) for d in usable)
     with _ModelFit(usable, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
                                 max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c),
-                   elsewhere=0 <= cfg.parallel_fit_phrasings <= phrasings) as final:
+                   elsewhere=0 <= cfg.parallel_fit_phrasings <= len(phrasings)) as final:
         # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
         fresh = [d for d in usable if not d.outdated]
         cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [])
@@ -432,14 +432,14 @@ class Deflector:
 
 
 # -- the front door's helpers (called by KnowledgeBase.ask / ask_many / feedback) -------------------------
-_COVERAGE, _CLASSIFIER, _HAS_CLASSIFIER = (FEATURES.index(n) for n in ("coverage", "classifier", "has_classifier"))
+_COVERAGE, _CLASSIFIER = FEATURES.index("coverage"), FEATURES.index("classifier")
 
 
 def has_evidence(features: np.ndarray) -> bool:
     """Whether a candidate shares a content word with the question or its classifier votes for it."""
     if len(features) != len(FEATURES):
         return True  # not ours to judge (features of an older layout)
-    return bool(features[_COVERAGE] > 0 or (features[_HAS_CLASSIFIER] > 0.5 and features[_CLASSIFIER] > 0))
+    return bool(features[_COVERAGE] > 0 or (segment_of(features) and features[_CLASSIFIER] > 0))
 
 
 def _deflector(kb: Any) -> Deflector:

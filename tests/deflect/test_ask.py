@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kbsearch import Document, InvalidQuestionError, KnowledgeBase
+from kbsearch._deflect_model import FEATURES
 from kbsearch.deflect import Action, Decision
 
 from .conftest import THREADS, make_kb, thread_docs
@@ -122,6 +123,23 @@ def test_answer_model_has_a_classifier_only_when_calibration_had_one(tmp_path: P
         calibrated = json.loads((folder / "calibration.json").read_text())["report"]["classifier"]
         assert calibrated is phrased
         assert json.loads((folder / "model.json").read_text())["classifier"] is calibrated
+
+
+def test_without_classifier_scores_as_if_none_was_fitted(shared_kb: KnowledgeBase) -> None:
+    """The answering model drops its classifier when the calibration had none; the other signals stay."""
+    from kbsearch.deflect import Deflector
+
+    model = Deflector.load(shared_kb.generation_path).model
+    assert model is not None and model.clf_coef is not None
+    bare = model.without_classifier()
+    assert model.clf_coef is not None and bare.clf_coef is None  # the original is untouched
+    q = ["How do I submit my travel expenses"]
+    with_clf, without = model.scores(q), bare.scores(q)
+    assert (with_clf["classifier"] != 0).any() and not (without["classifier"] != 0).any()
+    cands = bare.candidates(without, 0, 5)
+    feats = bare.features(without, 0, cands)
+    assert not feats[:, FEATURES.index("has_classifier")].any()
+    assert (feats[:, FEATURES.index("tfidf")] == model.features(with_clf, 0, cands)[:, FEATURES.index("tfidf")]).all()
 
 
 def test_escalate_true_escalates_through_the_peers(tmp_path: Path) -> None:
