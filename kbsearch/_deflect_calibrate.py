@@ -125,15 +125,29 @@ class Calibration:
     # The share of unanswerable questions the curve's weights stand for (``deflect.unanswerable_share``).
     unanswerable_share: float = 0.2
     report: dict[str, Any] = field(default_factory=dict)
+    # The scorer of candidates without a classifier when the sentence encoder is used: [mean, scale,
+    # coef, [intercept]] over all `FEATURES` (empty: none).  The main scorer never sees the encoder's
+    # features, so documents with a classifier are scored as without the encoder.
+    semantic_scorer: list[list[float]] = field(default_factory=list)
 
     # -- applying ------------------------------------------------------------------------------------
     def candidate_prob(self, feats: np.ndarray) -> np.ndarray:
+        """P(candidate is right) of each feature row."""
         arrays = self.__dict__.get("_arrays")
         if arrays is None:
-            arrays = self.__dict__["_arrays"] = (np.asarray(self.mean), np.asarray(self.scale), np.asarray(self.coef))
+            arrays = self.__dict__["_arrays"] = (np.asarray(self.mean), np.asarray(self.scale),
+                                                 _without_semantic(np.asarray(self.coef, dtype=float)))
         mean, scale, coef = arrays
+        feats = np.asarray(feats, dtype=float)
         z = (feats - mean) / scale
-        return 1.0 / (1.0 + np.exp(-(z @ coef + self.intercept)))
+        prob = 1.0 / (1.0 + np.exp(-(z @ coef + self.intercept)))
+        if self.semantic_scorer:
+            unphrased = feats[..., _HAS_CLASSIFIER] <= 0.5
+            if np.any(unphrased):
+                s_mean, s_scale, s_coef, (s_icept,) = (np.asarray(a, dtype=float) for a in self.semantic_scorer)
+                s_prob = 1.0 / (1.0 + np.exp(-(((feats - s_mean) / s_scale) @ s_coef + s_icept)))
+                prob = np.where(unphrased, s_prob, prob)
+        return prob
 
     def confidence(self, prob: float | np.ndarray) -> float | np.ndarray:
         if not self.iso_x:
@@ -200,6 +214,14 @@ MIN_KIND_QUESTIONS = 30
 #: versus titles and words-dropped questions), so each segment gets the threshold its own kinds need.
 SEGMENTS = {"phrased": 1, "unphrased": 0}
 _HAS_CLASSIFIER = FEATURES.index("has_classifier")
+_SEMANTIC_COLUMNS = [FEATURES.index("semantic"), FEATURES.index("semantic_margin")]
+
+
+def _without_semantic(x: np.ndarray) -> np.ndarray:
+    """``x`` (a feature row, matrix or coefficient vector) with the sentence encoder's columns zeroed."""
+    x = np.array(x, dtype=float)
+    x[..., _SEMANTIC_COLUMNS] = 0.0
+    return x
 
 
 def segment_of(features: np.ndarray) -> int:
@@ -318,8 +340,11 @@ def _fit_scorer(X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> tuple
 
 
 def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, body_chars: int,
-              feedback: Sequence[Feedback] = ()) -> Calibration:
-    """Fit the candidate scorer, confidence map and threshold curve from hold-outs of ``docs``."""
+              feedback: Sequence[Feedback] = (), encoder: Any = None) -> Calibration:
+    """Fit the candidate scorer, confidence map and threshold curve from hold-outs of ``docs``.
+
+    ``encoder``: the sentence encoder the answering model will use (`AnswerModel.attach_encoder`).
+    """
     started = time.perf_counter()
     rows_X: list[np.ndarray] = []
     rows_y: list[np.ndarray] = []
@@ -342,6 +367,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
                                 max_per_class=cfg.calibration_max_per_class)
         if model is None:
             continue
+        model.attach_encoder(encoder, train)
         classifier = classifier or model.clf_coef is not None
         folds_used += 1
         queries += fold_queries
@@ -383,9 +409,17 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         cal.report.update(documents=len(docs), holdout_questions=len(queries))
         return cal
     # Scale weights so the regulariser sees a sensible effective sample size.
-    mean, scale, coef, intercept = _fit_scorer(X, y, w * len(y) / w.sum(), cfg.seed)
-    z = (X - mean) / scale
-    prob = 1.0 / (1.0 + np.exp(-(z @ coef + intercept)))
+    w_fit = w * len(y) / w.sum()
+    mean, scale, coef, intercept = _fit_scorer(_without_semantic(X), y, w_fit, cfg.seed)
+    # Candidates without a classifier get a scorer of their own that reads the sentence encoder too;
+    # those with one keep the scorer above, so the encoder cannot move what it was not needed for.
+    semantic_scorer: list[list[float]] = []
+    unphrased = X[:, _HAS_CLASSIFIER] <= 0.5
+    if X[:, _SEMANTIC_COLUMNS].any() and 0 < y[unphrased].sum() < unphrased.sum():
+        s_mean, s_scale, s_coef, s_icept = _fit_scorer(X[unphrased], y[unphrased], w_fit[unphrased], cfg.seed)
+        semantic_scorer = [s_mean.tolist(), s_scale.tolist(), s_coef.tolist(), [s_icept]]
+    prob = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
+                       iso_x=[], iso_y=[], semantic_scorer=semantic_scorer).candidate_prob(X)
     top_p, top_ok, top_w, top_seg = [], [], [], []
     top_kind = [k for *_rest, k in per_query]
     for b, e, cands, target, ok, _kind in per_query:
@@ -411,7 +445,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     cal = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                       iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
                       curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw], curve_kind=top_kind,
-                      curve_segment=top_seg, unanswerable_share=share)
+                      curve_segment=top_seg, unanswerable_share=share, semantic_scorer=semantic_scorer)
     tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
     taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
     answered = conf >= np.array([taus["phrased" if s else "unphrased"] for s in top_seg])
@@ -423,6 +457,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         "holdout_unanswerable": n_out,
         "feedback_examples": int(len(fb_X)),
         "classifier": classifier,
+        "sentence_encoder": encoder.name if encoder is not None and semantic_scorer else None,
         "folds": folds_used,
         "target_precision": cfg.target_precision,
         "answer_threshold": round(tau, 4),

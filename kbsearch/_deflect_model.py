@@ -4,7 +4,8 @@ Fitted when a generation is built (see `kbsearch.deflect.fit_deflection`), store
 JSON vocabularies and numpy / scipy ``.npz`` arrays (no pickles).  It holds, for each covered document:
 its phrasings (title, alternate questions, last heading) as TF-IDF word + character n-gram vectors, a
 document vector, BM25 term weights and, where the archive has enough phrasings per thread, a linear
-classifier (LinearSVC) over the phrasings.  All scores for a batch of questions come from a few sparse
+classifier (LinearSVC) over the phrasings; for the documents without a classifier, sentence vectors
+of their phrasings when the sentence encoder is installed (`kbsearch._encoder`).  All scores for a batch of questions come from a few sparse
 matrix products, so deciding thousands of questions takes seconds.
 """
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 MODEL_DIR = "deflect"
 #: Version of the stored model's layout; a model of another version is not used (rebuild to refit).
-MODEL_FORMAT = 3
+MODEL_FORMAT = 4
 _WORD = dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
              token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
 _CHAR = dict(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, lowercase=True, dtype=np.float32)
@@ -64,7 +65,7 @@ _TOKEN = re.compile(r"(?u)\b\w+\b")
 FEATURES: tuple[str, ...] = (
     "classifier", "classifier_margin", "has_classifier", "phrasing_match", "phrasing_margin",
     "tfidf", "tfidf_margin", "bm25_norm", "bm25_log", "coverage", "verified", "accepted",
-    "query_terms_log",
+    "query_terms_log", "semantic", "semantic_margin",
 )
 
 
@@ -272,15 +273,22 @@ class AnswerModel:
         self._extra_lock = threading.Lock()
         self._verified = np.array([d.verified for d in docs], dtype=np.float64)
         self._accepted = np.array([d.accepted for d in docs], dtype=np.float64)
+        # Sentence vectors of the phrasings of documents without a classifier (`attach_encoder`).
+        self.encoder: Any = None
+        self.sem: np.ndarray | None = None          # (rows, dim) float32 unit vectors
+        self.sem_owners = np.zeros(0, dtype=np.int32)  # doc index of each row (sorted ascending)
 
     def __len__(self) -> int:
         return len(self.docs)
 
     def __getstate__(self) -> dict[str, Any]:
-        """For fitting in a worker process: everything but the lock and the cache of page vectors."""
+        """For fitting in a worker process: everything but the lock, the cache of page vectors and
+        the encoder (attached in the parent process)."""
         state = self.__dict__.copy()
         del state["_extra_lock"]
         state["_extra_cache"] = OrderedDict()
+        state["encoder"] = state["sem"] = None
+        state["sem_owners"] = np.zeros(0, dtype=np.int32)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -294,7 +302,42 @@ class AnswerModel:
         other = copy.copy(self)
         other.clf_coef = other.clf_intercept = other.clf_classes = None
         other._clf_mask = np.zeros(len(self.docs), dtype=bool)
+        other.encoder, other.sem, other.sem_owners = None, None, np.zeros(0, dtype=np.int32)
         return other
+
+    def attach_encoder(self, encoder: Any, documents: Sequence[Document]) -> None:
+        """Encode the phrasings of the documents without a classifier with ``encoder`` (None: none).
+
+        A classifier trained on a thread's own phrasings ranks its questions better than a general
+        encoder does; the encoder is for what has only a title to go by.
+        """
+        self.encoder, self.sem, self.sem_owners = None, None, np.zeros(0, dtype=np.int32)
+        if encoder is None:
+            return
+        texts: list[str] = []
+        owners: list[int] = []
+        for doc in documents:
+            i = self.index.get(doc.id)
+            if i is None or self._clf_mask[i]:
+                continue
+            # A document without a title or question (in calibration: its title held out) is
+            # represented by the start of its text, which the encoder cuts at its token limit.
+            for p in phrasings_of(doc) or [doc.text[:1000]]:
+                texts.append(p)
+                owners.append(i)
+        if not texts:  # every document has a classifier
+            return
+        order = np.argsort(np.array(owners, dtype=np.int32), kind="stable")
+        self.encoder = encoder
+        self.sem = encoder.encode([texts[j] for j in order])
+        self.sem_owners = np.array(owners, dtype=np.int32)[order]
+        self._sem_index()
+
+    def _sem_index(self) -> None:
+        self._sem_docs = np.unique(self.sem_owners)
+        self._sem_starts = np.searchsorted(self.sem_owners, self._sem_docs)
+        self._sem_mask = np.zeros(len(self.docs), dtype=bool)
+        self._sem_mask[self._sem_docs] = True
 
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod
@@ -354,6 +397,12 @@ class AnswerModel:
             clf[:, self.clf_classes] = s
             clf[:, ~self._clf_mask] = -1.0
         out["classifier"] = clf
+        sem = np.zeros((n, m), dtype=np.float32)
+        if self.sem is not None:
+            qv = self.encoder.encode(questions)
+            out["question_embeddings"] = qv
+            sem[:, self._sem_docs] = np.maximum.reduceat(qv @ self.sem.T, self._sem_starts, axis=1)
+        out["semantic"] = sem
         return out
 
     def features(self, scores: dict[str, np.ndarray], row: int, cands: np.ndarray) -> np.ndarray:
@@ -381,6 +430,9 @@ class AnswerModel:
         feats[:, 10] = self._verified[cands]
         feats[:, 11] = self._accepted[cands]
         feats[:, 12] = math.log1p(float(scores["nterms"][row]))
+        if self.sem is not None:
+            feats[:, 13] = scores["semantic"][row][cands]
+            feats[:, 14] = margin("semantic")
         return feats
 
     def extra_features(self, question: str, docs: Sequence[Document], row: dict[str, np.ndarray],
@@ -414,6 +466,14 @@ class AnswerModel:
         feats[:, 10] = [d.verified for d in docs]
         feats[:, 11] = [d.accepted for d in docs]
         feats[:, 12] = math.log1p(float(row["nterms"]))
+        if self.sem is not None:
+            qv = row["question_embeddings"] if "question_embeddings" in row else self.encoder.encode([question])
+            lists = [phrasings_of(d) or [d.title or " "] for d in docs]
+            sims = self.encoder.encode([p for ps in lists for p in ps]) @ qv.reshape(-1)
+            ends = np.cumsum([len(ps) for ps in lists])
+            sem = np.array([sims[e - len(ps):e].max() for e, ps in zip(ends, lists)])
+            feats[:, 13] = sem
+            feats[:, 14] = sem - (float(row["semantic"].max()) if row["semantic"].size else 0.0)
         return feats
 
     def _extra_vectors(self, docs: Sequence[Document], body_chars: int) -> list[tuple[sp.csr_matrix, ...]]:
@@ -452,10 +512,14 @@ class AnswerModel:
                    allowed: np.ndarray | None = None) -> np.ndarray:
         """Union of the top ``per_signal`` documents of each signal (restricted to ``allowed``)."""
         picks: list[np.ndarray] = []
-        for name in ("classifier", "phrasing_match", "tfidf", "bm25"):
+        for name in ("classifier", "phrasing_match", "tfidf", "bm25", "semantic"):
+            if name == "semantic" and self.sem is None:
+                continue
             s = scores[name][row]
             if allowed is not None:
                 s = np.where(allowed, s, -np.inf)
+            if name == "semantic":  # only documents that have sentence vectors
+                s = np.where(self._sem_mask, s, -np.inf)
             k = min(per_signal, len(s))
             idx = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
             picks.append(idx[np.isfinite(s[idx])])
@@ -477,8 +541,13 @@ class AnswerModel:
             np.save(path / "clf_coef.npy", self.clf_coef.astype(np.float32))
             np.save(path / "clf_intercept.npy", self.clf_intercept.astype(np.float32))
             np.save(path / "clf_classes.npy", self.clf_classes.astype(np.int32))
+        encoder = None
+        if self.sem is not None:
+            np.save(path / "semantic.npy", self.sem.astype(np.float32))
+            np.save(path / "semantic_owners.npy", self.sem_owners.astype(np.int32))
+            encoder = {"name": self.encoder.name, "sha256": self.encoder.digest, "path": str(self.encoder.model_dir)}
         meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
-                "covers_all": self.covers_all, "classifier": self.clf_coef is not None}
+                "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder}
         (path / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
@@ -504,10 +573,39 @@ class AnswerModel:
             coef = np.load(path / "clf_coef.npy")
             intercept = np.load(path / "clf_intercept.npy")
             classes = np.load(path / "clf_classes.npy")
-        return cls([DocInfo.from_dict(d) for d in meta["docs"]], Vectorizer(*vecs),
-                   sp.load_npz(path / "phrasings.npz").tocsr(), np.load(path / "owners.npy"),
-                   sp.load_npz(path / "bodies.npz").tocsr(), TermIndex.load(path, "terms"), coef, intercept,
-                   classes, bool(meta.get("covers_all")))
+        encoder = None
+        if meta.get("encoder"):
+            encoder = _stored_encoder(meta["encoder"])
+            if encoder is None:
+                log.warning("deflection model in %s was fitted with the sentence encoder %s, which is not "
+                            "installed here; questions escalate until the next rebuild", gen_dir,
+                            meta["encoder"].get("name"))
+                return None
+        model = cls([DocInfo.from_dict(d) for d in meta["docs"]], Vectorizer(*vecs),
+                    sp.load_npz(path / "phrasings.npz").tocsr(), np.load(path / "owners.npy"),
+                    sp.load_npz(path / "bodies.npz").tocsr(), TermIndex.load(path, "terms"), coef, intercept,
+                    classes, bool(meta.get("covers_all")))
+        if encoder is not None:
+            model.encoder = encoder
+            model.sem = np.load(path / "semantic.npy")
+            model.sem_owners = np.load(path / "semantic_owners.npy")
+            model._sem_index()
+        return model
+
+
+def _stored_encoder(stored: dict[str, Any]) -> Any:
+    """The encoder a stored model was fitted with (same weights), or None when it is not available."""
+    from ._encoder import load_encoder
+    from .errors import ConfigError
+
+    for setting in ("auto", stored.get("path") or ""):
+        try:
+            enc = load_encoder(setting) if setting else None
+        except ConfigError:
+            enc = None
+        if enc is not None and enc.digest == stored.get("sha256"):
+            return enc
+    return None
 
 
 def fit_classifier(P: sp.csr_matrix, owners: np.ndarray, n_docs: int, min_phrasings: int, max_classes: int,

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._deflect_calibrate import Calibration, Feedback, calibrate, estimate_unanswerable_share, segment_of
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, Vectorizer, doc_body, phrasings_of
+from ._encoder import load_encoder
 from .config import Settings
 from .documents import Document
 
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 _WORDS = re.compile(r"(?u)\b\w\w+\b")
 #: (score, margin) feature columns whose margin is taken against the best other candidate.
 _MARGIN_PAIRS = ((FEATURES.index("phrasing_match"), FEATURES.index("phrasing_margin")),
-                 (FEATURES.index("tfidf"), FEATURES.index("tfidf_margin")))
+                 (FEATURES.index("tfidf"), FEATURES.index("tfidf_margin")),
+                 (FEATURES.index("semantic"), FEATURES.index("semantic_margin")))
 #: Floor of the answer threshold: a decision below this confidence never deflects.
 MIN_ANSWER_CONFIDENCE = 0.05
 #: A learned share of unanswerable questions is used up to this (an archive that answers nothing
@@ -145,6 +147,12 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     if not usable:
         return {"documents": 0, "seconds": round(time.perf_counter() - started, 2)}
     phrasings = [p for d in usable for p in phrasings_of(d)]
+    encoder = load_encoder(cfg.encoder)
+    stale = (sum(len(f.features) != len(FEATURES) for f in feedback or [])
+             + sum(bool(f) and len(f) != len(FEATURES) for f in asked or []))
+    if stale:
+        log.warning("deflection: %d feedback examples and logged questions were scored by an older kbsearch "
+                    "(other features) and are not used", stale)
     try:
         vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable])
     except ValueError:
@@ -155,13 +163,14 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
                    elsewhere=0 <= cfg.parallel_fit_phrasings <= len(phrasings)) as final:
         # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
         fresh = [d for d in usable if not d.outdated]
-        cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [])
+        cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [], encoder=encoder)
         model = final.result()
     if model is None:
         return {"documents": 0}
     if not cal.report.get("classifier"):
         # The classifier is only used when calibration saw one (its scores must mean what they meant there).
         model = model.without_classifier()
+    model.attach_encoder(encoder, usable)
     scored_asks = np.array([f for f in asked or [] if len(f) == len(FEATURES)], dtype=float)
     unmatched = sum(1 for f in asked or [] if not f)  # nothing in the index matched: confidence 0
     if len(scored_asks) + unmatched:
@@ -433,13 +442,19 @@ class Deflector:
 
 # -- the front door's helpers (called by KnowledgeBase.ask / ask_many / feedback) -------------------------
 _COVERAGE, _CLASSIFIER = FEATURES.index("coverage"), FEATURES.index("classifier")
+_SEMANTIC = FEATURES.index("semantic")
+#: Sentence-encoder similarity from which a candidate that shares no word with the question still
+#: counts as evidence (all-MiniLM-L6-v2 cosine; unrelated questions and titles score 0.0-0.4).
+SEMANTIC_EVIDENCE = 0.5
 
 
 def has_evidence(features: np.ndarray) -> bool:
-    """Whether a candidate shares a content word with the question or its classifier votes for it."""
+    """Whether a candidate shares a content word with the question, its classifier votes for it, or
+    the sentence encoder finds them close in meaning."""
     if len(features) != len(FEATURES):
         return True  # not ours to judge (features of an older layout)
-    return bool(features[_COVERAGE] > 0 or (segment_of(features) and features[_CLASSIFIER] > 0))
+    return bool(features[_COVERAGE] > 0 or (segment_of(features) and features[_CLASSIFIER] > 0)
+                or features[_SEMANTIC] >= SEMANTIC_EVIDENCE)
 
 
 def _deflector(kb: Any) -> Deflector:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _generations as gens
+from ._encoder import load_encoder
 from ._memory import release_memory
 from .config import Settings
 from .documents import Document, Hit
@@ -412,6 +413,7 @@ class KnowledgeBase:
         cfg = self.settings.index
         report = BuildReport()
         started = time.perf_counter()
+        load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
         with gens.writer_lock(self.root, cfg.writer_timeout):
             gens.remove_stale(self.root, cfg.keep_generations)
             gen = gens.new_generation_dir(self.root)
