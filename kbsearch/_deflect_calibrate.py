@@ -125,9 +125,9 @@ class Calibration:
     # The share of unanswerable questions the curve's weights stand for (``deflect.unanswerable_share``).
     unanswerable_share: float = 0.2
     report: dict[str, Any] = field(default_factory=dict)
-    # The scorer of candidates without a classifier when the sentence encoder is used: [mean, scale,
-    # coef, [intercept]] over all `FEATURES` (empty: none).  The main scorer never sees the encoder's
-    # features, so documents with a classifier are scored as without the encoder.
+    # The scorer of candidates with sentence vectors (documents of the answer model without a
+    # classifier): [mean, scale, coef, [intercept]] over all `FEATURES` (empty: none).  The main
+    # scorer never sees the encoder's features, so the other candidates are scored as without it.
     semantic_scorer: list[list[float]] = field(default_factory=list)
 
     # -- applying ------------------------------------------------------------------------------------
@@ -142,11 +142,11 @@ class Calibration:
         z = (feats - mean) / scale
         prob = 1.0 / (1.0 + np.exp(-(z @ coef + self.intercept)))
         if self.semantic_scorer:
-            unphrased = feats[..., _HAS_CLASSIFIER] <= 0.5
-            if np.any(unphrased):
+            encoded = feats[..., _ENCODED] > 0.5
+            if np.any(encoded):
                 s_mean, s_scale, s_coef, (s_icept,) = (np.asarray(a, dtype=float) for a in self.semantic_scorer)
                 s_prob = 1.0 / (1.0 + np.exp(-(((feats - s_mean) / s_scale) @ s_coef + s_icept)))
-                prob = np.where(unphrased, s_prob, prob)
+                prob = np.where(encoded, s_prob, prob)
         return prob
 
     def confidence(self, prob: float | np.ndarray) -> float | np.ndarray:
@@ -214,7 +214,8 @@ MIN_KIND_QUESTIONS = 30
 #: versus titles and words-dropped questions), so each segment gets the threshold its own kinds need.
 SEGMENTS = {"phrased": 1, "unphrased": 0}
 _HAS_CLASSIFIER = FEATURES.index("has_classifier")
-_SEMANTIC_COLUMNS = [FEATURES.index("semantic"), FEATURES.index("semantic_margin")]
+_ENCODED = FEATURES.index("encoded")
+_SEMANTIC_COLUMNS = [FEATURES.index("semantic"), FEATURES.index("semantic_margin"), _ENCODED]
 
 
 def _without_semantic(x: np.ndarray) -> np.ndarray:
@@ -411,12 +412,13 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     # Scale weights so the regulariser sees a sensible effective sample size.
     w_fit = w * len(y) / w.sum()
     mean, scale, coef, intercept = _fit_scorer(_without_semantic(X), y, w_fit, cfg.seed)
-    # Candidates without a classifier get a scorer of their own that reads the sentence encoder too;
-    # those with one keep the scorer above, so the encoder cannot move what it was not needed for.
+    # Candidates with sentence vectors (no classifier of their own) get a scorer of their own that
+    # reads the encoder too; the others keep the scorer above, so the encoder cannot move what it
+    # was not needed for.
     semantic_scorer: list[list[float]] = []
-    unphrased = X[:, _HAS_CLASSIFIER] <= 0.5
-    if X[:, _SEMANTIC_COLUMNS].any() and 0 < y[unphrased].sum() < unphrased.sum():
-        s_mean, s_scale, s_coef, s_icept = _fit_scorer(X[unphrased], y[unphrased], w_fit[unphrased], cfg.seed)
+    encoded = X[:, _ENCODED] > 0.5
+    if 0 < y[encoded].sum() < encoded.sum():
+        s_mean, s_scale, s_coef, s_icept = _fit_scorer(X[encoded], y[encoded], w_fit[encoded], cfg.seed)
         semantic_scorer = [s_mean.tolist(), s_scale.tolist(), s_coef.tolist(), [s_icept]]
     prob = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                        iso_x=[], iso_y=[], semantic_scorer=semantic_scorer).candidate_prob(X)

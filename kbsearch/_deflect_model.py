@@ -65,7 +65,7 @@ _TOKEN = re.compile(r"(?u)\b\w+\b")
 FEATURES: tuple[str, ...] = (
     "classifier", "classifier_margin", "has_classifier", "phrasing_match", "phrasing_margin",
     "tfidf", "tfidf_margin", "bm25_norm", "bm25_log", "coverage", "verified", "accepted",
-    "query_terms_log", "semantic", "semantic_margin",
+    "query_terms_log", "semantic", "semantic_margin", "encoded",
 )
 
 
@@ -400,7 +400,6 @@ class AnswerModel:
         sem = np.zeros((n, m), dtype=np.float32)
         if self.sem is not None:
             qv = self.encoder.encode(questions)
-            out["question_embeddings"] = qv
             sem[:, self._sem_docs] = np.maximum.reduceat(qv @ self.sem.T, self._sem_starts, axis=1)
         out["semantic"] = sem
         return out
@@ -433,6 +432,7 @@ class AnswerModel:
         if self.sem is not None:
             feats[:, 13] = scores["semantic"][row][cands]
             feats[:, 14] = margin("semantic")
+            feats[:, 15] = self._sem_mask[cands]
         return feats
 
     def extra_features(self, question: str, docs: Sequence[Document], row: dict[str, np.ndarray],
@@ -466,14 +466,8 @@ class AnswerModel:
         feats[:, 10] = [d.verified for d in docs]
         feats[:, 11] = [d.accepted for d in docs]
         feats[:, 12] = math.log1p(float(row["nterms"]))
-        if self.sem is not None:
-            qv = row["question_embeddings"] if "question_embeddings" in row else self.encoder.encode([question])
-            lists = [phrasings_of(d) or [d.title or " "] for d in docs]
-            sims = self.encoder.encode([p for ps in lists for p in ps]) @ qv.reshape(-1)
-            ends = np.cumsum([len(ps) for ps in lists])
-            sem = np.array([sims[e - len(ps):e].max() for e, ps in zip(ends, lists)])
-            feats[:, 13] = sem
-            feats[:, 14] = sem - (float(row["semantic"].max()) if row["semantic"].size else 0.0)
+        # No sentence vectors ("encoded" 0): these are scored on words, as before the encoder.  Encoding
+        # each page's title at question time cost ~1.5 ms a page (bench/README.md, deflection).
         return feats
 
     def _extra_vectors(self, docs: Sequence[Document], body_chars: int) -> list[tuple[sp.csr_matrix, ...]]:

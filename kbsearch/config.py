@@ -266,8 +266,8 @@ class DeflectConfig:
     #: the calibration runs (both are mostly a LinearSVC fit; on two cores CLINC150's rebuild took
     #: 26.8 s instead of 32.9 s).  Smaller archives fit in-process; -1: never in a second process.
     parallel_fit_phrasings: int = 5000
-    #: Sentence encoder for documents without a classifier of their own (pages, single-question
-    #: threads): "auto" uses all-MiniLM-L6-v2 when the ``encoder`` extra and its model are installed
+    #: Sentence encoder for the answer model's documents without a classifier of their own
+    #: (single-question threads, pages of an index up to ``max_model_docs``): "auto" uses all-MiniLM-L6-v2 when the ``encoder`` extra and its model are installed
     #: (see docs/deflect.md), "off" never, or a model folder.  It matches questions that share no
     #: word with the title ("crossed out" for strikethrough); threads with enough phrasings for a
     #: classifier do not need it (their classifier ranked better on every set measured).

@@ -93,7 +93,7 @@ def test_threads_with_a_classifier_are_decided_as_without_the_encoder(tmp_path: 
     assert decisions["auto"] == decisions["off"]
 
 
-def test_scorer_of_phrased_candidates_ignores_the_encoder_columns() -> None:
+def test_only_candidates_with_sentence_vectors_are_scored_with_the_encoder() -> None:
     n = len(FEATURES)
     cal = Calibration(mean=[0.0] * n, scale=[1.0] * n, coef=[1.0] * n, intercept=0.0, iso_x=[], iso_y=[],
                       semantic_scorer=[[0.0] * n, [1.0] * n, [0.0] * n, [-5.0]])
@@ -102,8 +102,13 @@ def test_scorer_of_phrased_candidates_ignores_the_encoder_columns() -> None:
     moved = row.copy()
     moved[FEATURES.index("semantic")] = moved[FEATURES.index("semantic_margin")] = 0.9
     assert cal.candidate_prob(row[None])[0] == cal.candidate_prob(moved[None])[0]
-    unphrased = np.zeros(n)
-    assert cal.candidate_prob(unphrased[None])[0] == pytest.approx(1 / (1 + np.exp(5.0)))
+    encoded = np.zeros(n)
+    encoded[FEATURES.index("encoded")] = 1.0
+    assert cal.candidate_prob(encoded[None])[0] == pytest.approx(1 / (1 + np.exp(5.0)))
+    # A candidate without sentence vectors (a page outside the model) is scored on words alone.
+    page = np.zeros(n)
+    page[FEATURES.index("semantic")] = 0.9
+    assert cal.candidate_prob(page[None])[0] == pytest.approx(0.5)
 
 
 def test_stored_model_keeps_its_sentence_vectors(tmp_path: Path) -> None:
