@@ -397,11 +397,11 @@ class AnswerModel:
             clf[:, self.clf_classes] = s
             clf[:, ~self._clf_mask] = -1.0
         out["classifier"] = clf
-        sem = np.zeros((n, m), dtype=np.float32)
         if self.sem is not None:
+            sem = np.zeros((n, m), dtype=np.float32)
             qv = self.encoder.encode(questions)
             sem[:, self._sem_docs] = np.maximum.reduceat(qv @ self.sem.T, self._sem_starts, axis=1)
-        out["semantic"] = sem
+            out["semantic"] = sem
         return out
 
     def features(self, scores: dict[str, np.ndarray], row: int, cands: np.ndarray) -> np.ndarray:

@@ -267,8 +267,9 @@ class DeflectConfig:
     #: 26.8 s instead of 32.9 s).  Smaller archives fit in-process; -1: never in a second process.
     parallel_fit_phrasings: int = 5000
     #: Sentence encoder for the answer model's documents without a classifier of their own
-    #: (single-question threads, pages of an index up to ``max_model_docs``): "auto" uses all-MiniLM-L6-v2 when the ``encoder`` extra and its model are installed
-    #: (see docs/deflect.md), "off" never, or a model folder.  It matches questions that share no
+    #: (single-question threads, pages of an index up to ``max_model_docs``): "auto" uses
+    #: all-MiniLM-L6-v2 when the ``encoder`` extra and its model are installed (see
+    #: docs/deflect.md), "off" never, or a model folder.  It matches questions that share no
     #: word with the title ("crossed out" for strikethrough); threads with enough phrasings for a
     #: classifier do not need it (their classifier ranked better on every set measured).
     encoder: str = "auto"

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from . import _generations as gens
-from ._encoder import load_encoder
 from ._memory import release_memory
 from .config import Settings
 from .documents import Document, Hit
@@ -413,7 +412,10 @@ class KnowledgeBase:
         cfg = self.settings.index
         report = BuildReport()
         started = time.perf_counter()
-        load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
+        if self.settings.deflect.encoder not in ("auto", "off"):
+            from ._encoder import load_encoder
+
+            load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
         with gens.writer_lock(self.root, cfg.writer_timeout):
             gens.remove_stale(self.root, cfg.keep_generations)
             gen = gens.new_generation_dir(self.root)

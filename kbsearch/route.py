@@ -3,9 +3,10 @@
 A linear text classifier (word 1-2-gram TF-IDF + scikit-learn `LinearSVC`) is trained on the groups of
 past answered questions (answer documents with a ``group``: their title and alternate phrasings),
 plus each configured group's name, description and keywords as weighted examples, so routing works
-from day one and improves with history.  Below `SMALL_HISTORY` examples it reads content words only.  Confidence is a softmax over the classifier's margins whose
-temperature is fitted on held-out history (a fifth, at most 2,000).  The model is fitted when a generation is
-built (`KnowledgeBase._after_build`) and stored beside the index as JSON + numpy arrays (no pickles).
+from day one and improves with history.  Below `SMALL_HISTORY` examples it reads content words only.
+Confidence is a softmax over the classifier's margins whose temperature is fitted on held-out history
+(a fifth, at most 2,000).  The model is fitted when a generation is built
+(`KnowledgeBase._after_build`) and stored beside the index as JSON + numpy arrays (no pickles).
 An explicit group chosen by the asker always wins.
 """
 
