@@ -1,0 +1,63 @@
+"""The answer model's own TF-IDF counting gives sklearn's vectors bit for bit, only faster per call."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from kbsearch import KnowledgeBase
+from kbsearch._deflect_model import _CHAR, _WORD, FAST_TEXTS, Vectorizer
+from kbsearch.deflect import Deflector
+
+from .conftest import THREADS
+
+ARCHIVE = [text for _g, title, answer, phrasings in THREADS.values() for text in (title, answer, *phrasings)]
+ODD = ["", "   ", "zzzz qqqq", "Ünïcödé café — naïve façade", "printer " * 40, "a", "VPN? VPN! vpn...",
+       "tab\tand\nnewline", "12345 67 8", "how do I reset my password after the printer jammed in the hotel"]
+
+
+def _same(a: sp.csr_matrix, b: sp.csr_matrix) -> None:
+    assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+    assert a.has_sorted_indices and b.has_sorted_indices
+    assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+    assert np.array_equal(a.data, b.data)  # bit for bit, not approximately
+
+
+@pytest.mark.parametrize("texts", [ODD[:1], ODD[1:2], ODD[2:3], ODD[3:4], ODD, ARCHIVE[:FAST_TEXTS], ARCHIVE],
+                         ids=["empty", "blank", "unknown-words", "unicode", "odd-texts", "fast-limit", "archive"])
+def test_own_counting_equals_sklearn_bit_for_bit(texts: list[str]) -> None:
+    vec = Vectorizer.fit(ARCHIVE)
+    assert vec._fast_tables() is not None
+    _same(vec._transform_fast(texts), vec.sklearn_transform(texts))
+    _same(vec.transform(texts), vec.sklearn_transform(texts))
+
+
+def test_vectorizer_of_a_stored_model_counts_as_sklearn_does(kb: KnowledgeBase) -> None:
+    """The vocabularies and weights read back from disk give the same rows through both paths."""
+    model = Deflector.load(kb.generation_path).model
+    assert model is not None
+    texts = ODD + [p for _g, _t, _a, ps in THREADS.values() for p in ps][:20]
+    for text in texts:
+        _same(model.vec.transform([text]), model.vec.sklearn_transform([text]))
+    assert model.vec._fast is not None  # the stored model took the fast path
+
+
+def test_other_vectorizer_settings_fall_back_to_sklearn() -> None:
+    """Settings the own counting does not do (here: no sublinear tf) are left to sklearn."""
+    word = TfidfVectorizer(**{**_WORD, "sublinear_tf": False}).fit(ARCHIVE)
+    char = TfidfVectorizer(**_CHAR).fit(ARCHIVE)
+    vec = Vectorizer(word, char)
+    _same(vec.transform(ODD), vec.sklearn_transform(ODD))
+    assert vec._fast_tables() is None
+
+
+def test_pickled_vectorizer_drops_and_rebuilds_its_counting_tables() -> None:
+    vec = Vectorizer.fit(ARCHIVE)
+    vec.transform(ODD[:2])
+    copy = pickle.loads(pickle.dumps(vec))
+    assert copy._fast is None
+    _same(copy.transform(ODD), vec.transform(ODD))
