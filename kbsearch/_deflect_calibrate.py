@@ -124,6 +124,11 @@ class Calibration:
     curve_segment: list[int] = field(default_factory=list)
     # The share of unanswerable questions the curve's weights stand for (``deflect.unanswerable_share``).
     unanswerable_share: float = 0.2
+    # Unanswerable hold-outs once more, by their best candidate of the *other* segment (confidence,
+    # segment, weight): a segment's threshold must turn them away too (see `threshold`).
+    rival_conf: list[float] = field(default_factory=list)
+    rival_segment: list[int] = field(default_factory=list)
+    rival_w: list[float] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
     # The scorer of candidates with sentence vectors (documents of the answer model without a
     # classifier): [mean, scale, coef, [intercept]] over all `FEATURES` (empty: none).  The main
@@ -159,9 +164,11 @@ class Calibration:
         """Lowest confidence whose answered hold-out questions reach ``target`` precision (>1: never).
 
         With a ``segment`` (see `segment_of`), only the hold-out questions whose best candidate is of
-        that segment count, when there are enough of them (`MIN_KIND_QUESTIONS` answerable ones).  With
-        an ``unanswerable_share`` other than the one the curve was weighted for, the unanswerable
-        hold-outs are re-weighted to it (more unanswerable questions: a higher threshold).
+        that segment count, when there are enough of them (`MIN_KIND_QUESTIONS` answerable ones),
+        and the unanswerable ones whose best candidate was of the other segment, by their best
+        candidate of this one (``rival_*``).  With an ``unanswerable_share`` other than the one the
+        curve was weighted for, the unanswerable hold-outs are re-weighted to it (more unanswerable
+        questions: a higher threshold).
         """
         conf, ok, w = np.asarray(self.curve_conf), np.asarray(self.curve_ok), np.asarray(self.curve_w, dtype=float)
         if len(self.curve_kind) != len(conf):
@@ -174,6 +181,18 @@ class Calibration:
             mask = np.asarray(self.curve_segment) == segment
             if (mask & _answerable(kinds)).sum() >= MIN_KIND_QUESTIONS:
                 conf, ok, w, kinds = conf[mask], ok[mask], w[mask], kinds[mask]
+                # An unanswerable hold-out whose best candidate fell in the other segment had a
+                # candidate in this one too; with another archive or question it could have been
+                # the best, so this segment's threshold must turn it away as well.
+                rival = np.asarray(self.rival_segment, dtype=int) == segment
+                if rival.any():
+                    r_w = np.asarray(self.rival_w, dtype=float)[rival]
+                    if unanswerable_share is not None and abs(unanswerable_share - self.unanswerable_share) > 1e-9:
+                        r_w = r_w * (_odds(unanswerable_share) / _odds(self.unanswerable_share))
+                    conf = np.concatenate([conf, np.asarray(self.rival_conf, dtype=float)[rival]])
+                    ok = np.concatenate([ok, np.zeros(int(rival.sum()), dtype=ok.dtype)])
+                    w = np.concatenate([w, r_w])
+                    kinds = np.concatenate([kinds, np.full(int(rival.sum()), "thread")])
         return threshold_by_kind(conf, ok, w, kinds, target, simulated_margin)
 
     # -- storage ---------------------------------------------------------------------------------------
@@ -423,13 +442,20 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     prob = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                        iso_x=[], iso_y=[], semantic_scorer=semantic_scorer).candidate_prob(X)
     top_p, top_ok, top_w, top_seg = [], [], [], []
+    rival_p, rival_seg = [], []
     top_kind = [k for *_rest, k in per_query]
+    row_seg = (X[:, _HAS_CLASSIFIER] > 0.5).astype(int)
     for b, e, cands, target, ok, _kind in per_query:
         j = int(np.argmax(prob[b:e]))
         top_p.append(prob[b + j])
         top_ok.append(int(cands[j] == target))
         top_w.append(w_in if ok else w_out)
         top_seg.append(segment_of(X[b + j]))
+        if not ok:
+            other = row_seg[b:e] != top_seg[-1]
+            if other.any():
+                rival_p.append(float(prob[b:e][other].max()))
+                rival_seg.append(1 - top_seg[-1])
     if len(fb_X):
         pf = prob[len(prob) - len(fb_X):]
         top_p += list(pf)
@@ -447,7 +473,9 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     cal = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                       iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
                       curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw], curve_kind=top_kind,
-                      curve_segment=top_seg, unanswerable_share=share, semantic_scorer=semantic_scorer)
+                      curve_segment=top_seg, unanswerable_share=share, semantic_scorer=semantic_scorer,
+                      rival_conf=[round(float(c), 6) for c in np.interp(rival_p, iso_x, iso_y)],
+                      rival_segment=rival_seg, rival_w=[w_out] * len(rival_p))
     tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
     taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
     answered = conf >= np.array([taus["phrased" if s else "unphrased"] for s in top_seg])

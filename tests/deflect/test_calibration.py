@@ -168,6 +168,31 @@ def test_each_segment_gets_the_threshold_its_own_holdouts_need() -> None:
     assert few.threshold(0.9, 0.0, 1) == few.threshold(0.9)
 
 
+def test_a_segment_turns_away_unanswerable_holdouts_whose_best_was_in_the_other_segment() -> None:
+    """An unanswerable hold-out answered best by a page still had a close phrased thread: the phrased
+    threshold must turn it away too, or a real question just like it gets that thread's answer."""
+    phrased = [("phrasing", 1, 0.9 - i * 0.01, 1) for i in range(40)]  # right down to 0.51
+    unphrased = [("pseudo", 0, 0.9 - i * 0.01, 1) for i in range(40)]
+    threads = [("thread", 0, 0.3, 0) for _ in range(20)]             # best candidate: unphrased
+    cal = _segmented(phrased + unphrased + threads)
+    assert cal.threshold(0.9, 0.0, 1) == pytest.approx(0.51)        # no unanswerable hold-out of its own
+    unphrased_before = cal.threshold(0.9, 0.0, 0)
+    cal.rival_conf, cal.rival_segment, cal.rival_w = [0.8] * 20, [1] * 20, [1.0] * 20
+    assert cal.threshold(0.9, 0.0, 1) == pytest.approx(0.81)        # above every rival
+    assert cal.threshold(0.9, 0.0, 0) == unphrased_before           # rivals count in their own segment only
+    # Re-weighted like the other unanswerable hold-outs: fewer unanswerable questions, lower threshold.
+    assert cal.threshold(0.9, 0.0, 1, unanswerable_share=0.02) < 0.81
+
+
+def test_rivals_are_stored_for_a_mixed_archive(tmp_path: Path) -> None:
+    with make_kb(tmp_path / "kb", thread_docs() + _unphrased_docs(40)) as kb:
+        cal = _calibration(kb)
+        assert len(cal["rival_conf"]) == len(cal["rival_segment"]) == len(cal["rival_w"]) > 0
+        assert set(cal["rival_segment"]) <= {0, 1}
+        assert all(0.0 <= c <= 1.0 for c in cal["rival_conf"])
+        assert Calibration.load(kb.generation_path).rival_segment == cal["rival_segment"]
+
+
 def _unphrased_docs(n: int) -> list:
     from kbsearch import Document
 
