@@ -174,25 +174,20 @@ class Calibration:
         if len(self.curve_kind) != len(conf):
             return threshold_for(conf, ok, w, target)
         kinds = np.asarray(self.curve_kind)
-        if unanswerable_share is not None and abs(unanswerable_share - self.unanswerable_share) > 1e-9:
-            w = w.copy()
-            w[kinds == "thread"] *= _odds(unanswerable_share) / _odds(self.unanswerable_share)
         if segment is not None and len(self.curve_segment) == len(conf):
             mask = np.asarray(self.curve_segment) == segment
             if (mask & _answerable(kinds)).sum() >= MIN_KIND_QUESTIONS:
-                conf, ok, w, kinds = conf[mask], ok[mask], w[mask], kinds[mask]
                 # An unanswerable hold-out whose best candidate fell in the other segment had a
                 # candidate in this one too; with another archive or question it could have been
                 # the best, so this segment's threshold must turn it away as well.
                 rival = np.asarray(self.rival_segment, dtype=int) == segment
-                if rival.any():
-                    r_w = np.asarray(self.rival_w, dtype=float)[rival]
-                    if unanswerable_share is not None and abs(unanswerable_share - self.unanswerable_share) > 1e-9:
-                        r_w = r_w * (_odds(unanswerable_share) / _odds(self.unanswerable_share))
-                    conf = np.concatenate([conf, np.asarray(self.rival_conf, dtype=float)[rival]])
-                    ok = np.concatenate([ok, np.zeros(int(rival.sum()), dtype=ok.dtype)])
-                    w = np.concatenate([w, r_w])
-                    kinds = np.concatenate([kinds, np.full(int(rival.sum()), "thread")])
+                conf = np.concatenate([conf[mask], np.asarray(self.rival_conf, dtype=float)[rival]])
+                ok = np.concatenate([ok[mask], np.zeros(int(rival.sum()), dtype=ok.dtype)])
+                w = np.concatenate([w[mask], np.asarray(self.rival_w, dtype=float)[rival]])
+                kinds = np.concatenate([kinds[mask], np.full(int(rival.sum()), "thread")])
+        if unanswerable_share is not None and abs(unanswerable_share - self.unanswerable_share) > 1e-9:
+            w = w.copy()
+            w[kinds == "thread"] *= _odds(unanswerable_share) / _odds(self.unanswerable_share)
         return threshold_by_kind(conf, ok, w, kinds, target, simulated_margin)
 
     # -- storage ---------------------------------------------------------------------------------------
@@ -444,13 +439,13 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     top_p, top_ok, top_w, top_seg = [], [], [], []
     rival_p, rival_seg = [], []
     top_kind = [k for *_rest, k in per_query]
-    row_seg = (X[:, _HAS_CLASSIFIER] > 0.5).astype(int)
+    row_seg = (X[:, _HAS_CLASSIFIER] > 0.5).astype(int)  # `segment_of` of every row
     for b, e, cands, target, ok, _kind in per_query:
         j = int(np.argmax(prob[b:e]))
         top_p.append(prob[b + j])
         top_ok.append(int(cands[j] == target))
         top_w.append(w_in if ok else w_out)
-        top_seg.append(segment_of(X[b + j]))
+        top_seg.append(int(row_seg[b + j]))
         if not ok:
             other = row_seg[b:e] != top_seg[-1]
             if other.any():
