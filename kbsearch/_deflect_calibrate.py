@@ -7,7 +7,7 @@ pseudo-questions (their title or question with words dropped, as people rephrase
 is refitted without the held-out parts, every hold-out question is scored, and from those:
 
 * a logistic regression over the candidate features orders candidates (P(candidate is right)),
-* an isotonic map turns the best candidate's probability into a calibrated confidence,
+* a centred isotonic map turns the best candidate's probability into a calibrated confidence,
 * the decision thresholds are the lowest confidences whose answered hold-out questions still reach the
   operator's target precision (unanswerable hold-outs weighted to ``unanswerable_share``).
 
@@ -463,7 +463,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
 
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
     iso.fit(tp, tk, sample_weight=tw)
-    iso_x, iso_y = _compact(iso.X_thresholds_, iso.y_thresholds_)
+    iso_x, iso_y = centred_knots(tp, tw, iso.predict(tp))
     conf = np.interp(tp, iso_x, iso_y)
     cal = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                       iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
@@ -496,12 +496,36 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     return cal
 
 
-def _compact(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
-    """Isotonic knots as short float lists (drops repeated interior points)."""
-    xs = [round(float(v), 6) for v in x]
-    ys = [round(float(v), 6) for v in y]
-    if not xs:
+def centred_knots(x: np.ndarray, w: np.ndarray, fitted: np.ndarray) -> tuple[list[float], list[float]]:
+    """Knots of the centred isotonic map through isotonic ``fitted`` values of points ``x`` (weights ``w``).
+
+    Isotonic regression pools its points into blocks of equal value, so every probability in a block
+    gets the same confidence, and a threshold can only fall between blocks: a block that holds the
+    target precision's boundary is answered or escalated as a whole.  Centred isotonic regression
+    (Oron & Flournoy 2017) puts one knot per block at the weighted mean of its points, with the
+    block's value, and interpolates linearly in between: the map stays monotone, and it rises
+    strictly between the first and last block's centres, so confidences (and thresholds) keep the
+    probabilities' order.  Below the first and above the last centre it is flat.
+    """
+    x, w, fitted = (np.asarray(a, dtype=float) for a in (x, w, fitted))
+    if x.size == 0:
         return [0.0, 1.0], [0.0, 1.0]
-    if len(xs) == 1:
-        return [xs[0], xs[0] + 1e-6], [ys[0], ys[0]]
-    return xs, ys
+    xs, ys = [float(x.min())], []
+    for value in np.unique(fitted):
+        block = fitted == value
+        weights = w[block] if w[block].sum() > 0 else np.ones(int(block.sum()))
+        xs.append(float(np.average(x[block], weights=weights)))
+        ys.append(float(value))
+    xs.append(float(x.max()))
+    ys = [ys[0]] + ys + [ys[-1]]
+    knots_x: list[float] = []
+    knots_y: list[float] = []
+    for kx, ky in zip(xs, ys):
+        kx, ky = round(kx, 6), round(ky, 6)
+        if knots_x and kx <= knots_x[-1]:  # an end block of one point (its centre is the end)
+            continue
+        knots_x.append(kx)
+        knots_y.append(ky)
+    if len(knots_x) == 1:
+        return [knots_x[0], knots_x[0] + 1e-6], [knots_y[0], knots_y[0]]
+    return knots_x, knots_y

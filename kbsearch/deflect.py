@@ -3,8 +3,9 @@
 `KnowledgeBase.ask` calls `Deflector.decide`.  Each covered document is a candidate scored by the
 answer model (`_deflect_model`: classifier over alternate phrasings, phrasing match, TF-IDF, BM25,
 query-term coverage, verified / accepted); a logistic regression fitted on archive hold-outs turns
-a candidate's features into P(right answer) and an isotonic map makes the best one a calibrated
-confidence (`_deflect_calibrate`).  The operator sets a target precision; the thresholds follow.
+a candidate's features into P(right answer) and a centred isotonic map makes the best one a
+calibrated confidence (`_deflect_calibrate`).  The operator sets a target precision; the thresholds
+follow.
 Outdated documents are never used to deflect; restricted documents are only seen by their groups.
 """
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from kbsearch import KnowledgeBase
-from kbsearch._deflect_calibrate import Calibration, make_holdout, perturb, threshold_by_kind, threshold_for
+from kbsearch._deflect_calibrate import (Calibration, centred_knots, make_holdout, perturb, threshold_by_kind,
+                                        threshold_for)
 from kbsearch.config import DeflectConfig
 from kbsearch.deflect import Action
 
@@ -53,6 +54,61 @@ def test_threshold_for_reaches_the_target() -> None:
     assert threshold_for(conf, ok, w, 1.0) == 0.8
     assert threshold_for(conf, ok, w, 0.8) == 0.6
     assert threshold_for(np.array([0.4]), np.array([0]), np.ones(1), 0.5) > 1.0  # never answer
+
+
+def _isotonic(seed: int, n: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities, labels (right with probability p²), weights and isotonic fit of ``n`` hold-outs."""
+    from sklearn.isotonic import IsotonicRegression
+
+    rng = np.random.default_rng(seed)
+    p = rng.random(n)
+    ok = (rng.random(n) < p ** 2).astype(int)
+    w = np.ones(n)
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, ok, sample_weight=w).predict(p)
+    return p, ok, w, fitted
+
+
+def test_centred_map_keeps_the_order_isotonic_pools() -> None:
+    p, _ok, w, fitted = _isotonic(seed=0)
+    xs, ys = centred_knots(p, w, fitted)
+    assert np.all(np.diff(xs) > 0) and np.all(np.diff(ys) >= 0)
+    assert min(ys) >= 0.0 and max(ys) <= 1.0
+    # One knot per isotonic block, at the block's mean probability, with the block's value.
+    blocks = np.unique(fitted)
+    assert len(xs) == len(blocks) + 2
+    for x, y, value in zip(xs[1:-1], ys[1:-1], blocks):
+        assert y == pytest.approx(value, abs=1e-6)
+        assert x == pytest.approx(p[fitted == value].mean(), abs=1e-6)
+    # Isotonic gives few distinct confidences; the centred map keeps probabilities apart between
+    # its first and last centre.
+    conf = np.interp(p, xs, ys)
+    inner = (p > xs[1]) & (p < xs[-2])
+    assert len(np.unique(fitted)) < 50
+    assert len(np.unique(conf[inner])) == len(np.unique(p[inner]))
+
+
+@pytest.mark.parametrize("target", [0.7, 0.8, 0.9], ids=lambda t: f"target{t}")
+def test_a_centred_map_answers_at_least_as_much_at_the_same_precision(target: float) -> None:
+    answered_step, answered_centred = [], []
+    for seed in range(5):
+        p, ok, w, fitted = _isotonic(seed)
+        xs, ys = centred_knots(p, w, fitted)
+        conf = np.interp(p, xs, ys)
+        t_step, t_centred = threshold_for(fitted, ok, w, target), threshold_for(conf, ok, w, target)
+        assert ok[conf >= t_centred].mean() >= target
+        answered_step.append(float((fitted >= t_step).mean()))
+        answered_centred.append(float((conf >= t_centred).mean()))
+    # A step threshold can only fall between whole blocks; the centred one anywhere in the order.
+    assert all(c >= s for c, s in zip(answered_centred, answered_step))
+    assert sum(answered_centred) > sum(answered_step)
+
+
+def test_centred_knots_of_degenerate_curves() -> None:
+    assert centred_knots(np.zeros(0), np.zeros(0), np.zeros(0)) == ([0.0, 1.0], [0.0, 1.0])
+    xs, ys = centred_knots(np.array([0.5]), np.array([1.0]), np.array([1.0]))
+    assert np.interp(0.5, xs, ys) == 1.0 and np.interp(0.1, xs, ys) == 1.0
+    xs, ys = centred_knots(np.array([0.2, 0.5]), np.ones(2), np.array([0.0, 1.0]))
+    assert (xs, ys) == ([0.2, 0.5], [0.0, 1.0])
 
 
 def test_holdout_never_leaks_held_out_phrasings() -> None:
