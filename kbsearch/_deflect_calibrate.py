@@ -139,17 +139,18 @@ class Calibration:
     def candidate_prob(self, feats: np.ndarray) -> np.ndarray:
         """P(candidate is right) of each feature row."""
         arrays = self.__dict__.get("_arrays")
-        if arrays is None:
-            arrays = self.__dict__["_arrays"] = (np.asarray(self.mean), np.asarray(self.scale),
-                                                 _without_semantic(np.asarray(self.coef, dtype=float)))
-        mean, scale, coef = arrays
+        if arrays is None:  # the stored lists as arrays, once (this runs for every question)
+            arrays = self.__dict__["_arrays"] = (
+                np.asarray(self.mean), np.asarray(self.scale), _without_semantic(np.asarray(self.coef, dtype=float)),
+                tuple(np.asarray(a, dtype=float) for a in self.semantic_scorer))
+        mean, scale, coef, semantic = arrays
         feats = np.asarray(feats, dtype=float)
         z = (feats - mean) / scale
         prob = 1.0 / (1.0 + np.exp(-(z @ coef + self.intercept)))
-        if self.semantic_scorer:
+        if semantic:
             encoded = feats[..., _ENCODED] > 0.5
             if np.any(encoded):
-                s_mean, s_scale, s_coef, (s_icept,) = (np.asarray(a, dtype=float) for a in self.semantic_scorer)
+                s_mean, s_scale, s_coef, (s_icept,) = semantic
                 s_prob = 1.0 / (1.0 + np.exp(-(((feats - s_mean) / s_scale) @ s_coef + s_icept)))
                 prob = np.where(encoded, s_prob, prob)
         return prob
