@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ._deflect_model import FEATURES, MODEL_DIR, AnswerModel, Vectorizer, phrasings_of, tokens
+from ._deflect_model import FEATURES, MODEL_DIR, AnswerModel, phrasings_of, tokens
+from ._deflect_vectors import Vectorizer
 from .config import DeflectConfig
 from .documents import Document
 

@@ -8,7 +8,8 @@ classifier (LinearSVC) over the phrasings; for the documents without a classifie
 of their phrasings when the sentence encoder is installed (`kbsearch._encoder`).  All scores for a
 batch of questions come from a few sparse matrix products, so deciding thousands of questions takes
 seconds; one question is counted into its TF-IDF rows without sklearn's per-call overhead
-(`Vectorizer.transform`), so it takes milliseconds.
+(`Vectorizer.transform`), so it takes milliseconds.  How text becomes those vectors is
+`kbsearch._deflect_vectors`.
 """
 
 from __future__ import annotations
@@ -27,38 +28,16 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.preprocessing import normalize
+from sklearn.feature_extraction.text import TfidfVectorizer
 
+from ._deflect_vectors import _CHAR, _WORD, Rows, TermIndex, Vectorizer
 from .documents import Document
-from .index import index_terms
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "deflect"
 #: Version of the stored model's layout; a model of another version is not used (rebuild to refit).
 MODEL_FORMAT = 4
-_WORD = dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
-             token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
-_CHAR = dict(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, lowercase=True, dtype=np.float32)
-#: Words that frame a question rather than say what it is about ("how do I ...", "what is my ...").
-#: They carry no topic, so BM25 and term coverage leave them out: "how do I bake bread" must not
-#: look covered by every "How do I ..." title.
-QUESTION_FRAME = frozenset(index_terms(
-    "how what which who whom whose where why do does did doing done i me my mine myself am was were "
-    "been being should would could there here any some please hi hello thanks thank anyone someone"))
-
-
-def content_terms(text: str) -> list[str]:
-    """The index's terms of ``text`` (stemmed, no stop words) without the question-frame words."""
-    return [t for t in index_terms(text) if t not in QUESTION_FRAME]
-
-
-# Stemmed content words, like the index: "undoing" finds "undo".
-_TERMS = dict(analyzer=content_terms, dtype=np.float32)
-# For an archive with no content word at all: every word, as written.
-_PLAIN_TERMS = dict(lowercase=True, token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
-_BM25_K1, _BM25_B = 1.2, 0.75
 #: Documents outside the model whose vectors are kept between questions (see `_extra_vectors`).
 EXTRA_CACHE_DOCS = 4096
 _TOKEN = re.compile(r"(?u)\b\w+\b")
@@ -116,219 +95,6 @@ class DocInfo:
     def from_dict(cls, d: dict[str, Any]) -> DocInfo:
         return cls(d["id"], d["title"], d["url"], d["kind"], d["group"], tuple(d["allowed_groups"]),
                    d["outdated"], d["verified"], d["accepted"])
-
-
-#: Texts up to which `Vectorizer.transform` counts them itself (same result; sklearn's checks cost
-#: ~1.6 ms a call, which matters for one question and not for thousands).
-FAST_TEXTS = 64
-
-
-class _Tfidf:
-    """The counting half of a fitted `TfidfVectorizer`: its analyzer, vocabulary and weights."""
-
-    def __init__(self, v: TfidfVectorizer) -> None:
-        self.analyze = v.build_analyzer()
-        self.vocab: dict[str, int] = v.vocabulary_
-        self.idf = np.asarray(v.idf_)
-        self.n = len(self.vocab)
-
-    @staticmethod
-    def usable(v: TfidfVectorizer) -> bool:
-        """Whether ``v`` is configured as `_WORD` / `_CHAR` are, the only case `_transform_fast` does."""
-        return (v.norm == "l2" and v.use_idf and v.sublinear_tf and not v.binary
-                and np.dtype(v.dtype) == np.float32)
-
-    def counts(self, text: str, offset: int, indices: list[int], values: list[int]) -> None:
-        """Append the vocabulary columns of ``text`` (+ ``offset``) and their counts."""
-        vocab = self.vocab
-        counts: dict[int, int] = {}
-        for token in self.analyze(text):
-            j = vocab.get(token)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        indices.extend([j + offset for j in counts] if offset else counts)
-        values.extend(counts.values())
-
-
-def _normalize_segments(data: np.ndarray, bounds: np.ndarray) -> None:
-    """L2-normalise each ``data[bounds[i]:bounds[i+1]]`` in place as `sklearn.preprocessing.normalize`
-    does a CSR row: squares in float32 summed in float64, each value divided in float64."""
-    lengths = np.diff(bounds)
-    nonempty = lengths > 0
-    if not nonempty.any():
-        return
-    sums = np.zeros(len(lengths), dtype=np.float64)
-    sums[nonempty] = np.add.reduceat((data * data).astype(np.float64), bounds[:-1][nonempty])
-    norms = np.sqrt(sums)
-    norms[norms == 0.0] = 1.0
-    data[:] = data / np.repeat(norms, lengths)
-
-
-class Vectorizer:
-    """Word (1-2 gram) + character (2-4 gram, word-bounded) TF-IDF in one L2-normalised space."""
-
-    def __init__(self, word: TfidfVectorizer, char: TfidfVectorizer) -> None:
-        self.word, self.char = word, char
-        self._fast: tuple[_Tfidf, _Tfidf, np.ndarray] | None = None
-
-    @classmethod
-    def fit(cls, texts: Sequence[str]) -> Vectorizer:
-        word = TfidfVectorizer(**_WORD).fit(texts)
-        char = TfidfVectorizer(min_df=2 if len(texts) >= 200 else 1, **_CHAR).fit(texts)
-        return cls(word, char)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"word": self.word, "char": self.char}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["word"], state["char"])  # type: ignore[misc]
-
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """The rows of ``texts``; a few texts (a question, a page's parts) skip sklearn's call overhead."""
-        if len(texts) <= FAST_TEXTS and self._fast_tables() is not None:
-            return self._transform_fast(texts)
-        return self.sklearn_transform(texts)
-
-    def _fast_tables(self) -> tuple[_Tfidf, _Tfidf, np.ndarray] | None:
-        """What `_transform_fast` reads (made on first use), or None for settings it does not do."""
-        if self._fast is None and _Tfidf.usable(self.word) and _Tfidf.usable(self.char):
-            word, char = _Tfidf(self.word), _Tfidf(self.char)
-            self._fast = (word, char, np.concatenate([word.idf, char.idf]))
-        return self._fast
-
-    def _transform_fast(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """`sklearn_transform`'s arithmetic, bit for bit, without sklearn's per-call input checks and
-        the copies of `hstack`, which cost ~1.6 ms a call: most of what vectorising one question costs."""
-        word, char, idf = self._fast  # type: ignore[misc]
-        indices: list[int] = []
-        values: list[int] = []
-        parts = [0]  # row i's word columns, then its char columns: two segments per row
-        for text in texts:
-            word.counts(text, 0, indices, values)
-            parts.append(len(indices))
-            char.counts(text, word.n, indices, values)
-            parts.append(len(indices))
-        seg = np.asarray(parts, dtype=np.int32)
-        # One row per part, so that scipy puts each part's columns in order, as sklearn does.
-        X = sp.csr_matrix((np.asarray(values, dtype=np.float32), np.asarray(indices, dtype=np.int32), seg),
-                          shape=(2 * len(texts), word.n + char.n))
-        X.sort_indices()
-        cols, data = X.indices, X.data
-        np.log(data, data)  # sublinear tf: 1 + log(count)
-        data += 1.0
-        data *= idf[cols]
-        _normalize_segments(data, seg)  # each part on its own, as each vectorizer does
-        _normalize_segments(data, seg[::2])  # then the joined row, as `normalize` after `hstack`
-        return sp.csr_matrix((data, cols, seg[::2]), shape=(len(texts), word.n + char.n))
-
-    def sklearn_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """`transform` through sklearn's own code (the reference the fast path is tested against)."""
-        m = sp.hstack([self.word.transform(texts), self.char.transform(texts)], format="csr")
-        return normalize(m, copy=False).astype(np.float32)
-
-    @property
-    def size(self) -> int:
-        return len(self.word.vocabulary_) + len(self.char.vocabulary_)
-
-
-class TermIndex:
-    """BM25 weights and term presence over documents (stemmed words, stop words removed).
-
-    Keeps its IDF and average length so documents outside the model are weighed the same way.
-    """
-
-    def __init__(self, vocab: CountVectorizer, weights: sp.csr_matrix, idf: np.ndarray, avg_len: float,
-                 plain: bool = False) -> None:
-        self.vocab, self.idf, self.avg_len, self.plain = vocab, idf, avg_len, plain
-        self.weights, self.presence = _with_presence(weights)
-
-    @classmethod
-    def fit(cls, texts: Sequence[str]) -> TermIndex:
-        vocab = CountVectorizer(**_TERMS)
-        plain = False
-        try:
-            counts = vocab.fit_transform(texts).tocsr()
-        except ValueError:  # nothing but stop words / punctuation
-            vocab, plain = CountVectorizer(**_PLAIN_TERMS), True
-            counts = vocab.fit_transform([t + " x" for t in texts]).tocsr()
-        n = counts.shape[0]
-        df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float32)
-        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        avg = max(float(np.asarray(counts.sum(axis=1)).mean()) if n else 1.0, 1e-9)
-        return cls(vocab, _bm25(counts, idf, avg), idf, avg, plain)
-
-    def weigh_counts(self, counts: sp.csr_matrix) -> tuple[Rows, Rows]:
-        """BM25 term weights and presence (0/1) of documents given as term counts."""
-        return _with_presence(_bm25(counts, self.idf, self.avg_len))
-
-    def query(self, texts: Sequence[str]) -> sp.csr_matrix:
-        q = self.vocab.transform(texts).tocsr().astype(np.float32)
-        q.data[:] = 1.0
-        return q
-
-    def match(self, q: sp.csr_matrix, weights: Rows | None = None,
-              presence: Rows | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(BM25, share of query terms present) of every document for every query row."""
-        weights = self.weights if weights is None else weights
-        presence = self.presence if presence is None else presence
-        nterms = np.asarray(q.sum(axis=1)).ravel()
-        bm25 = weights.dot(q)
-        coverage = presence.dot(q) / np.maximum(nterms, 1)[:, None]
-        return bm25, coverage.astype(np.float32)
-
-    def save(self, path: Path, name: str) -> None:
-        (path / f"{name}_vocab.json").write_text(json.dumps({k: int(i) for k, i in self.vocab.vocabulary_.items()},
-                                                             ensure_ascii=False), encoding="utf-8")
-        sp.save_npz(path / f"{name}_bm25.npz", self.weights.rows(), compressed=False)
-        np.save(path / f"{name}_idf.npy", self.idf)
-        (path / f"{name}_meta.json").write_text(json.dumps({"avg_len": self.avg_len, "plain": self.plain}),
-                                                 encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: Path, name: str) -> TermIndex:
-        meta = json.loads((path / f"{name}_meta.json").read_text(encoding="utf-8"))
-        plain = bool(meta.get("plain"))
-        vocab = CountVectorizer(vocabulary=json.loads((path / f"{name}_vocab.json").read_text(encoding="utf-8")),
-                                **(_PLAIN_TERMS if plain else _TERMS))
-        return cls(vocab, sp.load_npz(path / f"{name}_bm25.npz").tocsr(), np.load(path / f"{name}_idf.npy"),
-                   float(meta["avg_len"]), plain)
-
-
-def _bm25(counts: sp.csr_matrix, idf: np.ndarray, avg_len: float) -> sp.csr_matrix:
-    """BM25 term weights of documents given as term counts (rows)."""
-    w = counts.tocsr().astype(np.float32)
-    lengths = np.asarray(w.sum(axis=1)).ravel()
-    norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * lengths / avg_len)
-    w.data = w.data * (_BM25_K1 + 1) / (w.data + np.repeat(norm, np.diff(w.indptr))) * idf[w.indices]
-    return w
-
-
-def _with_presence(weights: sp.csr_matrix) -> tuple[Rows, Rows]:
-    """``weights`` and the 0/1 presence of the same terms (the same sparsity), both as `Rows`."""
-    presence = weights.copy()
-    presence.data[:] = 1.0
-    return Rows(weights), Rows(presence)
-
-
-class Rows:
-    """A rows × features matrix kept transposed (features × rows, CSR), transposed once when loaded.
-
-    Scoring a question then touches only the postings of its own features: ``q @ T`` costs what the
-    question's terms cost, instead of a pass (or a transpose) over the whole matrix per question.
-    """
-
-    def __init__(self, rows: sp.csr_matrix) -> None:
-        self.n = rows.shape[0]
-        self.T = rows.T.tocsr()
-
-    def dot(self, q: sp.csr_matrix) -> np.ndarray:
-        """``q @ rows.T`` as a dense float32 (questions × rows) array."""
-        if self.n == 0 or q.shape[0] == 0:
-            return np.zeros((q.shape[0], self.n), dtype=np.float32)
-        return np.asarray((q @ self.T).toarray(), dtype=np.float32)
-
-    def rows(self) -> sp.csr_matrix:
-        return self.T.T.tocsr()
 
 
 def names_text(doc: Document) -> str:

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ._deflect_calibrate import Calibration, Feedback, calibrate, estimate_unanswerable_share, segment_of
-from ._deflect_model import FEATURES, AnswerModel, DocInfo, Vectorizer, doc_body, phrasings_of
+from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
+from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
 from .config import Settings
 from .documents import Document

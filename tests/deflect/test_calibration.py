@@ -350,7 +350,7 @@ def test_rebuild_learns_the_unanswerable_share_from_questions_asked(tmp_path: Pa
 def test_term_index_of_an_archive_without_content_words_survives_saving(tmp_path: Path) -> None:
     """An archive of nothing but question words falls back to plain words; a stored model must read
     questions the same way after loading."""
-    from kbsearch._deflect_model import TermIndex
+    from kbsearch._deflect_vectors import TermIndex
 
     fitted = TermIndex.fit(["how do I", "what is my", "why"])
     fitted.save(tmp_path, "terms")

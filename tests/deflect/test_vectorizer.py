@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from kbsearch import KnowledgeBase
-from kbsearch._deflect_model import _CHAR, _WORD, FAST_TEXTS, Vectorizer
+from kbsearch._deflect_vectors import _CHAR, _WORD, FAST_TEXTS, Vectorizer
 from kbsearch.deflect import Deflector
 
 from .conftest import THREADS
