@@ -165,6 +165,7 @@ def evaluate(set_dir: str | Path, *, settings: Settings | None = None, decisions
     questions = load_questions(set_dir / "questions.jsonl")
     if not docs:
         raise EvalSetError(f"{set_dir / 'archive.jsonl'} holds no threads")
+    _warn_unknown_answers(questions, {d.id for d in docs})
     with tempfile.TemporaryDirectory(prefix="kbsearch-eval-", dir=workdir) as tmp:
         s = Settings.load() if settings is None else _copy(settings)
         s.index.path = Path(tmp) / "index"
@@ -190,6 +191,17 @@ def evaluate(set_dir: str | Path, *, settings: Settings | None = None, decisions
         write_decisions(decisions_file, questions, decisions)
     log.info("eval %s: %s", set_dir.name, report.to_dict())
     return report
+
+
+def _warn_unknown_answers(questions: list[EvalQuestion], archive_ids: set[str]) -> None:
+    """Warn about answer ids the archive lacks: those questions are scored as answerable, yet no
+    decision can answer them right (usually a set cut from a larger one, or a typo)."""
+    unknown = sorted({i for q in questions for i in q.answer_ids if i not in archive_ids})
+    if unknown:
+        hit = sum(1 for q in questions if q.answer_ids and not set(q.answer_ids) & archive_ids)
+        log.warning("eval: answer ids not in the archive: %s%s (%d in all); questions with no answer id in "
+                    "the archive: %d (scored as answerable; no decision can be right)",
+                    ", ".join(repr(i) for i in unknown[:5]), ", ..." if len(unknown) > 5 else "", len(unknown), hit)
 
 
 def _copy(settings: Settings) -> Settings:

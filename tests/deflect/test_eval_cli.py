@@ -92,6 +92,21 @@ def test_eval_bad_set_is_a_one_line_error(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "archive.jsonl:2: invalid JSON" in res.output
 
 
+def test_eval_warns_of_answer_ids_missing_from_the_archive(small_set: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    qpath = small_set / "questions.jsonl"
+    lines = qpath.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["answer_ids"] = ["no-such-thread"]
+    qpath.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    with caplog.at_level("WARNING", logger="kbsearch.evaluate"):
+        report = evaluate(small_set)
+    warned = [r.getMessage() for r in caplog.records if r.name == "kbsearch.evaluate"]
+    assert len(warned) == 1
+    assert "'no-such-thread' (1 in all)" in warned[0] and "no answer id in the archive: 1 " in warned[0]
+    assert report.questions == 20  # still scored, as answerable
+
+
 def test_eval_on_shared_stackfaq_beats_the_lexical_baseline() -> None:
     """Full protocol on a shared set (fast: 100 threads, 625 questions); no tuning to its questions."""
     report = evaluate(eval_set("stackfaq"))
