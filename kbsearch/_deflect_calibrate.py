@@ -246,6 +246,23 @@ def segment_of(features: np.ndarray) -> int:
     return int(features[_HAS_CLASSIFIER] > 0.5)
 
 
+_COVERAGE, _CLASSIFIER = FEATURES.index("coverage"), FEATURES.index("classifier")
+_SEMANTIC = FEATURES.index("semantic")
+#: Sentence-encoder similarity from which a candidate that shares no word with the question still
+#: counts as evidence (all-MiniLM-L6-v2 cosine; unrelated questions and titles score 0.0-0.4).
+SEMANTIC_EVIDENCE = 0.5
+
+
+def has_evidence(features: np.ndarray) -> bool:
+    """Whether a candidate shares a content word with the question, its classifier votes for it, or
+    the sentence encoder finds them close in meaning.  A best candidate without evidence is never
+    an answer (`kbsearch.deflect.Deflector.decision`), so calibration counts it at confidence 0."""
+    if len(features) != len(FEATURES):
+        return True  # not ours to judge (features of an older layout)
+    return bool(features[_COVERAGE] > 0 or (segment_of(features) and features[_CLASSIFIER] > 0)
+                or features[_SEMANTIC] >= SEMANTIC_EVIDENCE)
+
+
 #: Hold-out kinds that are real questions people asked (the others are simulated).
 REAL_KINDS = frozenset({"phrasing", "feedback"})
 
@@ -438,8 +455,8 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         semantic_scorer = [s_mean.tolist(), s_scale.tolist(), s_coef.tolist(), [s_icept]]
     prob = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                        iso_x=[], iso_y=[], semantic_scorer=semantic_scorer).candidate_prob(X)
-    top_p, top_ok, top_w, top_seg = [], [], [], []
-    rival_p, rival_seg = [], []
+    top_p, top_ok, top_w, top_seg, top_ev = [], [], [], [], []
+    rival_p, rival_seg, rival_ev = [], [], []
     top_kind = [k for *_rest, k in per_query]
     row_seg = (X[:, _HAS_CLASSIFIER] > 0.5).astype(int)  # `segment_of` of every row
     for b, e, cands, target, ok, _kind in per_query:
@@ -448,11 +465,14 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         top_ok.append(int(cands[j] == target))
         top_w.append(w_in if ok else w_out)
         top_seg.append(int(row_seg[b + j]))
+        top_ev.append(has_evidence(X[b + j]))
         if not ok:
-            other = row_seg[b:e] != top_seg[-1]
-            if other.any():
-                rival_p.append(float(prob[b:e][other].max()))
+            other = np.nonzero(row_seg[b:e] != top_seg[-1])[0]
+            if other.size:
+                r = b + int(other[np.argmax(prob[b:e][other])])
+                rival_p.append(float(prob[r]))
                 rival_seg.append(1 - top_seg[-1])
+                rival_ev.append(has_evidence(X[r]))
     if len(fb_X):
         pf = prob[len(prob) - len(fb_X):]
         top_p += list(pf)
@@ -460,18 +480,15 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         top_w += [cfg.feedback_weight * w_in] * len(fb_X)
         top_kind += ["feedback"] * len(fb_X)
         top_seg += [segment_of(f) for f in fb_X]
+        top_ev += [has_evidence(f) for f in fb_X]
     tp, tk, tw = np.array(top_p), np.array(top_ok), np.array(top_w)
-    from sklearn.isotonic import IsotonicRegression
-
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
-    iso.fit(tp, tk, sample_weight=tw)
-    iso_x, iso_y = centred_knots(tp, tw, iso.predict(tp))
-    conf = np.interp(tp, iso_x, iso_y)
+    iso_x, iso_y, conf = confidence_map(tp, tk, tw, np.array(top_ev, dtype=bool))
     cal = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                       iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
                       curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw], curve_kind=top_kind,
                       curve_segment=top_seg, unanswerable_share=share, semantic_scorer=semantic_scorer,
-                      rival_conf=[round(float(c), 6) for c in np.interp(rival_p, iso_x, iso_y)],
+                      rival_conf=[round(float(c), 6) if e else 0.0
+                                  for c, e in zip(np.interp(rival_p, iso_x, iso_y), rival_ev)],
                       rival_segment=rival_seg, rival_w=[w_out] * len(rival_p))
     tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
     taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
@@ -496,6 +513,23 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     }
     log.info("deflection calibrated on %d hold-out questions: %s", len(queries), cal.report)
     return cal
+
+
+def confidence_map(prob: np.ndarray, ok: np.ndarray, w: np.ndarray,
+                   evidence: np.ndarray) -> tuple[list[float], list[float], np.ndarray]:
+    """The confidence map (knots) fitted on hold-outs' best probabilities, and their confidences.
+
+    The map is P(right) of the questions that can be answered at all: a best candidate without
+    evidence (`has_evidence`) is escalated whatever its probability, so it does not shape the map
+    and sits on the curve at confidence 0, as `Deflector.decision` would put it.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    fit = evidence if evidence.any() else np.ones_like(evidence)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
+    iso.fit(prob[fit], ok[fit], sample_weight=w[fit])
+    iso_x, iso_y = centred_knots(prob[fit], w[fit], iso.predict(prob[fit]))
+    return iso_x, iso_y, np.where(evidence, np.interp(prob, iso_x, iso_y), 0.0)
 
 
 def centred_knots(x: np.ndarray, w: np.ndarray, fitted: np.ndarray) -> tuple[list[float], list[float]]:

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ._deflect_calibrate import Calibration, Feedback, calibrate, estimate_unanswerable_share, segment_of
+from ._deflect_calibrate import (Calibration, Feedback, calibrate, estimate_unanswerable_share, has_evidence,
+                                 segment_of)
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
@@ -179,6 +180,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
         confidences = np.zeros(len(scored_asks) + unmatched)
         if len(scored_asks):
             confidences[:len(scored_asks)] = cal.confidence(cal.candidate_prob(scored_asks))
+            confidences[:len(scored_asks)] *= [has_evidence(f) for f in scored_asks]  # as `decision` does
         estimate = estimate_unanswerable_share(cal, confidences)
         if estimate is not None:
             cal.report["unanswerable_share_estimate"] = estimate
@@ -443,22 +445,6 @@ class Deflector:
 
 
 # -- the front door's helpers (called by KnowledgeBase.ask / ask_many / feedback) -------------------------
-_COVERAGE, _CLASSIFIER = FEATURES.index("coverage"), FEATURES.index("classifier")
-_SEMANTIC = FEATURES.index("semantic")
-#: Sentence-encoder similarity from which a candidate that shares no word with the question still
-#: counts as evidence (all-MiniLM-L6-v2 cosine; unrelated questions and titles score 0.0-0.4).
-SEMANTIC_EVIDENCE = 0.5
-
-
-def has_evidence(features: np.ndarray) -> bool:
-    """Whether a candidate shares a content word with the question, its classifier votes for it, or
-    the sentence encoder finds them close in meaning."""
-    if len(features) != len(FEATURES):
-        return True  # not ours to judge (features of an older layout)
-    return bool(features[_COVERAGE] > 0 or (segment_of(features) and features[_CLASSIFIER] > 0)
-                or features[_SEMANTIC] >= SEMANTIC_EVIDENCE)
-
-
 def _deflector(kb: Any) -> Deflector:
     """The deflector of the live generation (reloaded after a rebuild or recalibration)."""
     from ._deflect_calibrate import CALIBRATION_FILE

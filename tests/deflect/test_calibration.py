@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from kbsearch import KnowledgeBase
-from kbsearch._deflect_calibrate import (Calibration, centred_knots, make_holdout, perturb, threshold_by_kind,
-                                        threshold_for)
+from kbsearch._deflect_calibrate import (Calibration, centred_knots, confidence_map, make_holdout, perturb,
+                                        threshold_by_kind, threshold_for)
 from kbsearch.config import DeflectConfig
 from kbsearch.deflect import Action
 
@@ -109,6 +109,33 @@ def test_centred_knots_of_degenerate_curves() -> None:
     assert np.interp(0.5, xs, ys) == 1.0 and np.interp(0.1, xs, ys) == 1.0
     xs, ys = centred_knots(np.array([0.2, 0.5]), np.ones(2), np.array([0.0, 1.0]))
     assert (xs, ys) == ([0.2, 0.5], [0.0, 1.0])
+
+
+def test_hold_outs_without_evidence_sit_at_confidence_zero_and_do_not_shape_the_map() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 1, 400)
+    ok = (rng.uniform(0, 1, 400) < p).astype(int)
+    w = np.ones(400)
+    evidence = np.ones(400, dtype=bool)
+    # High probabilities, all wrong, and no evidence: escalated at decision time whatever they score.
+    p_none, ok_none = np.full(60, 0.95), np.zeros(60, dtype=int)
+    xs, ys, conf = confidence_map(np.r_[p, p_none], np.r_[ok, ok_none], np.ones(460),
+                                  np.r_[evidence, np.zeros(60, dtype=bool)])
+    assert (conf[400:] == 0.0).all() and (conf[:400] > 0).any()
+    assert (xs, ys) == tuple(centred_knots(p, w, _iso_fit(p, ok, w)))  # as if they were not there
+    # Counted in the map, the same points would have dragged the top of it down.
+    xs_all, ys_all, _ = confidence_map(np.r_[p, p_none], np.r_[ok, ok_none], np.ones(460), np.ones(460, dtype=bool))
+    assert np.interp(0.95, xs_all, ys_all) < np.interp(0.95, xs, ys) - 0.2
+    # No evidence anywhere (a tiny archive): the map is fitted on everything rather than on nothing.
+    xs_none, ys_none, conf_none = confidence_map(p, ok, w, np.zeros(400, dtype=bool))
+    assert (xs_none, ys_none) == tuple(centred_knots(p, w, _iso_fit(p, ok, w))) and (conf_none == 0).all()
+
+
+def _iso_fit(p: np.ndarray, ok: np.ndarray, w: np.ndarray) -> np.ndarray:
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
+    return iso.fit(p, ok, sample_weight=w).predict(p)
 
 
 def test_holdout_never_leaks_held_out_phrasings() -> None:
