@@ -153,6 +153,26 @@ def test_holdout_never_leaks_held_out_phrasings() -> None:
     assert {q.kind for q in queries if q.answer is None} == {"thread"}
 
 
+def test_a_forum_thread_holds_out_its_body_as_a_real_question() -> None:
+    """A thread with a subject, one body question and an answer: the body, held out, is a real
+    question; the thread keeps its subject and answer, and the body never stays in training."""
+    from kbsearch import Document
+
+    docs = [Document(id=f"t{i}", kind="answer", title=f"subject {i}",
+                     questions=[f"a long body that asks question number {i} at length"], text=f"answer {i}")
+            for i in range(60)]
+    train, queries = make_holdout(docs, DeflectConfig())
+    kept = {d.id: d for d in train}
+    bodies = [q for q in queries if q.kind == "phrasing"]
+    assert 10 <= len(bodies) <= 40  # about half of the threads that stay
+    for q in bodies:
+        doc = kept[q.answer]
+        assert q.text == f"a long body that asks question number {q.answer[1:]} at length"
+        assert doc.questions == () and doc.title == f"subject {q.answer[1:]}" and doc.text
+    others = {q.kind for q in queries if q.answer is not None} - {"phrasing"}
+    assert others <= {"title", "pseudo"} and others, "the other threads keep the simulated kinds"
+
+
 def test_perturb_keeps_a_subset_of_words_in_order() -> None:
     rng = random.Random(1)
     text = "how do I connect to the company vpn from a hotel room"
