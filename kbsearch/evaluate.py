@@ -198,10 +198,10 @@ def _warn_unknown_answers(questions: list[EvalQuestion], archive_ids: set[str]) 
     decision can answer them right (usually a set cut from a larger one, or a typo)."""
     unknown = sorted({i for q in questions for i in q.answer_ids if i not in archive_ids})
     if unknown:
-        hit = sum(1 for q in questions if q.answer_ids and not set(q.answer_ids) & archive_ids)
+        unreachable = sum(1 for q in questions if q.answer_ids and not set(q.answer_ids) & archive_ids)
         log.warning("eval: answer ids not in the archive: %s%s (%d in all); questions with no answer id in "
                     "the archive: %d (scored as answerable; no decision can be right)",
-                    ", ".join(repr(i) for i in unknown[:5]), ", ..." if len(unknown) > 5 else "", len(unknown), hit)
+                    ", ".join(repr(i) for i in unknown[:5]), ", ..." if len(unknown) > 5 else "", len(unknown), unreachable)
 
 
 def _copy(settings: Settings) -> Settings:
