@@ -497,7 +497,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
                       rival_segment=rival_seg, rival_w=[w_out] * len(rival_p))
     tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
     taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
-    answered = conf >= np.array([taus["phrased" if s else "unphrased"] for s in top_seg])
+    answered = (conf >= np.array([taus["phrased" if s else "unphrased"] for s in top_seg])) & (conf > 0)
     in_mask = np.array([p[4] for p in per_query] + [True] * len(fb_X))
     cal.report = {
         "method": "holdout",
@@ -516,8 +516,41 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         "holdout_unanswerable_escalated": round(float((~answered[~in_mask]).mean()), 4) if (~in_mask).any() else None,
         "seconds": round(time.perf_counter() - started, 2),
     }
+    hint = low_deflection_hint(cal, cfg)
+    if hint is not None:
+        cal.report["holdout_deflection_at"] = hint
+        log.warning("deflection: at target_precision %.2f the archive's own hold-out questions are answered "
+                    "%.1f%% of the time, so nearly every question will go to the peers%s",
+                    cfg.target_precision, 100 * cal.report["holdout_deflection"],
+                    "; lower targets (deflect.target_precision) would answer: " + ", ".join(
+                        f"{t} -> {100 * d:.0f}%" for t, d in hint.items()) if hint else "")
     log.info("deflection calibrated on %d hold-out questions: %s", len(queries), cal.report)
     return cal
+
+
+#: Hold-out deflection below which the operator is told what lower precision targets would answer.
+LOW_DEFLECTION = 0.05
+#: The precision targets that hint tries.
+HINT_TARGETS = (0.8, 0.7, 0.6)
+
+
+def low_deflection_hint(cal: Calibration, cfg: DeflectConfig) -> dict[str, float] | None:
+    """When the hold-outs are hardly ever answered at the operator's target, the hold-out deflection at
+    each lower target of `HINT_TARGETS` ({"0.70": 0.35, ...}), so the trade-off is visible; else None."""
+    if cal.report.get("holdout_deflection", 1.0) >= LOW_DEFLECTION:
+        return None
+    return {f"{t:.2f}": deflection_at(cal, t, cfg.simulated_margin) for t in HINT_TARGETS if t < cfg.target_precision}
+
+
+def deflection_at(cal: Calibration, target: float, simulated_margin: float) -> float:
+    """Weighted share of the hold-out questions answered at precision ``target`` (per-segment thresholds)."""
+    conf, w = np.asarray(cal.curve_conf), np.asarray(cal.curve_w, dtype=float)
+    if conf.size == 0 or w.sum() <= 0:
+        return 0.0
+    segs = np.asarray(cal.curve_segment, dtype=int) if len(cal.curve_segment) == conf.size else np.ones(conf.size, int)
+    taus = {s: cal.threshold(target, simulated_margin, s) for s in np.unique(segs)}
+    answered = (conf >= np.array([taus[s] for s in segs])) & (conf > 0)  # confidence 0: no evidence
+    return round(float((answered * w).sum() / w.sum()), 4)
 
 
 def confidence_map(prob: np.ndarray, ok: np.ndarray, w: np.ndarray,

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from kbsearch import KnowledgeBase
-from kbsearch._deflect_calibrate import (Calibration, centred_knots, confidence_map, make_holdout, perturb,
-                                        threshold_by_kind, threshold_for)
+from kbsearch._deflect_calibrate import (Calibration, centred_knots, confidence_map, deflection_at,
+                                        low_deflection_hint, make_holdout, perturb, threshold_by_kind,
+                                        threshold_for)
 from kbsearch.config import DeflectConfig
 from kbsearch.deflect import Action
 
@@ -136,6 +137,32 @@ def _iso_fit(p: np.ndarray, ok: np.ndarray, w: np.ndarray) -> np.ndarray:
 
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
     return iso.fit(p, ok, sample_weight=w).predict(p)
+
+
+def _flat_curve(right: float, n: int = 400) -> Calibration:
+    """A hold-out curve whose answerable questions are right with probability ``right`` at every
+    confidence (a hard archive), beside unanswerable ones that mostly score low."""
+    rng = np.random.default_rng(5)
+    conf = np.r_[rng.uniform(0.05, 1, n), rng.uniform(0.05, 0.5, n // 4)]
+    ok = np.r_[(rng.uniform(0, 1, n) < right).astype(int), np.zeros(n // 4, dtype=int)]
+    kinds = ["phrasing"] * n + ["thread"] * (n // 4)
+    w = np.r_[np.full(n, 0.8 / n), np.full(n // 4, 0.2 / (n // 4))]
+    cal = Calibration(mean=[], scale=[], coef=[], intercept=0.0, iso_x=[], iso_y=[], curve_conf=conf.tolist(),
+                      curve_ok=ok.tolist(), curve_w=w.tolist(), curve_kind=kinds, curve_segment=[1] * len(conf))
+    cal.report["holdout_deflection"] = deflection_at(cal, 0.85, 0.05)
+    return cal
+
+
+def test_a_target_the_hold_outs_cannot_reach_comes_with_what_lower_targets_would_answer() -> None:
+    cfg = DeflectConfig()
+    hard = _flat_curve(right=0.7)
+    assert hard.report["holdout_deflection"] < 0.05
+    hint = low_deflection_hint(hard, cfg)
+    assert hint is not None and list(hint) == ["0.80", "0.70", "0.60"]
+    # Answering about 70 % right is within reach of a 0.60 or 0.70 target, not of 0.80.
+    assert hint["0.80"] < 0.05 and hint["0.60"] > 0.5 and hint["0.70"] <= hint["0.60"]
+    easy = _flat_curve(right=0.97)
+    assert easy.report["holdout_deflection"] > 0.5 and low_deflection_hint(easy, cfg) is None
 
 
 def test_holdout_never_leaks_held_out_phrasings() -> None:
