@@ -92,7 +92,7 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig) -> tuple[list[Doc
             held = set(rng.sample(range(len(extra)), n))
             queries += [HoldoutQuery(extra[j], doc.id, "phrasing") for j in sorted(held)]
             train.append(doc.replace(questions=tuple(q for j, q in enumerate(extra) if j not in held)))
-        elif extra and phr[0] not in extra and rng.random() < 0.5:
+        elif extra and doc.title.strip() and not _same_text(extra[0], doc.title) and rng.random() < 0.5:
             # One question besides the title (a forum thread's body under its subject): held out, it
             # is a real question, as long as people write them; the thread keeps title and answer.
             queries.append(HoldoutQuery(extra[0], doc.id, "phrasing"))
@@ -108,6 +108,11 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig) -> tuple[list[Doc
                             for _ in range(min(2, per_doc))]
             train.append(doc)
     return train, queries
+
+
+def _same_text(a: str, b: str) -> bool:
+    """Whether two phrasings differ only in case and spacing (one of them is no hold-out for the other)."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
 @dataclass

@@ -198,6 +198,10 @@ def test_a_forum_thread_holds_out_its_body_as_a_real_question() -> None:
         assert doc.questions == () and doc.title == f"subject {q.answer[1:]}" and doc.text
     others = {q.kind for q in queries if q.answer is not None} - {"phrasing"}
     assert others <= {"title", "pseudo"} and others, "the other threads keep the simulated kinds"
+    # A "body" that is the subject again (other case, other spacing) would find itself: not held out.
+    echoes = [d.replace(questions=(f"  SUBJECT {d.id[1:]} ",)) for d in docs]
+    _train, queries = make_holdout(echoes, DeflectConfig())
+    assert not [q for q in queries if q.kind == "phrasing"]
 
 
 def test_perturb_keeps_a_subset_of_words_in_order() -> None:
