@@ -96,7 +96,7 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig) -> tuple[list[Doc
             # One question besides the title (a forum thread's body under its subject): held out, it
             # is a real question, as long as people write them; the thread keeps title and answer.
             queries.append(HoldoutQuery(extra[0], doc.id, "phrasing"))
-            train.append(doc.replace(questions=tuple(q for q in doc.questions if q != extra[0])))
+            train.append(doc.replace(questions=tuple(q for q in doc.questions if not _same_text(q, extra[0]))))
         elif phr and doc.text.strip() and rng.random() < 0.5:
             # Title held out: the thread must be found from its answer (harder than real life) ...
             queries.append(HoldoutQuery(phr[0], doc.id, "title"))

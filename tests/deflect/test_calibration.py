@@ -198,6 +198,12 @@ def test_a_forum_thread_holds_out_its_body_as_a_real_question() -> None:
         assert doc.questions == () and doc.title == f"subject {q.answer[1:]}" and doc.text
     others = {q.kind for q in queries if q.answer is not None} - {"phrasing"}
     assert others <= {"title", "pseudo"} and others, "the other threads keep the simulated kinds"
+    # A body stored twice (other spacing) leaves with both copies.
+    twice = [d.replace(questions=(d.questions[0], f" {d.questions[0]}  ")) for d in docs]
+    train, queries = make_holdout(twice, DeflectConfig())
+    kept = {d.id: d for d in train}
+    held = [q for q in queries if q.kind == "phrasing"]
+    assert held and all(kept[q.answer].questions == () for q in held)
     # A "body" that is the subject again (other case, other spacing) would find itself: not held out.
     echoes = [d.replace(questions=(f"  SUBJECT {d.id[1:]} ",)) for d in docs]
     _train, queries = make_holdout(echoes, DeflectConfig())
