@@ -502,7 +502,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
                       rival_segment=rival_seg, rival_w=[w_out] * len(rival_p))
     tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
     taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
-    answered = (conf >= np.array([taus["phrased" if s else "unphrased"] for s in top_seg])) & (conf > 0)
+    answered = answered_at(cal, cfg.target_precision, cfg.simulated_margin)
     in_mask = np.array([p[4] for p in per_query] + [True] * len(fb_X))
     cal.report = {
         "method": "holdout",
@@ -547,15 +547,21 @@ def low_deflection_hint(cal: Calibration, cfg: DeflectConfig) -> dict[str, float
     return {f"{t:.2f}": deflection_at(cal, t, cfg.simulated_margin) for t in HINT_TARGETS if t < cfg.target_precision}
 
 
-def deflection_at(cal: Calibration, target: float, simulated_margin: float) -> float:
-    """Weighted share of the hold-out questions answered at precision ``target`` (per-segment thresholds)."""
-    conf, w = np.asarray(cal.curve_conf), np.asarray(cal.curve_w, dtype=float)
-    if conf.size == 0 or w.sum() <= 0:
-        return 0.0
+def answered_at(cal: Calibration, target: float, simulated_margin: float) -> np.ndarray:
+    """Which points of the hold-out curve are answered at precision ``target``, each by its segment's
+    threshold (confidence 0, no evidence, never is)."""
+    conf = np.asarray(cal.curve_conf)
     segs = np.asarray(cal.curve_segment, dtype=int) if len(cal.curve_segment) == conf.size else np.ones(conf.size, int)
     taus = {s: cal.threshold(target, simulated_margin, s) for s in np.unique(segs)}
-    answered = (conf >= np.array([taus[s] for s in segs])) & (conf > 0)  # confidence 0: no evidence
-    return round(float((answered * w).sum() / w.sum()), 4)
+    return (conf >= np.array([taus[s] for s in segs], dtype=float)) & (conf > 0)
+
+
+def deflection_at(cal: Calibration, target: float, simulated_margin: float) -> float:
+    """Weighted share of the hold-out questions answered at precision ``target`` (per-segment thresholds)."""
+    w = np.asarray(cal.curve_w, dtype=float)
+    if w.size == 0 or w.sum() <= 0:
+        return 0.0
+    return round(float((answered_at(cal, target, simulated_margin) * w).sum() / w.sum()), 4)
 
 
 def confidence_map(prob: np.ndarray, ok: np.ndarray, w: np.ndarray,
