@@ -223,8 +223,8 @@ class AnswerModel:
         terms = TermIndex.fit([terms_text(d, body_chars) for d in docs])
         coef = intercept = classes = None
         if classifier:
-            coef, intercept, classes = fit_classifier(P, owners, len(docs), min_phrasings, max_classes, C,
-                                                      max_per_class)
+            coef, intercept, classes = fit_classifier(vec.classifier_rows(P, phr_texts), owners, len(docs),
+                                                      min_phrasings, max_classes, C, max_per_class)
         return cls([DocInfo.of(d) for d in docs], vec, P, owners, B, terms, coef, intercept, classes, covers_all)
 
     # -- scoring ---------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class AnswerModel:
         out["question_vectors"], out["question_terms"] = Q, qt  # sparse; reused by `extra_features`
         clf = np.zeros((n, m), dtype=np.float32)
         if self.clf_coef is not None:
-            s = np.asarray(Q @ self.clf_coef.T) + self.clf_intercept
+            s = self.vec.classifier_scores(Q, questions, self.clf_coef, self.clf_intercept)
             clf[:, self.clf_classes] = s
             clf[:, ~self._clf_mask] = -1.0
         out["classifier"] = clf
@@ -400,8 +400,13 @@ class AnswerModel:
             np.save(path / "semantic.npy", self.sem.astype(np.float32))
             np.save(path / "semantic_owners.npy", self.sem_owners.astype(np.int32))
             encoder = {"name": self.encoder.name, "sha256": self.encoder.digest, "path": str(self.encoder.model_dir)}
+        word_vectors = None
+        wv = self.vec.word_vectors
+        if wv is not None and self.clf_coef is not None and self.clf_coef.shape[1] > self.vec.size:
+            word_vectors = {"name": wv.name, "sha256": wv.digest, "path": str(wv.path)}
         meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
-                "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder}
+                "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder,
+                "word_vectors": word_vectors}
         (path / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
@@ -435,7 +440,15 @@ class AnswerModel:
                             "installed here; questions escalate until the next rebuild", gen_dir,
                             meta["encoder"].get("name"))
                 return None
-        model = cls([DocInfo.from_dict(d) for d in meta["docs"]], Vectorizer(*vecs),
+        word_vectors = None
+        if meta.get("word_vectors") and meta.get("classifier"):
+            word_vectors = _stored_word_vectors(meta["word_vectors"])
+            if word_vectors is None:
+                log.warning("deflection model in %s was fitted with the word vectors %s, which are not "
+                            "installed here; questions escalate until the next rebuild", gen_dir,
+                            meta["word_vectors"].get("name"))
+                return None
+        model = cls([DocInfo.from_dict(d) for d in meta["docs"]], Vectorizer(*vecs, word_vectors=word_vectors),
                     sp.load_npz(path / "phrasings.npz").tocsr(), np.load(path / "owners.npy"),
                     sp.load_npz(path / "bodies.npz").tocsr(), TermIndex.load(path, "terms"), coef, intercept,
                     classes, bool(meta.get("covers_all")))
@@ -445,6 +458,21 @@ class AnswerModel:
             model.sem_owners = np.load(path / "semantic_owners.npy")
             model._sem_index()
         return model
+
+
+def _stored_word_vectors(stored: dict[str, Any]) -> Any:
+    """The word vectors a stored model was fitted with (same file), or None when they are not available."""
+    from ._word_vectors import load_word_vectors
+    from .errors import ConfigError
+
+    for setting in ("auto", stored.get("path") or ""):
+        try:
+            wv = load_word_vectors(setting) if setting else None
+        except (ConfigError, OSError):
+            wv = None
+        if wv is not None and wv.digest == stored.get("sha256"):
+            return wv
+    return None
 
 
 def _stored_encoder(stored: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+from ._word_vectors import WordVectors
 from .index import index_terms
 
 _WORD = dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
@@ -88,24 +89,66 @@ def _normalize_segments(data: np.ndarray, bounds: np.ndarray) -> None:
     data[:] = data / np.repeat(norms, lengths)
 
 
-class Vectorizer:
-    """Word (1-2 gram) + character (2-4 gram, word-bounded) TF-IDF in one L2-normalised space."""
+#: Length of a text's mean word vector beside its unit-length TF-IDF row, in the classifier's input
+#: (half the weight of the word block or of the character block; bench/README.md, ninth session).
+WORD_VECTOR_WEIGHT = 0.35
 
-    def __init__(self, word: TfidfVectorizer, char: TfidfVectorizer) -> None:
+
+class Vectorizer:
+    """Word (1-2 gram) + character (2-4 gram, word-bounded) TF-IDF in one L2-normalised space.
+
+    With ``word_vectors`` the classifier's rows also hold each text's mean word vector
+    (`classifier_rows`, `classifier_scores`); the similarity features stay TF-IDF alone.
+    """
+
+    def __init__(self, word: TfidfVectorizer, char: TfidfVectorizer, word_vectors: WordVectors | None = None) -> None:
         self.word, self.char = word, char
+        self.word_vectors = word_vectors
         self._fast: tuple[_Tfidf, _Tfidf, np.ndarray] | None = None
+        self._idf_words: tuple[dict[str, float], float] | None = None
 
     @classmethod
-    def fit(cls, texts: Sequence[str]) -> Vectorizer:
+    def fit(cls, texts: Sequence[str], word_vectors: WordVectors | None = None) -> Vectorizer:
         word = TfidfVectorizer(**_WORD).fit(texts)
         char = TfidfVectorizer(min_df=2 if len(texts) >= 200 else 1, **_CHAR).fit(texts)
-        return cls(word, char)
+        return cls(word, char, word_vectors)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"word": self.word, "char": self.char}
+        return {"word": self.word, "char": self.char, "word_vectors": self.word_vectors}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["word"], state["char"])  # type: ignore[misc]
+        self.__init__(state["word"], state["char"], state.get("word_vectors"))  # type: ignore[misc]
+
+    # -- the classifier's input ---------------------------------------------------------------------
+    def dense(self, texts: Sequence[str]) -> np.ndarray | None:
+        """The texts' mean word vectors (IDF-weighted, length `WORD_VECTOR_WEIGHT`); None without vectors."""
+        if self.word_vectors is None:
+            return None
+        if self._idf_words is None:
+            idf = {t: float(self.word.idf_[j]) for t, j in self.word.vocabulary_.items() if " " not in t}
+            self._idf_words = (idf, max(idf.values(), default=1.0))
+        weights, unknown = self._idf_words
+        return self.word_vectors.sentence_vectors(texts, weights, unknown) * np.float32(WORD_VECTOR_WEIGHT)
+
+    def classifier_rows(self, X: sp.csr_matrix, texts: Sequence[str]) -> sp.csr_matrix:
+        """``X`` (the texts' rows) with the mean word vectors appended, L2-normalised: what the classifier fits on."""
+        D = self.dense(texts)
+        if D is None:
+            return X
+        return normalize(sp.hstack([X, sp.csr_matrix(D)], format="csr"), copy=False).astype(np.float32)
+
+    def classifier_scores(self, X: sp.csr_matrix, texts: Sequence[str], coef: np.ndarray,
+                          intercept: np.ndarray) -> np.ndarray:
+        """Decision values of a classifier fitted on `classifier_rows`, without building those rows."""
+        n = X.shape[1]
+        s = np.asarray(X @ coef[:, :n].T)
+        if coef.shape[1] > n:
+            D = self.dense(texts)
+            if D is not None:
+                s += D @ coef[:, n:].T
+                norm = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel() + (D * D).sum(axis=1))
+                s /= np.where(norm > 0, norm, 1.0)[:, None]
+        return s + intercept
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """The rows of ``texts``; a few texts (a question, a page's parts) skip sklearn's call overhead."""

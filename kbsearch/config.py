@@ -273,6 +273,11 @@ class DeflectConfig:
     #: word with the title ("crossed out" for strikethrough); threads with enough phrasings for a
     #: classifier do not need it (their classifier ranked better on every set measured).
     encoder: str = "auto"
+    #: Pretrained word vectors (GloVe, not a neural network) beside the per-thread classifier's
+    #: n-grams, so that words the archive never uses still count ("swapped" for "changed"): "auto"
+    #: uses those `make setup` installs (``python -m kbsearch._word_vectors install``), "off"
+    #: never, or a folder with ``words.txt`` and ``vectors.npy``.  See docs/deflect.md.
+    word_vectors: str = "auto"
     #: Threads with at least this many phrasings (title included) get a per-thread classifier.
     min_phrasings: int = 3
     #: Most classes of the classifier (the threads with the most phrasings win).

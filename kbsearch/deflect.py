@@ -28,6 +28,7 @@ from ._deflect_calibrate import (Calibration, Feedback, calibrate, estimate_unan
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
+from ._word_vectors import load_word_vectors
 from .config import Settings
 from .documents import Document
 
@@ -40,6 +41,9 @@ _MARGIN_PAIRS = ((FEATURES.index("phrasing_match"), FEATURES.index("phrasing_mar
                  (FEATURES.index("semantic"), FEATURES.index("semantic_margin")))
 #: Floor of the answer threshold: a decision below this confidence never deflects.
 MIN_ANSWER_CONFIDENCE = 0.05
+#: Phrasing match (TF-IDF cosine) from which a question repeats a document's phrasing word for word.
+EXACT_REPEAT = 0.9999
+_PHRASING_MATCH = FEATURES.index("phrasing_match")
 #: A learned share of unanswerable questions is used up to this (an archive that answers nothing
 #: people ask would otherwise never answer anything again).
 MAX_LEARNED_SHARE = 0.8
@@ -157,7 +161,8 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
         log.warning("deflection: %d feedback examples and logged questions were scored by an older kbsearch "
                     "(other features) and are not used", stale)
     try:
-        vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable])
+        vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable],
+                             word_vectors=load_word_vectors(cfg.word_vectors))
     except ValueError:
         log.warning("deflection: no usable text; questions will be escalated")
         return {"documents": 0}
@@ -324,7 +329,10 @@ class Deflector:
                                                   cfg.page_candidates)
                     if pages:
                         scored = self._joint_margins(scored, pages)
-                scored.sort(key=lambda s: -s.prob)
+                # A question asked before, word for word, is first answered by what answered it then
+                # (a peer's answer added since the rebuild, a page's own heading), whatever the
+                # classifier makes of neighbouring threads.
+                scored.sort(key=lambda s: (s.features[_PHRASING_MATCH] < EXACT_REPEAT, -s.prob))
                 out.append(scored)
         return out
 

@@ -416,6 +416,10 @@ class KnowledgeBase:
             from ._encoder import load_encoder
 
             load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
+        if self.settings.deflect.word_vectors not in ("auto", "off"):
+            from ._word_vectors import load_word_vectors
+
+            load_word_vectors(self.settings.deflect.word_vectors)  # likewise named vectors
         with gens.writer_lock(self.root, cfg.writer_timeout):
             gens.remove_stale(self.root, cfg.keep_generations)
             gen = gens.new_generation_dir(self.root)
