@@ -21,7 +21,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -432,23 +432,22 @@ class AnswerModel:
             coef = np.load(path / "clf_coef.npy")
             intercept = np.load(path / "clf_intercept.npy")
             classes = np.load(path / "clf_classes.npy")
-        encoder = None
-        if meta.get("encoder"):
-            encoder = _stored_encoder(meta["encoder"])
-            if encoder is None:
-                log.warning("deflection model in %s was fitted with the sentence encoder %s, which is not "
-                            "installed here; questions escalate until the next rebuild", gen_dir,
-                            meta["encoder"].get("name"))
-                return None
-        word_vectors = None
-        if meta.get("word_vectors") and meta.get("classifier"):
-            word_vectors = _stored_word_vectors(meta["word_vectors"])
-            if word_vectors is None:
-                log.warning("deflection model in %s was fitted with the word vectors %s, which are not "
-                            "installed here; questions escalate until the next rebuild", gen_dir,
-                            meta["word_vectors"].get("name"))
-                return None
-        model = cls([DocInfo.from_dict(d) for d in meta["docs"]], Vectorizer(*vecs, word_vectors=word_vectors),
+        from ._encoder import load_encoder
+        from ._word_vectors import load_word_vectors
+
+        stored: dict[str, Any] = {}
+        for key, what, loader in (("encoder", "sentence encoder", load_encoder),
+                                  ("word_vectors", "word vectors", load_word_vectors)):
+            if meta.get(key):
+                stored[key] = _stored_resource(meta[key], loader)
+                if stored[key] is None:
+                    log.warning("deflection model in %s was fitted with the %s %s, not installed here; "
+                                "questions escalate until the next rebuild", gen_dir, what,
+                                meta[key].get("name"))
+                    return None
+        encoder = stored.get("encoder")
+        vec = Vectorizer(*vecs, word_vectors=stored.get("word_vectors"))
+        model = cls([DocInfo.from_dict(d) for d in meta["docs"]], vec,
                     sp.load_npz(path / "phrasings.npz").tocsr(), np.load(path / "owners.npy"),
                     sp.load_npz(path / "bodies.npz").tocsr(), TermIndex.load(path, "terms"), coef, intercept,
                     classes, bool(meta.get("covers_all")))
@@ -460,33 +459,18 @@ class AnswerModel:
         return model
 
 
-def _stored_word_vectors(stored: dict[str, Any]) -> Any:
-    """The word vectors a stored model was fitted with (same file), or None when they are not available."""
-    from ._word_vectors import load_word_vectors
+def _stored_resource(stored: dict[str, Any], load: Callable[[str], Any]) -> Any:
+    """What a stored model was fitted with (sentence encoder, word vectors): the installed copy or the
+    one at the recorded path, if its SHA-256 is the recorded one; else None."""
     from .errors import ConfigError
 
     for setting in ("auto", stored.get("path") or ""):
         try:
-            wv = load_word_vectors(setting) if setting else None
+            found = load(setting) if setting else None
         except (ConfigError, OSError):
-            wv = None
-        if wv is not None and wv.digest == stored.get("sha256"):
-            return wv
-    return None
-
-
-def _stored_encoder(stored: dict[str, Any]) -> Any:
-    """The encoder a stored model was fitted with (same weights), or None when it is not available."""
-    from ._encoder import load_encoder
-    from .errors import ConfigError
-
-    for setting in ("auto", stored.get("path") or ""):
-        try:
-            enc = load_encoder(setting) if setting else None
-        except ConfigError:
-            enc = None
-        if enc is not None and enc.digest == stored.get("sha256"):
-            return enc
+            found = None
+        if found is not None and found.digest == stored.get("sha256"):
+            return found
     return None
 
 
