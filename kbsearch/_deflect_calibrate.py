@@ -358,7 +358,13 @@ def estimate_unanswerable_share(cal: Calibration, confidences: Sequence[float], 
 
 
 def threshold_for(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, target: float) -> float:
-    """Lowest confidence whose answered hold-out questions reach ``target`` precision (>1: never)."""
+    """A confidence above which the answered hold-out questions reach ``target`` precision (>1: never).
+
+    The most hold-outs that reach the target are answered; the threshold lies halfway between the
+    lowest of them and the highest hold-out left out, the widest margin on both sides.  (At the
+    lowest answered one itself, a small archive whose hold-outs sit at 0 and 1 would answer nothing
+    below 1.)
+    """
     if conf.size == 0:
         return 1.01
     order = np.argsort(-conf, kind="stable")
@@ -369,7 +375,8 @@ def threshold_for(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, target: float
     good = np.nonzero((prec >= target) & last_of_run)[0]
     if good.size == 0:
         return 1.01
-    return float(c[good.max()])
+    i = int(good.max())
+    return float((c[i] + c[i + 1]) / 2) if i + 1 < c.size else float(c[i])
 
 
 def _fit_scorer(X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:

@@ -30,17 +30,20 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from ._deflect_vectors import _CHAR, _WORD, Rows, TermIndex, Vectorizer
+from ._deflect_vectors import _CHAR, _WORD, Rows, SentenceProjection, TermIndex, Vectorizer
 from .documents import Document
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "deflect"
 #: Version of the stored model's layout; a model of another version is not used (rebuild to refit).
-MODEL_FORMAT = 4
+MODEL_FORMAT = 5
+#: Older layouts this kbsearch still reads (4: no sentence vectors in the classifier).
+READABLE_FORMATS = frozenset({4, MODEL_FORMAT})
 #: Documents outside the model whose vectors are kept between questions (see `_extra_vectors`).
 EXTRA_CACHE_DOCS = 4096
 _TOKEN = re.compile(r"(?u)\b\w+\b")
+PROJECTION_FILE = "sentence_projection.npz"
 
 #: Names of the per-candidate features, in the order of the feature matrix.
 FEATURES: tuple[str, ...] = (
@@ -155,6 +158,16 @@ class AnswerModel:
         self.__dict__.update(state)
         self._extra_lock = threading.Lock()
 
+    @property
+    def classifier_vectors(self) -> str | None:
+        """What the classifier reads beside the n-grams: the sentence encoder's or the word vectors'
+        name, or None (n-grams alone, or no classifier)."""
+        if self.clf_coef is None or self.clf_coef.shape[1] <= self.vec.size:
+            return None
+        if self.vec.encoder is not None:
+            return str(self.vec.encoder.name)
+        return self.vec.word_vectors.name if self.vec.word_vectors is not None else None
+
     def without_classifier(self) -> AnswerModel:
         """This model with no classifier (scores of classes the calibration never saw mean nothing)."""
         if self.clf_coef is None:
@@ -189,7 +202,9 @@ class AnswerModel:
             return
         order = np.argsort(np.array(owners, dtype=np.int32), kind="stable")
         self.encoder = encoder
-        self.sem = encoder.encode([texts[j] for j in order])
+        ordered = [texts[j] for j in order]
+        # The classifier's fit may have encoded these phrasings already (`Vectorizer.remember`).
+        self.sem = self.vec.sentence_vectors(ordered) if self.vec.encoder is encoder else encoder.encode(ordered)
         self.sem_owners = np.array(owners, dtype=np.int32)[order]
         self._sem_index()
 
@@ -400,13 +415,17 @@ class AnswerModel:
             np.save(path / "semantic.npy", self.sem.astype(np.float32))
             np.save(path / "semantic_owners.npy", self.sem_owners.astype(np.int32))
             encoder = {"name": self.encoder.name, "sha256": self.encoder.digest, "path": str(self.encoder.model_dir)}
-        word_vectors = None
-        wv = self.vec.word_vectors
-        if wv is not None and self.clf_coef is not None and self.clf_coef.shape[1] > self.vec.size:
-            word_vectors = {"name": wv.name, "sha256": wv.digest, "path": str(wv.path)}
+        word_vectors = classifier_encoder = None
+        if self.clf_coef is not None and self.clf_coef.shape[1] > self.vec.size:  # a dense part: which?
+            enc, wv = self.vec.encoder, self.vec.word_vectors
+            if enc is not None:
+                classifier_encoder = {"name": enc.name, "sha256": enc.digest, "path": str(enc.model_dir)}
+                self.vec.projection.save(path / PROJECTION_FILE)  # type: ignore[union-attr]
+            elif wv is not None:
+                word_vectors = {"name": wv.name, "sha256": wv.digest, "path": str(wv.path)}
         meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
                 "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder,
-                "word_vectors": word_vectors}
+                "word_vectors": word_vectors, "classifier_encoder": classifier_encoder}
         (path / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
@@ -417,7 +436,7 @@ class AnswerModel:
             meta = json.loads((path / "model.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        if meta.get("format") != MODEL_FORMAT or meta.get("features") != list(FEATURES):
+        if meta.get("format") not in READABLE_FORMATS or meta.get("features") != list(FEATURES):
             log.warning("deflection model in %s is from an older kbsearch; questions escalate until the "
                         "next rebuild", gen_dir)
             return None
@@ -437,6 +456,7 @@ class AnswerModel:
 
         stored: dict[str, Any] = {}
         for key, what, loader in (("encoder", "sentence encoder", load_encoder),
+                                  ("classifier_encoder", "sentence encoder", load_encoder),
                                   ("word_vectors", "word vectors", load_word_vectors)):
             if meta.get(key):
                 stored[key] = _stored_resource(meta[key], loader)
@@ -446,7 +466,11 @@ class AnswerModel:
                                 meta[key].get("name"))
                     return None
         encoder = stored.get("encoder")
-        vec = Vectorizer(*vecs, word_vectors=stored.get("word_vectors"))
+        projection = None
+        if stored.get("classifier_encoder") is not None:
+            projection = SentenceProjection.load(path / PROJECTION_FILE)
+        vec = Vectorizer(*vecs, word_vectors=stored.get("word_vectors"), encoder=stored.get("classifier_encoder"),
+                         projection=projection)
         model = cls([DocInfo.from_dict(d) for d in meta["docs"]], vec,
                     sp.load_npz(path / "phrasings.npz").tocsr(), np.load(path / "owners.npy"),
                     sp.load_npz(path / "bodies.npz").tocsr(), TermIndex.load(path, "terms"), coef, intercept,

@@ -92,36 +92,116 @@ def _normalize_segments(data: np.ndarray, bounds: np.ndarray) -> None:
 #: Length of a text's mean word vector beside its unit-length TF-IDF row, in the classifier's input
 #: (half the weight of the word block or of the character block; bench/README.md, ninth session).
 WORD_VECTOR_WEIGHT = 0.35
+#: Dimensions of the sentence vectors kept (PCA) in the classifier's input: 128 of all-MiniLM-L6-v2's
+#: 384 ranked CLINC150's questions as well as all of them and fit three times faster (tenth session).
+SENTENCE_DIMS = 128
+#: Mean length of a projected sentence vector beside the unit-length TF-IDF row.
+SENTENCE_WEIGHT = 1.0
+
+
+class SentenceProjection:
+    """Sentence vectors projected on their first principal axes, scaled to mean length 1.
+
+    Fitted on the phrasings the classifier learns from; stored with the model, since the classifier's
+    weights mean something only in this projection.
+    """
+
+    def __init__(self, mean: np.ndarray, axes: np.ndarray, scale: float) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.axes = np.asarray(axes, dtype=np.float32)  # (dims, encoder dims)
+        self.scale = float(scale)
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, dims: int = SENTENCE_DIMS) -> SentenceProjection:
+        x = np.asarray(vectors, dtype=np.float64)
+        mean = x.mean(axis=0)
+        x = x - mean
+        _vals, vecs = np.linalg.eigh(x.T @ x)  # ascending: the last columns are the main axes
+        axes = vecs[:, ::-1][:, :max(1, min(dims, x.shape[1]))].T
+        lengths = np.linalg.norm(x @ axes.T, axis=1)
+        scale = float(lengths.mean()) if lengths.size and lengths.mean() > 0 else 1.0
+        return cls(mean, axes, scale)
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        return ((np.asarray(vectors, dtype=np.float32) - self.mean) @ self.axes.T) * np.float32(1.0 / self.scale)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, mean=self.mean, axes=self.axes, scale=np.float64(self.scale))
+
+    @classmethod
+    def load(cls, path: Path) -> SentenceProjection:
+        with np.load(path) as z:
+            return cls(z["mean"], z["axes"], float(z["scale"]))
 
 
 class Vectorizer:
     """Word (1-2 gram) + character (2-4 gram, word-bounded) TF-IDF in one L2-normalised space.
 
-    With ``word_vectors`` the classifier's rows also hold each text's mean word vector
-    (`classifier_rows`, `classifier_scores`); the similarity features stay TF-IDF alone.
+    The classifier's rows also hold a dense part (`classifier_rows`, `classifier_scores`): each text's
+    sentence vector (projected, `SentenceProjection`) when there is a sentence ``encoder``, else its
+    mean word vector when there are ``word_vectors``.  The similarity features stay TF-IDF alone.
     """
 
-    def __init__(self, word: TfidfVectorizer, char: TfidfVectorizer, word_vectors: WordVectors | None = None) -> None:
+    def __init__(self, word: TfidfVectorizer, char: TfidfVectorizer, word_vectors: WordVectors | None = None,
+                 encoder: Any = None, projection: SentenceProjection | None = None) -> None:
         self.word, self.char = word, char
         self.word_vectors = word_vectors
+        self.encoder = encoder if projection is not None else None
+        self.projection = projection if encoder is not None else None
         self._fast: tuple[_Tfidf, _Tfidf, np.ndarray] | None = None
         self._idf_words: tuple[dict[str, float], float] | None = None
+        # Sentence vectors encoded once for a whole fit (`remember`): the calibration's and the final
+        # model's classifiers read the same phrasings, in this process and in a worker.
+        self._known: dict[str, np.ndarray] = {}
 
     @classmethod
-    def fit(cls, texts: Sequence[str], word_vectors: WordVectors | None = None) -> Vectorizer:
+    def fit(cls, texts: Sequence[str], word_vectors: WordVectors | None = None, encoder: Any = None,
+            sentences: Sequence[str] = ()) -> Vectorizer:
+        """Fit the TF-IDF vocabularies on ``texts``; with an ``encoder``, encode ``sentences`` (the
+        phrasings the classifier will learn from) and fit the projection on them."""
         word = TfidfVectorizer(**_WORD).fit(texts)
         char = TfidfVectorizer(min_df=2 if len(texts) >= 200 else 1, **_CHAR).fit(texts)
-        return cls(word, char, word_vectors)
+        vec = cls(word, char, word_vectors)
+        if encoder is not None and len(sentences) >= 2:
+            vec.encoder = encoder
+            vec.remember(sentences)
+            vec.projection = SentenceProjection.fit(vec.sentence_vectors(sentences))
+        return vec
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"word": self.word, "char": self.char, "word_vectors": self.word_vectors}
+        return {"word": self.word, "char": self.char, "word_vectors": self.word_vectors,
+                "encoder": self.encoder, "projection": self.projection, "known": self._known}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["word"], state["char"], state.get("word_vectors"))  # type: ignore[misc]
+        self.__init__(state["word"], state["char"], state.get("word_vectors"),  # type: ignore[misc]
+                      state.get("encoder"), state.get("projection"))
+        self._known = state.get("known") or {}
 
     # -- the classifier's input ---------------------------------------------------------------------
+    def remember(self, texts: Sequence[str]) -> None:
+        """Encode ``texts`` now (those not yet known) and keep their sentence vectors until `forget`."""
+        if self.encoder is None:
+            return
+        todo = list(dict.fromkeys(t for t in texts if t not in self._known))
+        for text, v in zip(todo, self.encoder.encode(todo) if todo else ()):
+            self._known[text] = v
+
+    def forget(self) -> None:
+        """Drop the vectors `remember` kept (after fitting; answering encodes one question at a time)."""
+        self._known = {}
+
+    def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """The encoder's unit vectors of ``texts``: remembered ones, the others encoded now."""
+        known = self._known
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        fresh = dict(zip(missing, self.encoder.encode(missing))) if missing else {}
+        return np.array([known[t] if t in known else fresh[t] for t in texts], dtype=np.float32).reshape(
+            len(texts), -1)
+
     def dense(self, texts: Sequence[str]) -> np.ndarray | None:
-        """The texts' mean word vectors (IDF-weighted, length `WORD_VECTOR_WEIGHT`); None without vectors."""
+        """The dense part of the texts' classifier rows (see the class); None when there is none."""
+        if self.encoder is not None:
+            return self.projection(self.sentence_vectors(texts)) * np.float32(SENTENCE_WEIGHT)  # type: ignore[misc]
         if self.word_vectors is None:
             return None
         if self._idf_words is None:
@@ -131,7 +211,7 @@ class Vectorizer:
         return self.word_vectors.sentence_vectors(texts, weights, unknown) * np.float32(WORD_VECTOR_WEIGHT)
 
     def classifier_rows(self, X: sp.csr_matrix, texts: Sequence[str]) -> sp.csr_matrix:
-        """``X`` (the texts' rows) with the mean word vectors appended, L2-normalised: what the classifier fits on."""
+        """``X`` (the texts' rows) with the dense part appended, L2-normalised: what the classifier fits on."""
         D = self.dense(texts)
         if D is None:
             return X

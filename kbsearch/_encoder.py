@@ -92,6 +92,10 @@ class SentenceEncoder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # To a worker process as its folder: the weights are loaded (and checked) there again.
+        return (load_encoder, (str(self.model_dir),))
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors; empty texts give zero vectors."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -266,17 +266,18 @@ class DeflectConfig:
     #: the calibration runs (both are mostly a LinearSVC fit; on two cores CLINC150's rebuild took
     #: 26.8 s instead of 32.9 s).  Smaller archives fit in-process; -1: never in a second process.
     parallel_fit_phrasings: int = 5000
-    #: Sentence encoder for the answer model's documents without a classifier of their own
-    #: (single-question threads, pages of an index up to ``max_model_docs``): "auto" uses
-    #: all-MiniLM-L6-v2 when the ``encoder`` extra and its model are installed (see
-    #: docs/deflect.md), "off" never, or a model folder.  It matches questions that share no
-    #: word with the title ("crossed out" for strikethrough); threads with enough phrasings for a
-    #: classifier do not need it (their classifier ranked better on every set measured).
+    #: Sentence encoder of the answer model: "auto" uses all-MiniLM-L6-v2 when the ``encoder``
+    #: extra and its model are installed (see docs/deflect.md), "off" never, or a model folder.
+    #: Documents without a classifier of their own (single-question threads, pages of an index up
+    #: to ``max_model_docs``) are matched by their phrasings' sentence vectors ("crossed out" for
+    #: strikethrough); the per-thread classifier reads each text's sentence vector beside its
+    #: n-grams (CLINC150 P@1 0.942 -> 0.966).
     encoder: str = "auto"
     #: Pretrained word vectors (GloVe, not a neural network) beside the per-thread classifier's
-    #: n-grams, so that words the archive never uses still count ("arabic" is a language): "auto"
-    #: uses those `make setup` installs (``python -m kbsearch._word_vectors install``), "off"
-    #: never, or a folder with ``words.txt`` and ``vectors.npy``.  See docs/deflect.md.
+    #: n-grams when there is no sentence encoder, so that words the archive never uses still count
+    #: ("arabic" is a language): "auto" uses those `make setup` installs (``python -m
+    #: kbsearch._word_vectors install``), "off" never, or a folder with ``words.txt`` and
+    #: ``vectors.npy``.  See docs/deflect.md.
     word_vectors: str = "auto"
     #: Threads with at least this many phrasings (title included) get a per-thread classifier.
     min_phrasings: int = 3

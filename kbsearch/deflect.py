@@ -162,7 +162,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
                     "(other features) and are not used", stale)
     try:
         vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable],
-                             word_vectors=load_word_vectors(cfg.word_vectors))
+                             word_vectors=load_word_vectors(cfg.word_vectors), encoder=encoder, sentences=phrasings)
     except ValueError:
         log.warning("deflection: no usable text; questions will be escalated")
         return {"documents": 0}
@@ -179,6 +179,8 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
         # The classifier is only used when calibration saw one (its scores must mean what they meant there).
         model = model.without_classifier()
     model.attach_encoder(encoder, usable)
+    vec.forget()
+    model.vec.forget()  # a copy when the model came from a worker
     scored_asks = np.array([f for f in asked or [] if len(f) == len(FEATURES)], dtype=float)
     unmatched = sum(1 for f in asked or [] if not f)  # nothing in the index matched: confidence 0
     if len(scored_asks) + unmatched:
@@ -197,7 +199,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     model.save(generation.path)
     cal.save(generation.path)
     return {"documents": len(model), "covers_all": covers_all, **cal.report,
-            "seconds": round(time.perf_counter() - started, 2)}
+            "classifier_vectors": model.classifier_vectors, "seconds": round(time.perf_counter() - started, 2)}
 
 
 class _ModelFit:

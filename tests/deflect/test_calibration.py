@@ -52,9 +52,20 @@ def test_threshold_for_reaches_the_target() -> None:
     conf = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
     ok = np.array([1, 1, 1, 0, 1, 0])
     w = np.ones(6)
-    assert threshold_for(conf, ok, w, 1.0) == 0.8
-    assert threshold_for(conf, ok, w, 0.8) == 0.6
+    # Halfway between the lowest hold-out answered and the highest one left out.
+    assert threshold_for(conf, ok, w, 1.0) == pytest.approx(0.75)
+    assert threshold_for(conf, ok, w, 0.8) == pytest.approx(0.55)
+    assert threshold_for(conf, ok, w, 0.5) == 0.5  # every hold-out answered: at the lowest
     assert threshold_for(np.array([0.4]), np.array([0]), np.ones(1), 0.5) > 1.0  # never answer
+
+
+def test_a_gap_in_the_holdouts_puts_the_threshold_in_its_middle() -> None:
+    """A small archive's hold-outs at 1 (right) and 0 (escalated): a question at 0.9 is answered."""
+    conf = np.array([1.0] * 28 + [0.0] * 20)
+    ok = np.array([1] * 28 + [1] * 8 + [0] * 12)
+    threshold = threshold_for(conf, ok, np.ones(conf.size), 0.9)
+    assert threshold == pytest.approx(0.5)
+    assert 0.0 < threshold < 0.9
 
 
 def _isotonic(seed: int, n: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -300,8 +311,9 @@ def test_each_segment_gets_the_threshold_its_own_holdouts_need() -> None:
     threads = [("thread", i % 2, 0.3, 0) for i in range(20)]
     cal = _segmented(phrased + unphrased + threads)
     t_phrased, t_unphrased, t_all = cal.threshold(0.9, 0.0, 1), cal.threshold(0.9, 0.0, 0), cal.threshold(0.9)
-    assert t_phrased == min(c for _k, _s, c, _o in phrased)
-    assert t_unphrased == pytest.approx(0.69)       # 20 right of the 22 down to 0.69: 0.91
+    # Halfway between the lowest hold-out answered and the next one down (`threshold_for`).
+    assert t_phrased == pytest.approx((min(c for _k, _s, c, _o in phrased) + 0.3) / 2)
+    assert t_unphrased == pytest.approx(0.685)      # 20 right of the 22 down to 0.69: 0.91
     assert t_all == t_unphrased                     # without a segment: every kind must reach the target
     # A segment with too few answerable hold-outs of its own uses the threshold of all of them.
     few = _segmented(phrased[:10] + unphrased + threads)
@@ -318,10 +330,10 @@ def test_a_segment_turns_away_unanswerable_holdouts_whose_best_was_in_the_other_
     assert cal.threshold(0.9, 0.0, 1) == pytest.approx(0.51)        # no unanswerable hold-out of its own
     unphrased_before = cal.threshold(0.9, 0.0, 0)
     cal.rival_conf, cal.rival_segment, cal.rival_w = [0.8] * 20, [1] * 20, [1.0] * 20
-    assert cal.threshold(0.9, 0.0, 1) == pytest.approx(0.81)        # above every rival
+    assert cal.threshold(0.9, 0.0, 1) == pytest.approx(0.805)       # above every rival
     assert cal.threshold(0.9, 0.0, 0) == unphrased_before           # rivals count in their own segment only
     # Re-weighted like the other unanswerable hold-outs: fewer unanswerable questions, lower threshold.
-    assert cal.threshold(0.9, 0.0, 1, unanswerable_share=0.02) < 0.81
+    assert cal.threshold(0.9, 0.0, 1, unanswerable_share=0.02) < 0.805
 
 
 def test_rivals_are_stored_for_a_mixed_archive(tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
 """The sentence encoder in deflection: threads with only a title are matched by meaning, and
-threads with a classifier of their own are decided exactly as without it."""
+threads with a classifier of their own are classified with each text's sentence vector beside its
+n-grams."""
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 from kbsearch import Action, ConfigError, KnowledgeBase, Settings
 from kbsearch._deflect_calibrate import Calibration
 from kbsearch._deflect_model import FEATURES, MODEL_DIR, AnswerModel
+from kbsearch._deflect_vectors import SENTENCE_DIMS, SentenceProjection, Vectorizer
 from kbsearch._encoder import load_encoder
 from kbsearch.deflect import _deflector
 
@@ -81,16 +85,98 @@ def test_calibration_reports_the_encoder_and_scores_with_it(title_only_kb) -> No
         assert not deflector.cal.semantic_scorer and deflector.model.sem is None
 
 
-def test_threads_with_a_classifier_are_decided_as_without_the_encoder(tmp_path: Path) -> None:
-    """Every thread has phrasings: no sentence vectors, and the same decisions to the digit."""
-    questions = ["vpn does not work at the airport", "paper stuck in the copier", "how do I bake bread",
-                 "i have the flu and cannot come in", "reserve a room for the team"]
-    decisions = {}
-    for encoder in ("auto", "off"):
-        with make_kb(tmp_path / encoder, thread_docs(), **{"deflect.encoder": encoder}) as kb:
-            assert _deflector(kb).model.sem is None
-            decisions[encoder] = [(d.action, round(d.confidence, 9), d.ranked) for d in kb.ask_many(questions)]
-    assert decisions["auto"] == decisions["off"]
+@pytest.fixture(scope="module")
+def phrased_kbs(tmp_path_factory: pytest.TempPathFactory):
+    """The test archive with its phrasings (a classifier for every thread), with and without the encoder."""
+    with make_kb(tmp_path_factory.mktemp("phrased") / "auto", thread_docs(), **{"deflect.encoder": "auto"}) as on, \
+            make_kb(tmp_path_factory.mktemp("phrased") / "off", thread_docs(), **{"deflect.encoder": "off",
+                                                                                 "deflect.word_vectors": "off"}) as off:
+        yield on, off
+
+
+def test_threads_with_a_classifier_read_sentence_vectors_in_it(phrased_kbs) -> None:
+    """Every thread has phrasings: no per-phrasing sentence matches, but the classifier's input holds
+    each text's projected sentence vector beside its n-grams."""
+    on, off = phrased_kbs
+    model, plain = _deflector(on).model, _deflector(off).model
+    assert model.sem is None and plain.sem is None
+    assert model.vec.encoder is load_encoder("auto") and plain.vec.encoder is None
+    dims = model.vec.projection.axes.shape[0]
+    assert dims == SENTENCE_DIMS
+    assert model.clf_coef.shape[1] == model.vec.size + dims
+    assert plain.clf_coef.shape[1] == plain.vec.size
+    assert model.vec._known == {}  # the fit's encoded phrasings are not kept for answering
+    assert model.classifier_vectors == "all-MiniLM-L6-v2" and plain.classifier_vectors is None
+    meta = json.loads((on.generation_path / MODEL_DIR / "model.json").read_text(encoding="utf-8"))
+    assert meta["classifier_encoder"]["name"] == "all-MiniLM-L6-v2" and meta["word_vectors"] is None
+
+
+def test_the_classifier_ranks_by_meaning_with_sentence_vectors(phrased_kbs) -> None:
+    """"flu" and "cannot come in" are in no phrasing of the sick thread: n-grams alone miss it."""
+    question = "i have the flu and cannot come in"
+    tops = []
+    for kb in phrased_kbs:
+        model = _deflector(kb).model
+        tops.append(model.docs[int(np.argmax(model.scores([question])["classifier"][0]))].id)
+    assert tops[0] == "sick" and tops[1] != "sick"
+    assert phrased_kbs[0].ask(question).ranked[0] == "sick"
+
+
+def test_stored_classifier_scores_as_the_fitted_one(phrased_kbs) -> None:
+    on, _off = phrased_kbs
+    fitted = _deflector(on).model
+    loaded = AnswerModel.load(on.generation_path)
+    assert loaded is not None and loaded.vec.encoder is fitted.vec.encoder
+    np.testing.assert_array_equal(loaded.vec.projection.axes, fitted.vec.projection.axes)
+    questions = ["vpn does not work at the airport", "i have the flu and cannot come in"]
+    np.testing.assert_allclose(loaded.scores(questions)["classifier"], fitted.scores(questions)["classifier"],
+                               atol=1e-5)
+
+
+def test_classifier_fitted_with_another_encoder_is_not_used(phrased_kbs, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    on, _off = phrased_kbs
+    copy = tmp_path / "generation"
+    shutil.copytree(on.generation_path / MODEL_DIR, copy / MODEL_DIR)
+    meta_path = copy / MODEL_DIR / "model.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["classifier_encoder"].update(sha256="0" * 64, path=str(tmp_path / "gone"))
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="kbsearch"):
+        assert AnswerModel.load(copy) is None
+    assert "not installed here" in caplog.text
+
+
+def test_vectorizer_takes_its_encoded_phrasings_to_a_worker_by_the_encoder_folder() -> None:
+    encoder = load_encoder("auto")
+    phrasings = [p for d in thread_docs() for p in d.questions]
+    vec = Vectorizer.fit(phrasings, encoder=encoder, sentences=phrasings)
+    assert len(vec._known) == len(set(phrasings))
+    data = pickle.dumps(vec)
+    assert len(data) < 2_000_000  # the encoder travels as its folder, not its 90 MB of weights
+    copy = pickle.loads(data)
+    assert copy.encoder is encoder and copy._known.keys() == vec._known.keys()
+    np.testing.assert_array_equal(copy.dense(phrasings[:3]), vec.dense(phrasings[:3]))
+    vec.forget()
+    assert vec._known == {}
+    # Forgotten phrasings are encoded again, to the same vectors.
+    np.testing.assert_allclose(vec.dense(phrasings[:3]), copy.dense(phrasings[:3]), atol=1e-5)
+
+
+def test_sentence_projection_keeps_the_main_axes_at_mean_length_one(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6)) * np.array([5.0, 3.0, 1.0, 0.1, 0.1, 0.1]) + 2.0
+    proj = SentenceProjection.fit(x, dims=3)
+    z = proj(x)
+    assert z.shape == (500, 3)
+    assert np.linalg.norm(z, axis=1).mean() == pytest.approx(1.0, rel=1e-4)
+    # The first three axes are the three wide ones: little of the centred data lies outside them.
+    centred = x - x.mean(axis=0)
+    kept = np.linalg.norm(centred @ proj.axes.T @ proj.axes, axis=1)
+    assert kept.sum() > 0.99 * np.linalg.norm(centred, axis=1).sum()
+    proj.save(tmp_path / "p.npz")
+    np.testing.assert_array_equal(SentenceProjection.load(tmp_path / "p.npz")(x), z)
+    assert SentenceProjection.fit(x[:2], dims=3).axes.shape == (3, 6)  # fewer rows than axes: still usable
 
 
 def test_only_candidates_with_sentence_vectors_are_scored_with_the_encoder() -> None:

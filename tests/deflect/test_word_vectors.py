@@ -172,9 +172,11 @@ QUESTION = "furlough allotment"  # no word of any thread; the vectors point to "
 
 
 def test_words_the_archive_never_uses_find_their_thread(topic_dir: Path, tmp_path: Path) -> None:
-    with make_kb(tmp_path / "with", thread_docs(), **{"deflect.word_vectors": str(topic_dir)}) as kb:
+    # Word vectors are the classifier's dense part when there is no sentence encoder.
+    with make_kb(tmp_path / "with", thread_docs(), **{"deflect.word_vectors": str(topic_dir),
+                                                       "deflect.encoder": "off"}) as kb:
         with_vectors = kb.ask_many([QUESTION])[0]
-    with make_kb(tmp_path / "without", thread_docs(), **{"deflect.word_vectors": "off"}) as kb:
+    with make_kb(tmp_path / "without", thread_docs(), **{"deflect.word_vectors": "off", "deflect.encoder": "off"}) as kb:
         without = kb.ask_many([QUESTION])[0]
     assert with_vectors.ranked[0] == "holiday"
     assert with_vectors.signals["classifier"] > without.signals.get("classifier", -1.0)
@@ -187,12 +189,13 @@ def test_stored_model_needs_the_same_vectors(topic_dir: Path, tmp_path: Path,
     copy.mkdir()
     for name in ("words.txt", "vectors.npy"):
         (copy / name).write_bytes((topic_dir / name).read_bytes())
-    with make_kb(tmp_path / "kb", thread_docs(), **{"deflect.word_vectors": str(copy)}) as kb:
+    with make_kb(tmp_path / "kb", thread_docs(), **{"deflect.word_vectors": str(copy), "deflect.encoder": "off"}) as kb:
         gen = kb.generation_path
         meta = json.loads((gen / MODEL_DIR / "model.json").read_text())
         assert meta["word_vectors"]["sha256"] == load_word_vectors(str(copy)).digest
         model = AnswerModel.load(gen)
         assert model is not None and model.vec.word_vectors is not None
+        assert model.classifier_vectors == "copy" and meta["classifier_encoder"] is None
         assert Deflector.load(gen).model is not None
         # Other vectors in the stored folder: the classifier's coefficients no longer fit them.
         wvmod._load_path.cache_clear()
