@@ -158,15 +158,18 @@ class AnswerModel:
         self.__dict__.update(state)
         self._extra_lock = threading.Lock()
 
-    @property
-    def classifier_vectors(self) -> str | None:
-        """What the classifier reads beside the n-grams: the sentence encoder's or the word vectors'
-        name, or None (n-grams alone, or no classifier)."""
+    def _classifier_dense(self) -> Any:
+        """What made the dense part of the classifier's rows: the sentence encoder, the word vectors,
+        or None (n-grams alone, or no classifier)."""
         if self.clf_coef is None or self.clf_coef.shape[1] <= self.vec.size:
             return None
-        if self.vec.encoder is not None:
-            return str(self.vec.encoder.name)
-        return self.vec.word_vectors.name if self.vec.word_vectors is not None else None
+        return self.vec.encoder if self.vec.encoder is not None else self.vec.word_vectors
+
+    @property
+    def classifier_vectors(self) -> str | None:
+        """The name of what the classifier reads beside the n-grams (`_classifier_dense`), or None."""
+        dense = self._classifier_dense()
+        return str(dense.name) if dense is not None else None
 
     def without_classifier(self) -> AnswerModel:
         """This model with no classifier (scores of classes the calibration never saw mean nothing)."""
@@ -416,13 +419,12 @@ class AnswerModel:
             np.save(path / "semantic_owners.npy", self.sem_owners.astype(np.int32))
             encoder = {"name": self.encoder.name, "sha256": self.encoder.digest, "path": str(self.encoder.model_dir)}
         word_vectors = classifier_encoder = None
-        if self.clf_coef is not None and self.clf_coef.shape[1] > self.vec.size:  # a dense part: which?
-            enc, wv = self.vec.encoder, self.vec.word_vectors
-            if enc is not None:
-                classifier_encoder = {"name": enc.name, "sha256": enc.digest, "path": str(enc.model_dir)}
-                self.vec.projection.save(path / PROJECTION_FILE)  # type: ignore[union-attr]
-            elif wv is not None:
-                word_vectors = {"name": wv.name, "sha256": wv.digest, "path": str(wv.path)}
+        dense = self._classifier_dense()
+        if dense is not None and dense is self.vec.encoder:
+            classifier_encoder = {"name": dense.name, "sha256": dense.digest, "path": str(dense.model_dir)}
+            self.vec.projection.save(path / PROJECTION_FILE)  # type: ignore[union-attr]
+        elif dense is not None:
+            word_vectors = {"name": dense.name, "sha256": dense.digest, "path": str(dense.path)}
         meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
                 "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder,
                 "word_vectors": word_vectors, "classifier_encoder": classifier_encoder}

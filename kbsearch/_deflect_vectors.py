@@ -178,13 +178,15 @@ class Vectorizer:
         self._known = state.get("known") or {}
 
     # -- the classifier's input ---------------------------------------------------------------------
+    def _encode_unknown(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Sentence vectors of those of ``texts`` not remembered, each text encoded once."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._known))
+        return dict(zip(todo, self.encoder.encode(todo))) if todo else {}
+
     def remember(self, texts: Sequence[str]) -> None:
         """Encode ``texts`` now (those not yet known) and keep their sentence vectors until `forget`."""
-        if self.encoder is None:
-            return
-        todo = list(dict.fromkeys(t for t in texts if t not in self._known))
-        for text, v in zip(todo, self.encoder.encode(todo) if todo else ()):
-            self._known[text] = v
+        if self.encoder is not None:
+            self._known.update(self._encode_unknown(texts))
 
     def forget(self) -> None:
         """Drop the vectors `remember` kept (after fitting; answering encodes one question at a time)."""
@@ -192,9 +194,7 @@ class Vectorizer:
 
     def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """The encoder's unit vectors of ``texts``: remembered ones, the others encoded now."""
-        known = self._known
-        missing = list(dict.fromkeys(t for t in texts if t not in known))
-        fresh = dict(zip(missing, self.encoder.encode(missing))) if missing else {}
+        known, fresh = self._known, self._encode_unknown(texts)
         return np.array([known[t] if t in known else fresh[t] for t in texts], dtype=np.float32).reshape(
             len(texts), -1)
 
