@@ -160,15 +160,19 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     if stale:
         log.warning("deflection: %d feedback examples and logged questions were scored by an older kbsearch "
                     "(other features) and are not used", stale)
-    try:
-        vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable],
-                             word_vectors=load_word_vectors(cfg.word_vectors), encoder=encoder, sentences=phrasings)
-    except ValueError:
-        log.warning("deflection: no usable text; questions will be escalated")
-        return {"documents": 0}
-    with _ModelFit(usable, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
-                                max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c),
-                   elsewhere=0 <= cfg.parallel_fit_phrasings <= len(phrasings)) as final:
+    # The sentence encoder, when there is one, takes the word vectors' place in the classifier (both
+    # together ranked no better), so they are not loaded (here, nor in the worker that unpickles them).
+    word_vectors = load_word_vectors(cfg.word_vectors) if encoder is None or len(phrasings) < 2 else None
+    with _ModelFit(elsewhere=0 <= cfg.parallel_fit_phrasings <= len(phrasings),
+                   encoder=encoder.model_dir if encoder is not None else None) as final:
+        try:
+            vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable],
+                                 word_vectors=word_vectors, encoder=encoder, sentences=phrasings)
+        except ValueError:
+            log.warning("deflection: no usable text; questions will be escalated")
+            return {"documents": 0}
+        final.start(usable, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
+                                 max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c))
         # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
         fresh = [d for d in usable if not d.outdated]
         cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [], encoder=encoder)
@@ -203,14 +207,16 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
 
 
 class _ModelFit:
-    """The answering model's fit: started in a worker process at once (``elsewhere``), or run in this
-    process when its result is asked for.  The calibration is fitted meanwhile; both are mostly a
-    LinearSVC fit, whose random state is global to a process, so the second fit needs a process of its
-    own (two threads would make both fits depend on timing).  A worker that cannot start or dies
-    costs only time: the model is then fitted here."""
+    """The answering model's fit: run in a worker process (``elsewhere``), or in this process when its
+    result is asked for.  The calibration is fitted meanwhile; both are mostly a LinearSVC fit, whose
+    random state is global to a process, so the second fit needs a process of its own (two threads
+    would make both fits depend on timing).  The worker starts at once and boots (imports, loads the
+    sentence ``encoder`` folder) while this process encodes the phrasings; `start` hands it the fit.
+    A worker that cannot start or dies costs only time: the model is then fitted here."""
 
-    def __init__(self, documents: list[Document], options: dict[str, Any], elsewhere: bool) -> None:
-        self.documents, self.options = documents, options
+    def __init__(self, elsewhere: bool, encoder: Path | None = None) -> None:
+        self.documents: list[Document] = []
+        self.options: dict[str, Any] = {}
         self._pool: Any = None
         self._future: Any = None
         if elsewhere:
@@ -219,10 +225,20 @@ class _ModelFit:
             log.info("deflection: fitting the answer model in a worker process while calibrating")
             try:
                 self._pool = process_pool(1)
-                self._future = self._pool.submit(AnswerModel.fit, documents, **options)
+                self._pool.submit(_boot_fit_worker, str(encoder) if encoder is not None else None)
             except Exception as exc:  # no processes here (a daemon, a sandbox): fit in this one
                 log.warning("deflection: fitting the answer model in this process (%s)", exc)
                 self.close()
+
+    def start(self, documents: list[Document], options: dict[str, Any]) -> None:
+        """Fit the model on ``documents`` (`AnswerModel.fit` ``options``): in the worker, if there is one."""
+        self.documents, self.options = documents, options
+        if self._pool is not None:
+            try:
+                self._future = self._pool.submit(AnswerModel.fit, documents, **options)
+            except Exception as exc:  # the worker died booting
+                log.warning("deflection: fitting the answer model in this process (%s)", exc)
+                self.close(wait=False)
 
     def result(self) -> AnswerModel | None:
         if self._future is not None:
@@ -245,6 +261,15 @@ class _ModelFit:
 
     def __exit__(self, exc_type: object, *_exc: object) -> None:
         self.close(wait=exc_type is None)  # on an error (Ctrl-C) do not wait for the worker's fit
+
+
+def _boot_fit_worker(encoder: str | None) -> None:
+    """Import what fitting the answer model needs and load the sentence encoder (by its folder, as the
+    vectorizer names it when pickled), so the fit that follows starts at once."""
+    import sklearn.svm  # noqa: F401
+
+    if encoder is not None:
+        load_encoder(encoder)
 
 
 # -- deciding --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from kbsearch import KnowledgeBase
-from kbsearch._deflect_vectors import _CHAR, _WORD, FAST_TEXTS, Vectorizer
+from kbsearch._deflect_vectors import _CHAR, _WORD, BATCH_DOT_ROWS, FAST_TEXTS, Rows, Vectorizer
 from kbsearch.deflect import Deflector
 
 from .conftest import THREADS
@@ -61,3 +61,18 @@ def test_pickled_vectorizer_drops_and_rebuilds_its_counting_tables() -> None:
     copy = pickle.loads(pickle.dumps(vec))
     assert copy._fast is None
     _same(copy.transform(ODD), vec.transform(ODD))
+
+
+def test_a_batch_of_questions_scores_as_each_question_alone() -> None:
+    """From `BATCH_DOT_ROWS` questions on, `Rows.dot` multiplies dense question rows: the same
+    floats, bit for bit, as the sparse product each question gets alone (so `ask` and a batch of
+    questions decide alike)."""
+    vec = Vectorizer.fit(ARCHIVE)
+    rows = Rows(vec.transform(ARCHIVE))
+    questions = (ODD + ARCHIVE)[:max(BATCH_DOT_ROWS, 24)]
+    batch = rows.dot(vec.transform(questions))
+    assert batch.shape == (len(questions), len(ARCHIVE)) and batch.dtype == np.float32
+    assert batch.flags.c_contiguous
+    alone = np.vstack([rows.dot(vec.transform([q])) for q in questions])
+    assert np.array_equal(batch, alone)
+    assert np.count_nonzero(batch) > len(questions)  # the questions do match some rows
