@@ -11,6 +11,7 @@ Outdated documents are never used to deflect; restricted documents are only seen
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import re
@@ -266,8 +267,7 @@ class _ModelFit:
 def _boot_fit_worker(encoder: str | None) -> None:
     """Import what fitting the answer model needs and load the sentence encoder (by its folder, as the
     vectorizer names it when pickled), so the fit that follows starts at once."""
-    import sklearn.svm  # noqa: F401
-
+    importlib.import_module("sklearn.svm")
     if encoder is not None:
         load_encoder(encoder)
 
