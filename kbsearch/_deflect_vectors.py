@@ -381,7 +381,7 @@ class Rows:
         # Many questions together share most of their character n-grams with most rows, so a sparse
         # product builds a nearly dense result the slow way.  The postings of the questions' features
         # times their dense values sum the same products in the same order: the same floats, faster
-        # (3,100 CLINC150 questions against 15,150 phrasings: 1.8 times).
+        # (256 CLINC150 questions against its 15,150 phrasings: 0.23 -> 0.13 s).
         q = q.tocsr()
         cols = np.unique(q.indices)
         return np.ascontiguousarray((self.T[cols].T @ q[:, cols].toarray().T).T, dtype=np.float32)
