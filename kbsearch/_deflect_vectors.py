@@ -154,6 +154,12 @@ class Vectorizer:
         # model's classifiers read the same phrasings, in this process and in a worker.
         self._known: dict[str, np.ndarray] = {}
 
+    @staticmethod
+    def encodes(encoder: Any, sentences: Sequence[str]) -> bool:
+        """Whether `fit` gives the classifier sentence vectors: an encoder and two phrasings at least
+        (a projection needs two points)."""
+        return encoder is not None and len(sentences) >= 2
+
     @classmethod
     def fit(cls, texts: Sequence[str], word_vectors: WordVectors | None = None, encoder: Any = None,
             sentences: Sequence[str] = ()) -> Vectorizer:
@@ -162,7 +168,7 @@ class Vectorizer:
         word = TfidfVectorizer(**_WORD).fit(texts)
         char = TfidfVectorizer(min_df=2 if len(texts) >= 200 else 1, **_CHAR).fit(texts)
         vec = cls(word, char, word_vectors)
-        if encoder is not None and len(sentences) >= 2:
+        if cls.encodes(encoder, sentences):
             vec.encoder = encoder
             vec.remember(sentences)
             vec.projection = SentenceProjection.fit(vec.sentence_vectors(sentences))

@@ -1,4 +1,5 @@
-"""Index generations on disk: the live pointer, atomic switches, the writer lock and clean-up.
+"""Index generations on disk: the live pointer, atomic switches, the writer lock and clean-up;
+and `Generation`, one opened generation.
 
 An index directory holds complete generations side by side and a ``CURRENT`` file naming the live
 one.  A rebuild writes a new generation, marks it complete, then replaces ``CURRENT`` with
@@ -20,7 +21,11 @@ from typing import Any
 
 import filelock
 
+from .config import Settings
 from .errors import IndexLockedError, IndexNotFoundError
+from .index import EngineIndex
+from .rerank import Ranker, TfidfModel, VectorCache, make_ranker
+from .search import Searcher
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +155,35 @@ def writer_lock(root: Path, timeout: float) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+class Generation:
+    """One complete, opened generation: engine, TF-IDF model, ranker and searcher.
+
+    Callers pin it while they use it (`KnowledgeBase._using`); a generation replaced by a switch is
+    closed only once nobody uses it any more.
+    """
+
+    def __init__(self, path: Path, settings: Settings, cache: VectorCache) -> None:
+        self.path = path
+        self.meta = read_meta(path)
+        self.engine = EngineIndex.open(path)
+        self.model_stamp = model_stamp(path)
+        self.model = TfidfModel.load(path)
+        self.ranker: Ranker = make_ranker(settings.rerank, self.model, cache)
+        self.searcher = Searcher(self.engine, self.ranker, settings.search)
+        self.users = 0
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.engine.close()
+
+
+def model_stamp(path: Path) -> int:
+    """When the generation's TF-IDF model was last written (a refit replaces it in place); 0 if none."""
+    try:
+        return (path / "model" / "tfidf.json").stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0

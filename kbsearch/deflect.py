@@ -163,7 +163,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
                     "(other features) and are not used", stale)
     # The sentence encoder, when there is one, takes the word vectors' place in the classifier (both
     # together ranked no better), so they are not loaded (here, nor in the worker that unpickles them).
-    word_vectors = load_word_vectors(cfg.word_vectors) if encoder is None or len(phrasings) < 2 else None
+    word_vectors = None if Vectorizer.encodes(encoder, phrasings) else load_word_vectors(cfg.word_vectors)
     with _ModelFit(elsewhere=0 <= cfg.parallel_fit_phrasings <= len(phrasings),
                    encoder=encoder.model_dir if encoder is not None else None) as final:
         try:

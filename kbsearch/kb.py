@@ -13,119 +13,26 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import _generations as gens
+from ._build_reports import AddReport, BuildReport, IndexStats
+from ._generations import Generation, model_stamp
 from ._memory import release_memory
 from .config import Settings
 from .documents import Document, Hit
 from .errors import IndexNotFoundError, KbsearchError
 from .index import EngineIndex
-from .rerank import Ranker, Reservoir, TfidfModel, VectorCache, fit_on, make_ranker, sample_item
-from .search import ALL_GROUPS, Searcher
+from .rerank import Reservoir, TfidfModel, VectorCache, fit_on, sample_item
+from .search import ALL_GROUPS
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
 FORMAT_VERSION = 1
-
-
-@dataclass
-class AddReport:
-    """What `KnowledgeBase.add` did."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    duplicates: int = 0
-    seconds: float = 0.0
-    model_refitted: bool = False
-
-    @property
-    def changed(self) -> int:
-        return self.added + self.updated
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class BuildReport:
-    """What `KnowledgeBase.rebuild` did."""
-
-    documents: int = 0
-    duplicates: int = 0
-    seconds: float = 0.0
-    generation: str = ""
-    model_fitted_on: int = 0
-    #: Seconds spent writing the index and fitting the TF-IDF model (the indexing proper).
-    index_seconds: float = 0.0
-    #: Seconds spent in the after-build steps (routing model, deflection calibration).
-    steps_seconds: float = 0.0
-    steps: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def docs_per_second(self) -> float:
-        return self.documents / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["docs_per_second"] = round(self.docs_per_second, 1)
-        out["index_docs_per_second"] = round(self.documents / self.index_seconds, 1) if self.index_seconds else 0.0
-        return out
-
-
-@dataclass
-class IndexStats:
-    """A summary of the live generation (`kbsearch stats`)."""
-
-    path: str
-    generation: str
-    documents: int
-    pages: int
-    answers: int
-    restricted: int
-    size_bytes: int
-    model_fitted_on: int
-    created: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Generation:
-    """One complete, opened generation: engine, TF-IDF model, ranker and searcher.
-
-    Callers pin it while they use it (`KnowledgeBase._using`); a generation replaced by a switch is
-    closed only once nobody uses it any more.
-    """
-
-    def __init__(self, path: Path, settings: Settings, cache: VectorCache) -> None:
-        self.path = path
-        self.meta = gens.read_meta(path)
-        self.engine = EngineIndex.open(path)
-        self.model_stamp = _model_stamp(path)
-        self.model = TfidfModel.load(path)
-        self.ranker: Ranker = make_ranker(settings.rerank, self.model, cache)
-        self.searcher = Searcher(self.engine, self.ranker, settings.search)
-        self.users = 0
-        self.closed = False
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.engine.close()
-
-
-def _model_stamp(path: Path) -> int:
-    try:
-        return (path / "model" / "tfidf.json").stat().st_mtime_ns
-    except FileNotFoundError:
-        return 0
 
 
 def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
@@ -202,12 +109,12 @@ class KnowledgeBase:
         """The live generation, reopened when another writer switched or refitted it."""
         stamp = gens.pointer_stamp(self.root)
         live = self._live
-        if live is not None and stamp == self._stamp and _model_stamp(live.path) == live.model_stamp:
+        if live is not None and stamp == self._stamp and model_stamp(live.path) == live.model_stamp:
             return live
         with self._lock:
             live = self._live
             stamp = gens.pointer_stamp(self.root)
-            if live is not None and stamp == self._stamp and _model_stamp(live.path) == live.model_stamp:
+            if live is not None and stamp == self._stamp and model_stamp(live.path) == live.model_stamp:
                 return live
             path = gens.current_generation(self.root)
             if path is None:
