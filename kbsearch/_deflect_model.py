@@ -282,15 +282,25 @@ class AnswerModel:
             out["semantic"] = sem
         return out
 
-    def features(self, scores: dict[str, np.ndarray], row: int, cands: np.ndarray) -> np.ndarray:
-        """The feature matrix (candidates × `FEATURES`) of question ``row``."""
+    def features(self, scores: dict[str, np.ndarray], row: int, cands: np.ndarray,
+                 allowed: np.ndarray | None = None) -> np.ndarray:
+        """The feature matrix (candidates × `FEATURES`) of question ``row``.
+
+        Margins and the BM25 normalisation compare with ``allowed`` documents only (the caller's),
+        so a document the caller may not see never shows in a signal.
+        """
         def margin(name: str) -> np.ndarray:
             s = scores[name][row]
+            if allowed is not None:
+                s = np.where(allowed, s, -np.inf)
             order = np.argsort(-s)
-            best, second = s[order[0]], (s[order[1]] if len(order) > 1 else 0.0)
+            best = s[order[0]]
+            second = s[order[1]] if len(order) > 1 and np.isfinite(s[order[1]]) else 0.0
             other_best = np.where(cands == order[0], second, best)
             return s[cands] - other_best
         bm = scores["bm25"][row]
+        if allowed is not None:
+            bm = np.where(allowed, bm, 0.0)
         top = float(bm.max()) if bm.size else 0.0
         clf = scores["classifier"][row]
         feats = np.zeros((len(cands), len(FEATURES)), dtype=np.float64)

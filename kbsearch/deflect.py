@@ -30,6 +30,7 @@ from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
 from ._word_vectors import load_word_vectors
+from .access import visible_words
 from .config import Settings
 from .documents import Document
 
@@ -332,12 +333,18 @@ class Deflector:
         return mask
 
     def score(self, questions: list[str], groups: frozenset[str] | None, settings: Settings,
-              searcher: Any = None) -> list[list[_Scored]]:
-        """For each question, its candidates with P(right), best first."""
+              searcher: Any = None, *, engine: Any = None) -> list[list[_Scored]]:
+        """For each question, its candidates with P(right), best first.
+
+        ``questions`` are what the caller may ask with (`access.visible_words`).  ``engine``, the live
+        index, has the last word on access: a document restricted since the model was fitted is never
+        a candidate.
+        """
         cfg = settings.deflect
         out: list[list[_Scored]] = []
         allowed = self._allowed(groups)
         model = self.model
+        hidden = engine is not None and groups is not None and engine.hides_documents(groups)
         chunk = 256
         for start in range(0, len(questions), chunk):
             batch = questions[start:start + chunk]
@@ -346,12 +353,17 @@ class Deflector:
                 scored: list[_Scored] = []
                 if scores is not None and model is not None:
                     cands = model.candidates(scores, r, cfg.candidates_per_signal, allowed)
+                    if cands.size and hidden:
+                        cands = np.array([c for c in cands if engine.visible(model.docs[c].id, groups)], dtype=int)
                     if cands.size:
-                        feats = model.features(scores, r, cands)
+                        feats = model.features(scores, r, cands, allowed)
                         probs = self.cal.candidate_prob(feats)
                         scored = [_Scored(model.docs[c], float(p), f) for c, p, f in zip(cands, probs, feats)]
-                if searcher is not None:
+                if searcher is not None and q:
                     row = {k: v[r] for k, v in scores.items()} if scores is not None else None
+                    if row is not None and allowed is not None:  # the pages' margins: the caller's documents only
+                        for name in ("phrasing_match", "tfidf", "bm25"):
+                            row[name] = np.where(allowed, row[name], 0.0)
                     pages = self._page_candidates(q, groups, searcher, model, row, cfg.body_chars,
                                                   cfg.page_candidates)
                     if pages:
@@ -530,7 +542,7 @@ def after_build(kb: Any, generation: Any) -> dict[str, Any]:
 def decide_many(kb: Any, questions: list[str], *, groups: Any = None, route: bool = True,
                 progress: Any = None) -> list[Decision]:
     """Decisions for many questions at once (no logging, no escalation): evaluation and batch use."""
-    from .search import clean_question, normalise_groups
+    from .search import ALL_GROUPS, clean_question, normalise_groups
 
     started = time.perf_counter()
     max_chars = kb.settings.search.max_question_chars
@@ -538,14 +550,16 @@ def decide_many(kb: Any, questions: list[str], *, groups: Any = None, route: boo
     grp = normalise_groups(groups)
     deflector = _deflector(kb)
     searcher = _searcher_if_needed(kb, deflector)
+    engine = kb._current().engine
     out: list[Decision] = []
     step = 256
     for start in range(0, len(texts), step):
         batch = texts[start:start + step]
-        for text, scored in zip(batch, deflector.score(batch, grp, kb.settings, searcher)):
+        words = [visible_words(t, engine, grp) for t in batch]
+        for text, scored in zip(batch, deflector.score(words, grp, kb.settings, searcher, engine=engine)):
             decision = deflector.decision(text, scored, kb.settings)
             if route and decision.action is not Action.ANSWER and hasattr(kb, "route"):
-                decision.routing = kb.route(text)
+                decision.routing = kb.route(text, groups=ALL_GROUPS if grp is None else grp)
             out.append(decision)
         if progress:
             progress(len(out), len(texts))
@@ -565,7 +579,9 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
     grp = normalise_groups(groups)
     deflector = _deflector(kb)
     searcher = _searcher_if_needed(kb, deflector)
-    scored = deflector.score([text], grp, kb.settings, searcher)[0]
+    engine = kb._current().engine
+    usable = visible_words(text, engine, grp)  # the words this caller may match with (`access`)
+    scored = deflector.score([usable], grp, kb.settings, searcher, engine=engine)[0]
     decision = deflector.decision(text, scored, kb.settings)
     words = {w.lower() for w in _WORDS.findall(text)}
     from .index import analyze
@@ -590,15 +606,16 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
             decision.action = Action.SUGGEST if kept else Action.ESCALATE
             decision.why += "; the best answer is no longer available"
         decision.answers = kept
+    caller = ALL_GROUPS if grp is None else grp
     if decision.action is not Action.ANSWER and hasattr(kb, "route"):
-        decision.routing = kb.route(text)
+        decision.routing = kb.route(text, groups=caller)
     decision.seconds = time.perf_counter() - started
     group_list = sorted(grp) if grp else []
     usage = kb.usage if log_usage else None
     if usage is not None:
         usage.log_ask(decision, user=user, groups=group_list)
     if escalate and decision.action is Action.ESCALATE and hasattr(kb, "escalate"):
-        decision.escalation = kb.escalate(text, user=user, group=decision.group,
+        decision.escalation = kb.escalate(text, user=user, group=decision.group, groups=caller,
                                           seen=tuple(decision.ranked[:3]), decision=decision)
         esc_id = getattr(decision.escalation, "id", None)
         if usage is not None and esc_id is not None:

@@ -100,6 +100,12 @@ def index_terms(text: str) -> list[str]:
     return [_stem(word) for word in words if len(word) > 1 and word not in stops]
 
 
+def word_terms(text: str) -> list[tuple[int, int, list[str]]]:
+    """``(start, end, terms)`` of each word of ``text`` as the analyzer splits it (terms may be empty:
+    stop words, single letters)."""
+    return [(m.start(), m.end(), index_terms(m.group())) for m in _INDEX_WORD_RE.finditer(text)]
+
+
 def _schema() -> fields.Schema:
     text = dict(analyzer=_ANALYZER, phrase=False, stored=True)
     return fields.Schema(
@@ -501,6 +507,57 @@ class EngineIndex:
         mask = self._mask(searcher, user_groups)
         results = searcher.search(q, limit=limit, mask=mask or None, terms=False)
         return [(hit["id"], float(hit.score)) for hit in results]
+
+    def hides_documents(self, user_groups: frozenset[str] | None) -> bool:
+        """Whether some document of this index is restricted to groups the user is not in."""
+        return bool(self._mask(self._searcher(), user_groups))
+
+    def visible_terms(self, terms: Iterable[str], user_groups: frozenset[str] | None) -> set[str]:
+        """The ``terms`` found in at least one live document the user may see (any text field).
+
+        Postings are read only until the first visible document: a common word costs one posting,
+        a word that only restricted documents contain costs its (few) postings.
+        """
+        searcher = self._searcher()
+        mask = self._mask(searcher, user_groups)
+        reader = searcher.reader()
+        out: set[str] = set()
+        for term in dict.fromkeys(terms):
+            for field in TEXT_FIELDS:
+                if (field, term) not in reader:
+                    continue
+                m = reader.postings(field, term)
+                found = False
+                while m.is_active():
+                    docnum = m.id()
+                    if (not mask or docnum not in mask) and not reader.is_deleted(docnum):
+                        found = True
+                        break
+                    m.next()
+                if found:
+                    out.add(term)
+                    break
+        return out
+
+    def nearest_visible_term(self, term: str, user_groups: frozenset[str] | None) -> str | None:
+        """The closest term (one edit; two for words of six letters or more; same first letter) found
+        in a document the user may see, or None: how a misspelt word is read for a caller from whom
+        documents are hidden (`access.visible_words`)."""
+        if len(term) < 4:
+            return None
+        reader = self._searcher().reader()
+        for dist in (1, 2) if len(term) >= 6 else (1,):
+            near: set[str] = set()
+            for field in TEXT_FIELDS:
+                for found in reader.terms_within(field, term, dist, prefix=1):
+                    near.add(found)
+                    if len(near) >= 64:
+                        break
+            near.discard(term)
+            shown = self.visible_terms(sorted(near), user_groups)
+            if shown:
+                return min(shown, key=lambda t: (abs(len(t) - len(term)), t))
+        return None
 
     def visible(self, doc_id: str, user_groups: frozenset[str] | None) -> bool:
         """Whether ``doc_id`` exists and the user may see it."""

@@ -188,6 +188,13 @@ class KnowledgeBase:
                 return None
             return live.engine.get(doc_id)
 
+    def visible_words(self, text: str, groups: Iterable[str] | None | object = ALL_GROUPS) -> str:
+        """``text`` without the words found in no document a member of ``groups`` may see (`access`)."""
+        from .access import normalise_groups, visible_words
+
+        with self._using() as live:
+            return visible_words(text, live.engine, normalise_groups(groups))
+
     def documents(self) -> Iterator[Document]:
         """Every document of the live generation (streamed)."""
         with self._using() as live:
@@ -529,23 +536,29 @@ class KnowledgeBase:
         """The peer groups (`peers.Group`) from ``[[groups]]`` in the config, plus the default group."""
         return list(self.peers.groups)
 
-    def route(self, question: str, *, group: str | None = None) -> Any:
+    def route(self, question: str, *, group: str | None = None,
+              groups: Iterable[str] | None | object = ALL_GROUPS) -> Any:
         """Rank the peer groups for ``question`` (`route.Routing`: group, confidence, ranked, reason).
 
-        An explicit ``group`` chosen by the asker always wins.
+        An explicit ``group`` chosen by the asker always wins.  ``groups``: the asker's (routing then
+        reads only words of documents they may see; default: no filter, for trusted callers).
         """
-        return self.peers.route(question, group=group)
+        return self.peers.route(question, group=group, groups=groups)
 
     def escalate(self, question: str, *, user: str | None = None, group: str | None = None,
-                 seen: Iterable[Any] = (), attachments: Iterable[Any] = (), decision: Any = None,
-                 note: str = "", deliver: bool | None = None) -> Any:
+                 groups: Iterable[str] | None | object = ALL_GROUPS, seen: Iterable[Any] = (),
+                 attachments: Iterable[Any] = (), decision: Any = None, note: str = "",
+                 deliver: bool | None = None) -> Any:
         """Send ``question`` to a peer group (routed unless ``group`` is given); returns the `Escalation`.
 
-        ``seen``: the hits the asker saw and rejected; ``attachments``: (filename, content_type, bytes)
+        ``groups``: the asker's (default: no filter, for trusted callers); ``seen``: the hits the asker
+        saw and rejected, kept only where the asker and the receiving group may both see them;
+        ``attachments``: (filename, content_type, bytes)
         tuples or file paths; ``decision``: the deflection decision that led here.  The escalation and
         its notifications are stored in one transaction before any delivery is tried.
         """
-        return self.peers.escalate(question, user=user, group=group, seen=seen, attachments=attachments,
+        return self.peers.escalate(question, user=user, group=group, groups=groups, seen=seen,
+                                   attachments=attachments,
                                    decision=decision, note=note, deliver=deliver)
 
     def escalations(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,

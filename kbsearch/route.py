@@ -81,12 +81,15 @@ class Routing:
 
 
 def training_examples(docs: Iterable[Document], groups: Groups | None = None,
-                      prior_weight: float = 3.0) -> tuple[list[str], list[str], list[float], Counter[str]]:
-    """(texts, labels, weights, history counts): answered questions by group, then group priors."""
+                      prior_weight: float = 3.0
+                      ) -> tuple[list[str], list[str], list[float], Counter[str], Counter[str]]:
+    """(texts, labels, weights, answers per group, public answers per group): answered questions by
+    group, then group priors."""
     texts: list[str] = []
     labels: list[str] = []
     weights: list[float] = []
     history: Counter[str] = Counter()
+    public: Counter[str] = Counter()
     for doc in docs:
         if doc.kind != "answer" or not doc.group or doc.outdated:
             continue
@@ -96,12 +99,14 @@ def training_examples(docs: Iterable[Document], groups: Groups | None = None,
                 labels.append(doc.group)
                 weights.append(1.0)
         history[doc.group] += 1
+        if not doc.allowed_groups:
+            public[doc.group] += 1
     for group in groups or ():
         for text in _prior_texts(group):
             texts.append(text)
             labels.append(group.name)
             weights.append(prior_weight)
-    return texts, labels, weights, history
+    return texts, labels, weights, history, public
 
 
 def _prior_texts(group: Group) -> list[str]:
@@ -139,11 +144,16 @@ class Router:
     # -- fitting ----------------------------------------------------------------------------
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[str], weights: Sequence[float] | None = None, *,
-            c: float = 1.0, history: Counter[str] | None = None, calibrate: bool = True) -> Router:
-        """Fit on labelled texts; fewer than two labels gives a model that always picks the one label."""
+            c: float = 1.0, history: Counter[str] | None = None, public_history: Counter[str] | None = None,
+            calibrate: bool = True) -> Router:
+        """Fit on labelled texts; fewer than two labels gives a model that always picks the one label.
+
+        ``history`` counts answers per group; ``public_history`` those of them anyone may read.
+        """
         started = time.perf_counter()
         classes = sorted(set(labels))
-        meta: dict[str, Any] = {"examples": len(texts), "history": dict(history or {}), "classes": classes}
+        meta: dict[str, Any] = {"examples": len(texts), "history": dict(history or {}),
+                                "public_history": dict(public_history or {}), "classes": classes}
         if len(classes) < 2:
             router = cls.empty(classes)
             router.meta.update(meta)
@@ -215,8 +225,8 @@ class Router:
 
     @classmethod
     def from_documents(cls, docs: Iterable[Document], groups: Groups | None, cfg: RouteConfig) -> Router:
-        texts, labels, weights, history = training_examples(docs, groups, cfg.prior_weight)
-        return cls.fit(texts, labels, weights, c=cfg.c, history=history)
+        texts, labels, weights, history, public = training_examples(docs, groups, cfg.prior_weight)
+        return cls.fit(texts, labels, weights, c=cfg.c, history=history, public_history=public)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, gen_dir: Path) -> None:
@@ -319,8 +329,15 @@ class Router:
             reason = (f"no group fits well (best {best} at {conf:.2f} < {min_confidence:.2f}): default group")
             return Routing(group=default, confidence=conf, ranked=ranked, reason=reason)
         words = self._evidence(question, x, int(order[0])) if x is not None else []
-        basis = (f"{history.get(best, 0)} past answers of {best}" if history.get(best)
-                 else f"the description and keywords of {best}")
+        # The reason is shown to the asker: it counts only public answers (restricted ones are not
+        # theirs to count), and its words come from the question as the caller may use it (`access`).
+        public = self.meta.get("public_history", {}).get(best, 0)
+        if public:
+            basis = f"{public} past answers of {best}"
+        elif history.get(best):
+            basis = f"the past answers, description and keywords of {best}"
+        else:
+            basis = f"the description and keywords of {best}"
         reason = f"classifier trained on {basis}"
         if words:
             reason += "; matched " + ", ".join(repr(w) for w in words)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import html
 import logging
 import unicodedata
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
+from .access import ALL_GROUPS, normalise_groups, visible_words
 from .config import SearchConfig
 from .documents import Hit, ScoreParts
 from .errors import InvalidQuestionError
@@ -23,16 +24,8 @@ from .rerank import Ranker
 
 log = logging.getLogger(__name__)
 
-
-class _AllGroups:
-    """Sentinel: no access filter (operators and evaluation only, never end users)."""
-
-    def __repr__(self) -> str:
-        return "ALL_GROUPS"
-
-
-#: Pass as ``user_groups`` to search without the access filter (trusted callers only).
-ALL_GROUPS = _AllGroups()
+__all__ = ["ALL_GROUPS", "PreparedQuery", "Searcher", "clean_question", "make_snippet", "normalise_groups",
+           "select_clauses"]
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -46,25 +39,6 @@ def clean_question(question: object, max_chars: int) -> str:
     if len(text) > max_chars:
         raise InvalidQuestionError(f"the question is too long ({len(text)} characters; the limit is {max_chars})")
     return text
-
-
-def normalise_groups(user_groups: object) -> frozenset[str] | None:
-    """None / an iterable of group names → a frozenset (empty: public documents only); ALL → None."""
-    if user_groups is ALL_GROUPS:
-        return None
-    if user_groups is None:
-        return frozenset()
-    if isinstance(user_groups, str):
-        user_groups = [user_groups]
-    if not isinstance(user_groups, Iterable):
-        raise InvalidQuestionError("user_groups must be a list of group names")
-    groups = []
-    for g in user_groups:
-        if not isinstance(g, str):
-            raise InvalidQuestionError("user_groups must be a list of group names")
-        if g.strip():
-            groups.append(g.strip())
-    return frozenset(groups)
 
 
 def select_clauses(
@@ -192,7 +166,10 @@ class Searcher:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1 or limit > 1000:
             raise InvalidQuestionError("limit must be a whole number from 1 to 1000")
         groups = normalise_groups(user_groups)
-        prepared = self.prepare(question)
+        text = visible_words(clean_question(question, self.cfg.max_question_chars), self.engine, groups)
+        if not text:
+            return []
+        prepared = self.prepare(text)
         k = max(self.cfg.candidates, limit)
         cands = self.candidates(prepared, groups, k * (3 if kinds else 1))
         if kinds:

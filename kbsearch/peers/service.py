@@ -14,11 +14,12 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..documents import Document, Hit, make_id
+from ..access import ALL_GROUPS, may_see, normalise_groups
+from ..documents import Document, make_id
 from ..errors import (
     IndexLockedError,
     InvalidEscalationError,
@@ -57,26 +58,51 @@ def _same(a: str, b: str) -> bool:
     return " ".join(a.lower().split()) == " ".join(b.lower().split())
 
 
-def _seen_item(item: Any) -> dict[str, Any]:
-    if isinstance(item, Hit):
-        return {"id": item.id, "title": item.title, "url": item.url, "score": round(item.score, 4)}
-    if isinstance(item, Mapping):
-        return {k: item.get(k) for k in ("id", "title", "url", "score") if k in item}
+def _seen_id(item: Any) -> tuple[str, float | None]:
+    """The document id (and search score, if any) of one thing the asker saw: a hit, a dict or an id.
+
+    Titles and links a caller hands in are never kept: they are read again from the index, through
+    the access filter (`PeerLoop._seen`)."""
     if isinstance(item, str):
-        return {"id": item}
-    if hasattr(item, "id"):
-        return {k: getattr(item, k) for k in ("id", "title", "url") if hasattr(item, k)}
-    raise InvalidEscalationError(f"seen: expected hits, dicts or ids, got {type(item).__name__}")
+        return item, None
+    if isinstance(item, Mapping):
+        doc_id, score = item.get("id"), item.get("score")
+    elif hasattr(item, "id"):
+        doc_id, score = getattr(item, "id"), getattr(item, "score", None)
+    else:
+        raise InvalidEscalationError(f"seen: expected hits, dicts or ids, got {type(item).__name__}")
+    if not isinstance(doc_id, str):
+        raise InvalidEscalationError("seen: every item needs a document id")
+    return doc_id, round(float(score), 4) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
 
 
-def _decision_dict(decision: Any) -> dict[str, Any] | None:
+def _decision_dict(decision: Any, visible: Callable[[str], bool]) -> dict[str, Any] | None:
+    """What the escalation keeps of the deflection decision: the parts made from documents only where
+    every reader of the escalation may see those documents (its group's members, the asker)."""
     if decision is None:
         return None
     if isinstance(decision, Mapping):
-        return dict(decision)
-    if hasattr(decision, "to_dict"):
-        return decision.to_dict()
-    return {"decision": str(decision)}
+        data = dict(decision)
+    elif hasattr(decision, "to_dict"):
+        data = decision.to_dict()
+    else:
+        return {"decision": str(decision)}
+    answers = data.get("answers")
+    ranked = data.get("ranked")
+    hidden = False
+    if isinstance(answers, list):
+        kept = [a for a in answers if isinstance(a, Mapping) and isinstance(a.get("id"), str) and visible(a["id"])]
+        hidden |= len(kept) != len(answers)
+        data["answers"] = kept
+    if isinstance(ranked, list):
+        kept_ids = [i for i in ranked if isinstance(i, str) and visible(i)]
+        hidden |= len(kept_ids) != len(ranked)
+        data["ranked"] = kept_ids
+    if hidden:  # the reason and signals may name or measure what was left out
+        data["why"] = "documents this question's group may not see were left out"
+        data.pop("signals", None)
+        data.pop("features", None)
+    return data
 
 
 class PeerLoop:
@@ -115,9 +141,12 @@ class PeerLoop:
             self._router = (stamp, router)
             return router
 
-    def route(self, question: str, *, group: str | None = None) -> Routing:
+    def route(self, question: str, *, group: str | None = None, groups: object = ALL_GROUPS) -> Routing:
+        """Rank the peer groups for ``question`` asked by a member of ``groups`` (its reason names
+        only words of documents that caller may see)."""
         question = self._check_question(question)
-        return self.router().route(question, self.groups, group=group,
+        words = self.kb.visible_words(question, groups)
+        return self.router().route(words, self.groups, group=group,
                                    min_confidence=self.kb.settings.route.min_confidence,
                                    default=self.groups.default)
 
@@ -174,31 +203,32 @@ class PeerLoop:
         return out
 
     def escalate(self, question: str, *, user: str | None = None, group: str | None = None,
-                 seen: Iterable[Any] = (), attachments: Iterable[Any] = (), decision: Any = None,
-                 note: str = "", deliver: bool | None = None) -> Escalation:
-        """Store the question for a peer group (routed unless ``group`` is given) and notify it."""
+                 groups: object = ALL_GROUPS, seen: Iterable[Any] = (), attachments: Iterable[Any] = (),
+                 decision: Any = None, note: str = "", deliver: bool | None = None) -> Escalation:
+        """Store the question for a peer group (routed unless ``group`` is given) and notify it.
+
+        ``groups`` are the asker's: ``seen`` keeps only documents both the asker and the group that
+        receives the question may see, with their titles and links read from the index.
+        """
         question = self._check_question(question)
         files = self._check_attachments(attachments)
-        seen_items = [_seen_item(s) for s in seen]
-        decision_data = _decision_dict(decision)
-        if not seen_items and decision is not None and hasattr(decision, "hits"):
-            seen_items = [_seen_item(h) for h in getattr(decision, "hits") or ()]
-        for item in seen_items:  # ids alone say little to a peer: add the title and link
-            if set(item) == {"id"} and isinstance(item["id"], str):
-                doc = self.kb.get(item["id"])
-                if doc is not None:
-                    item.update(title=doc.title, url=doc.url)
+        seen_ids = [_seen_id(s) for s in seen]
+        if not seen_ids and decision is not None and hasattr(decision, "hits"):
+            seen_ids = [_seen_id(h) for h in getattr(decision, "hits") or ()]
         earlier = getattr(decision, "routing", None)
         if isinstance(earlier, Routing) and group is not None and earlier.group == group and not earlier.explicit:
             routing = earlier  # the deflection decision already routed it: keep its reason
         else:
             try:
-                routing = self.route(question, group=group)
+                routing = self.route(question, group=group, groups=groups)
             except InvalidEscalationError:
                 if decision is None:
                     raise  # a person typed an unknown group: say so
                 log.warning("escalate: group %r from the decision is unknown; routing instead", group)
-                routing = self.route(question)
+                routing = self.route(question, groups=groups)
+        visible = self._visible_to(normalise_groups(groups), routing.group)
+        seen_items = self._seen(seen_ids, visible)
+        decision_data = _decision_dict(decision, visible)
         if not isinstance(note, str) or len(note) > self.kb.settings.search.max_question_chars:
             raise InvalidEscalationError("note: expected a string no longer than a question")
 
@@ -215,6 +245,37 @@ class PeerLoop:
             except Exception:  # delivery problems never lose the stored escalation
                 log.exception("delivering notifications of %s failed; they stay in the outbox", esc.id)
         return self.store.get(esc.id, history=True)
+
+    def _visible_to(self, asker: frozenset[str] | None, group: str) -> Callable[[str], bool]:
+        """Whether a document may be shown in an escalation of ``group``: the asker (``asker``; None for
+        a trusted caller) and every group that receives the escalation must be allowed to see it."""
+        readers = {group, self.groups.notify_group(group).name}
+
+        def visible(doc_id: str) -> bool:
+            doc = self.kb.get(doc_id, user_groups=ALL_GROUPS if asker is None else asker)
+            return doc is not None and all(may_see(doc.allowed_groups, frozenset({g})) for g in readers)
+        return visible
+
+    def _seen(self, seen: Sequence[tuple[str, float | None]], visible: Callable[[str], bool]) -> list[dict[str, Any]]:
+        """The documents the asker saw and rejected, as the escalation shows them to its group."""
+        items: list[dict[str, Any]] = []
+        left_out = 0
+        done: set[str] = set()
+        for doc_id, score in seen:
+            if doc_id in done:
+                continue
+            done.add(doc_id)
+            doc = self.kb.get(doc_id) if visible(doc_id) else None
+            if doc is None:  # unknown, deleted or not for these readers: all look the same
+                left_out += 1
+                continue
+            item: dict[str, Any] = {"id": doc.id, "title": doc.title, "url": doc.url}
+            if score is not None:
+                item["score"] = score
+            items.append(item)
+        if left_out:
+            log.info("escalate: %d seen document(s) left out (unknown, or not for this group)", left_out)
+        return items
 
     # -- answers ----------------------------------------------------------------------------
     def group(self, name: str) -> Group | None:

@@ -75,14 +75,16 @@ def _to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def _escalation_view(escalation: Any) -> dict[str, Any]:
-    """What the API shows of an escalation: its lifecycle fields, what the asker saw, its attachments."""
+def _escalation_view(escalation: Any, visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """What the API shows of an escalation: its lifecycle fields, what the asker saw (only documents
+    the caller may see: ``visible``), its attachments."""
     data = _to_jsonable(escalation)
     if not isinstance(data, dict):
         return {"escalation": data}
     out = {k: data.get(k) for k in _ESCALATION_FIELDS if k in data}
     out["seen"] = [{k: s.get(k) for k in ("id", "title", "url") if k in s}
-                   for s in data.get("seen") or [] if isinstance(s, dict)]
+                   for s in data.get("seen") or []
+                   if isinstance(s, dict) and (visible is None or visible(str(s.get("id"))))]
     out["attachments"] = [{k: a.get(k) for k in ("id", "filename", "content_type", "size")}
                           for a in data.get("attachments") or [] if isinstance(a, dict)]
     return out
@@ -198,6 +200,12 @@ class WebApp:
                      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
                      f"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors {self.cfg.frame_ancestors}")
         h.setdefault("Cache-Control", "no-store")
+
+    def view(self, who: Identity, escalation: Any) -> dict[str, Any]:
+        """`_escalation_view` for ``who``: documents in it that the caller may not see are left out."""
+        def visible(doc_id: str) -> bool:
+            return self.kb.get(doc_id, user_groups=list(who.groups)) is not None
+        return _escalation_view(escalation, visible)
 
     # -- input helpers ----------------------------------------------------------------------
     def identity(self, request: Request) -> Identity:
@@ -371,7 +379,8 @@ class WebApp:
                                  or len(seen) > 50):
             raise BadRequest("'seen' must be a list of at most 50 document ids")
         attachments = [(photo["name"], photo["content_type"], photo["data"])] if photo else []
-        escalation = call_kb(self.kb, "escalate", question, user=who.user, group=group, seen=seen or [],
+        escalation = call_kb(self.kb, "escalate", question, user=who.user, group=group, groups=list(who.groups),
+                             seen=seen or [],
                              attachments=attachments, note=details,
                              decision={"id": decision_id} if decision_id else None)
         if decision_id and has_kb(self.kb, "usage"):
@@ -379,7 +388,7 @@ class WebApp:
                 self.kb.usage.set_escalation(decision_id, str(escalation.id))
             except KbsearchError as exc:
                 log.warning("escalation %s not linked to decision: %s", escalation.id, exc)
-        return self.json(_escalation_view(escalation), status=201)
+        return self.json(self.view(who, escalation), status=201)
 
     def on_escalations(self, request: Request) -> Response:
         who = self.identity(request)
@@ -402,7 +411,7 @@ class WebApp:
             found = []
             for g in [group] if group else who.groups:
                 found.extend(call_kb(self.kb, "escalations", group=g, **filters))
-        return self.json({"escalations": [_escalation_view(e) for e in found]})
+        return self.json({"escalations": [self.view(who, e) for e in found]})
 
     def _escalation_for(self, who: Identity, esc_id: str) -> Any:
         esc = call_kb(self.kb, "escalation", esc_id)
@@ -413,7 +422,7 @@ class WebApp:
     def on_escalation(self, request: Request, esc_id: str) -> Response:
         who = self.identity(request)
         esc = self._escalation_for(who, self.check_id(esc_id))
-        return self.json(_escalation_view(esc))
+        return self.json(self.view(who, esc))
 
     def on_answer(self, request: Request, esc_id: str) -> Response:
         who = self.identity(request)
@@ -427,7 +436,7 @@ class WebApp:
         text = self.text_field(data, "text", max_chars=50_000)
         verify = self.bool_field(data, "verify")
         result = call_kb(self.kb, "answer", esc_id, text, by=who.user, verify=verify)
-        return self.json(_escalation_view(result))
+        return self.json(self.view(who, result))
 
     def on_attachment(self, request: Request, esc_id: str, att_id: str) -> Response:
         who = self.identity(request)
