@@ -128,6 +128,13 @@ class Authenticator:
             raise AuthError("credentials required")
         return ANONYMOUS
 
+    def uses_token(self, headers: Any) -> bool:
+        """Whether `identify` would take the caller from a bearer token (never sent by a browser on its own)."""
+        if headers.get(SECRET_HEADER) is not None or headers.get(USER_HEADER) is not None:
+            return False
+        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and bool(token.strip())
+
     def _from_headers(self, given: str | None, headers: Any) -> Identity:
         if not self.secret:
             raise AuthError("trusted headers are not accepted: no shared secret is configured")
