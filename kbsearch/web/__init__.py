@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._app import WebApp
-from ._auth import AuthError, ForbiddenError, Identity, make_token
+from ._auth import AuthError, DuplicateHeaderError, ForbiddenError, Identity, make_token
 from ._origin import CrossSiteRequestError
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AuthError", "CrossSiteRequestError", "ForbiddenError", "Identity", "WebApp",
+__all__ = ["AuthError", "CrossSiteRequestError", "DuplicateHeaderError", "ForbiddenError", "Identity", "WebApp",
            "create_app", "create_asgi_app", "make_token", "serve"]
 
 

@@ -9,6 +9,7 @@ in-process with werkzeug's test client.
 from __future__ import annotations
 
 import copy
+import http.client
 import json
 
 import pytest
@@ -162,3 +163,45 @@ def test_portal_origins_must_be_origins(kb, h, value):
 def test_portal_origins_from_the_environment():
     settings = Settings.load(env={"KBSEARCH_WEB_PORTAL_ORIGINS": "https://a.example, https://b.example:8443"})
     assert settings.web.portal_origins == ["https://a.example", "https://b.example:8443"]
+
+
+# -- item 4: trusted headers sent twice -------------------------------------------------------------
+def raw_request(server, method, path, headers, body=b""):
+    """Send ``headers`` (a list: names may repeat) exactly as given to the real server."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest(method, path)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body:
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body or None)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type"), json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param([("X-Kbsearch-Groups", "finance")], id="groups-twice"),
+    pytest.param([("X-Kbsearch-Groups", "")], id="groups-twice-one-empty"),
+    pytest.param([("X-Kbsearch-User", "fiona")], id="user-twice"),
+    pytest.param([("X-Kbsearch-Secret", "not-the-secret-at-all")], id="secret-twice"),
+])
+def test_trusted_header_sent_twice_is_400_on_the_real_server(server, h, headers):
+    base = [("X-Kbsearch-Secret", h.SECRET), ("X-Kbsearch-User", "ivan"), ("X-Kbsearch-Groups", "it-support")]
+    sent = base + headers  # the client's copy after the proxy's (a proxy that appends)
+    for order in (sent, headers + base):  # and before it
+        status, ctype, data = raw_request(server, "POST", "/api/search", order,
+                                          json.dumps({"question": "payroll bank transfer routing"}).encode())
+        assert (status, ctype, data["type"]) == (400, "application/json", "DuplicateHeaderError"), data
+        assert h.RESTRICTED_SECRET not in json.dumps(data)
+
+
+def test_groups_are_separated_by_semicolons_and_commas_are_refused(server, h):
+    base = [("X-Kbsearch-Secret", h.SECRET), ("X-Kbsearch-User", "fiona")]
+    status, _, me = raw_request(server, "GET", "/api/me", base + [("X-Kbsearch-Groups", "finance; it-support")])
+    assert status == 200 and me["groups"] == ["finance", "it-support"]
+    status, _, err = raw_request(server, "GET", "/api/me", base + [("X-Kbsearch-Groups", "finance,it-support")])
+    assert status == 400 and "';'" in err["error"]
