@@ -35,6 +35,11 @@ def _print_escalation(esc: Any, detail: bool = False) -> None:
             click.echo(f"   routed: {esc.routing['reason']}")
         if esc.answer:
             click.echo(f"   answer ({esc.answered_by or 'unknown'}): {esc.answer}")
+        for event in esc.events:  # replaced answers are kept in the history: show who changed what
+            if event["kind"] == "answer_changed":
+                old = event["detail"]
+                click.echo(f"   replaced {_when(event['at'])} by {event['actor'] or 'the operator'}; earlier answer "
+                           f"({old.get('previous_by') or 'unknown'}): {old.get('previous')}")
         if esc.duplicate_of:
             click.echo(f"   duplicate of: {esc.duplicate_of}")
         for a in esc.attachments:

@@ -117,3 +117,6 @@ def test_cli_answer_by_a_member_cannot_replace_a_verified_answer(tmp_path: Path,
     assert refused.exit_code != 0 and "may not change the answer" in refused.output
     shown = json.loads(runner.invoke(main, ["escalations", esc["id"], "--json", *opts]).output)
     assert shown["answer"] == "Use the software center." and shown["verified"]
+    runner.invoke(main, ["answer", esc["id"], "--text", "Use the software center app.", "--by", EXPERT, *opts])
+    text = runner.invoke(main, ["escalations", esc["id"], *opts]).output
+    assert f"by {EXPERT}; earlier answer ({EXPERT}): Use the software center.\n" in text
