@@ -35,6 +35,11 @@ def _print_escalation(esc: Any, detail: bool = False) -> None:
             click.echo(f"   routed: {esc.routing['reason']}")
         if esc.answer:
             click.echo(f"   answer ({esc.answered_by or 'unknown'}): {esc.answer}")
+        for event in esc.events:  # replaced answers are kept in the history: show who changed what
+            if event["kind"] == "answer_changed":
+                old = event["detail"]
+                click.echo(f"   replaced {_when(event['at'])} by {event['actor'] or 'the operator'}; earlier answer "
+                           f"({old.get('previous_by') or 'unknown'}): {old.get('previous')}")
         if esc.duplicate_of:
             click.echo(f"   duplicate of: {esc.duplicate_of}")
         for a in esc.attachments:
@@ -114,13 +119,15 @@ def escalations_cmd(escalation_id: str | None, group: str | None, open_only: boo
 @click.option("--text", default=None, help="The answer text.")
 @click.option("--file", "text_file", type=click.File("r", encoding="utf-8"), default=None,
               help="Read the answer from a file ('-' for stdin).")
-@click.option("--by", default=None, help="Who answers.")
+@click.option("--by", default=None,
+              help="Who answers; the rules apply to this person (an existing answer is changed only by its "
+                   "answerer or an expert). Without --by you act as the operator.")
 @click.option("--verify", is_flag=True, help="Mark the answer verified (experts of the group only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the escalation as JSON.")
 @index_option
 def answer_cmd(escalation_id: str, text: str | None, text_file: Any, by: str | None, verify: bool, as_json: bool,
                index_path: Path | None, config_file: Path | None) -> None:
-    """Record the answer to an escalation; it is searchable at once.
+    """Record the answer to an escalation; it is searchable at once (a replaced answer stays in the history).
 
     \b
     Example:

@@ -121,6 +121,10 @@ class WebConfig:
     reindex_wait: float = 0.0
     #: Groups whose members may read ``GET /api/report`` (it lists other people's unanswered questions).
     report_groups: list[str] = field(default_factory=lambda: ["kbsearch-admins"])
+    #: Origins (``https://portal.example``) whose pages may send POSTs with the user's cookies through
+    #: the proxy; other sites' are refused (403).  The page's own origin is always allowed: list the
+    #: portal's origin when portal pages on another host call ``/api/`` (bearer tokens need no entry).
+    portal_origins: list[str] = field(default_factory=list)
 
 
 @dataclass

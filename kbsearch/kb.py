@@ -578,6 +578,8 @@ class KnowledgeBase:
         """Record a peer's answer and make it searchable at once (kind "answer", title = the question).
 
         ``verify=True`` marks it verified (only the group's experts may, when experts are configured).
+        An existing answer is changed only by its answerer or an expert (`PermissionDeniedError`
+        otherwise); a non-expert's change un-verifies it; the replaced text stays in the history.
         """
         return self.peers.answer(escalation_id, text, by=by, verify=verify)
 

@@ -286,7 +286,42 @@ class PeerLoop:
         if by is not None and group is not None and group.experts and by not in group.experts:
             raise PermissionDeniedError(f"{by} is not an expert of {esc.group}; only experts verify answers")
 
+    def is_expert(self, esc: Escalation, by: str | None) -> bool:
+        """Whether ``by`` speaks for ``esc``'s group: one of its configured experts, or a caller naming
+        nobody (``by=None``: the operator's CLI or Python code, trusted like an expert)."""
+        if by is None:
+            return True
+        group = self.groups.get(esc.group)
+        return group is not None and by in group.experts
+
+    def _authorize_change(self, by: str | None) -> Any:
+        """The check `record_answer` runs on the stored escalation, inside its write transaction.
+
+        Rule: the first answer may come from anyone the caller let through (the web API admits the
+        group's members).  An existing answer may be replaced only by its answerer or an expert (with no
+        experts configured: only by its answerer, since nobody speaks for the group).  A verified
+        answer keeps its mark only when an expert changes it; the answerer's own edit un-verifies it.
+        """
+        def authorize(esc: Escalation) -> bool:
+            expert = self.is_expert(esc, by)
+            if esc.answer is not None and not expert and by != esc.answered_by:
+                who = esc.answered_by or "the operator"
+                raise PermissionDeniedError(
+                    f"{by} may not change the answer of {esc.id}: only its answerer ({who}) or an expert of "
+                    f"{esc.group} may" + ("" if self._has_experts(esc) else " (the group has no experts configured)"))
+            return expert
+        return authorize
+
+    def _has_experts(self, esc: Escalation) -> bool:
+        group = self.groups.get(esc.group)
+        return group is not None and bool(group.experts)
+
     def answer(self, escalation_id: str, text: str, *, by: str | None = None, verify: bool = False) -> Escalation:
+        """Record ``by``'s answer (see `_authorize_change` for who may replace one) and index it at once.
+
+        ``verify`` marks it verified (the group's experts only, when experts are configured).  A replaced
+        answer's text, author and time stay in the escalation's history (event ``answer_changed``).
+        """
         if not isinstance(text, str) or not text.strip():
             raise InvalidEscalationError("the answer is empty")
         if len(text) > 200_000:
@@ -294,7 +329,8 @@ class PeerLoop:
         esc = self.store.get(escalation_id)
         if verify:
             self._check_expert(esc, by)
-        self.store.record_answer(escalation_id, text.strip(), by=by, verified=verify)
+        self.store.record_answer(escalation_id, text.strip(), by=by, verified=verify,
+                                 authorize=self._authorize_change(by))
         self.index_answer(escalation_id)
         return self.store.get(escalation_id, history=True)
 

@@ -157,7 +157,8 @@ class EscalationStore(Protocol):
     def get(self, escalation_id: str, *, history: bool = False) -> Escalation: ...
     def list(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,
              user: str | None = None, limit: int = 100) -> list[Escalation]: ...
-    def record_answer(self, escalation_id: str, text: str, *, by: str | None, verified: bool) -> Escalation: ...
+    def record_answer(self, escalation_id: str, text: str, *, by: str | None, verified: bool,
+                      authorize: Callable[[Escalation], bool] | None = None) -> Escalation: ...
     def review(self, escalation_id: str, *, verified: bool | None, accepted: bool | None,
                by: str | None) -> Escalation: ...
     def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool: ...
@@ -409,22 +410,38 @@ class SqliteStore:
             ids = [r[0] for r in con.execute(sql, (*args, max(int(limit), 0)))]
             return [self._load(con, i) for i in ids]
 
-    def record_answer(self, escalation_id: str, text: str, *, by: str | None, verified: bool) -> Escalation:
-        """Store a peer's answer (a later answer replaces an earlier one and must be indexed again)."""
+    def record_answer(self, escalation_id: str, text: str, *, by: str | None, verified: bool,
+                      authorize: Callable[[Escalation], bool] | None = None) -> Escalation:
+        """Store a peer's answer; a later answer replaces the earlier one, which stays in the history.
+
+        ``authorize(current)`` runs inside the write transaction, so the check and the change see the
+        same state: it raises to refuse the change and returns whether an existing verified mark
+        survives it (without ``authorize`` it does not).  ``verified`` marks the new text verified.
+        """
         now = time.time()
         with self._write() as con:
             esc = self._load(con, escalation_id)
             if esc.status == "duplicate":
                 raise InvalidEscalationError(f"{escalation_id} was closed as a duplicate of {esc.duplicate_of}")
-            status = "verified" if verified or esc.verified else ("accepted" if esc.accepted else "answered")
+            keeps_mark = authorize(esc) if authorize is not None else False
+            is_verified = verified or (esc.verified and keeps_mark)
+            status = "verified" if is_verified else ("accepted" if esc.accepted else "answered")
             con.execute(
                 "UPDATE escalations SET answer = ?, answered_by = ?, answered_at = ?, status = ?, updated = ?, "
                 "verified = ?, verified_by = ?, indexed_at = NULL, revision = revision + 1 WHERE id = ?",
-                (text, by, now, status, now, int(verified or esc.verified),
-                 by if verified else esc.verified_by, escalation_id))
-            self._event(con, escalation_id, "answered", by, {"chars": len(text)}, at=now)
+                (text, by, now, status, now, int(is_verified),
+                 by if verified else (esc.verified_by if is_verified else None), escalation_id))
+            if esc.answer is None:
+                self._event(con, escalation_id, "answered", by, {"chars": len(text)}, at=now)
+            else:  # the replaced text, its author and time stay in the history
+                self._event(con, escalation_id, "answer_changed", by,
+                            {"chars": len(text), "previous": esc.answer, "previous_by": esc.answered_by,
+                             "previous_at": iso(esc.answered_at), "revision": esc.revision + 1}, at=now)
             if verified:
                 self._event(con, escalation_id, "verified", by, at=now)
+            elif esc.verified and not is_verified:
+                self._event(con, escalation_id, "unverified", by,
+                            {"reason": "the verified answer was changed by someone who may not verify it"}, at=now)
             return self._load(con, escalation_id)
 
     def review(self, escalation_id: str, *, verified: bool | None, accepted: bool | None,

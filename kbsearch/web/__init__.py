@@ -11,14 +11,16 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._app import WebApp
-from ._auth import AuthError, ForbiddenError, Identity, make_token
+from ._auth import AuthError, DuplicateHeaderError, ForbiddenError, Identity, make_token
+from ._origin import CrossSiteRequestError
 
 if TYPE_CHECKING:
     from ..kb import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AuthError", "ForbiddenError", "Identity", "WebApp", "create_app", "create_asgi_app", "make_token", "serve"]
+__all__ = ["AuthError", "CrossSiteRequestError", "DuplicateHeaderError", "ForbiddenError", "Identity", "WebApp",
+           "create_app", "create_asgi_app", "make_token", "serve"]
 
 
 def create_app(kb: KnowledgeBase, *, secret: str | None = None) -> WebApp:

@@ -26,6 +26,7 @@ from werkzeug.wrappers import Request, Response
 
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
+from ._origin import OriginGuard
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class WebApp:
             secret = read_secret(self.cfg.secret_env)
         self.auth = Authenticator(secret, max_age=self.cfg.token_max_age,
                                   allow_anonymous=self.cfg.allow_anonymous)
+        self.origins = OriginGuard(self.cfg.portal_origins)
         self.static = resources.files("kbsearch.web") / "static"
         self.url_map = Map([
             Rule("/", endpoint="page", methods=["GET"]),
@@ -159,6 +161,8 @@ class WebApp:
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             endpoint, values = adapter.match()
+            if not self.auth.uses_token(request.headers):  # cookies may stand behind trusted headers
+                self.origins.check(request.method, request.headers, request.host)
             handler = getattr(self, "on_" + endpoint)
             return handler(request, **values)
         except KbsearchError as exc:

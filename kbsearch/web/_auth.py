@@ -3,7 +3,8 @@
 Two ways, both resting on one shared secret that the portal and kbsearch read from the environment:
 
 * **Trusted headers** (a portal or reverse proxy in front of kbsearch): ``X-Kbsearch-Secret`` must
-  equal the secret; then ``X-Kbsearch-User`` and ``X-Kbsearch-Groups`` (comma-separated) are believed.
+  equal the secret; then ``X-Kbsearch-User`` and ``X-Kbsearch-Groups`` (separated by ``;``) are
+  believed.  Each must be sent once: see `check_single` for why a comma means "sent twice".
 * **Signed token** (the portal links to the page or calls the API directly):
   ``Authorization: Bearer <token>`` where the token was made by `make_token` with the same secret; it
   carries the user and groups and expires (``web.token_max_age``).
@@ -37,6 +38,10 @@ class AuthError(KbsearchError):
     """Credentials were given but are not valid (or are required and missing)."""
 
     http_status = 401
+
+
+class DuplicateHeaderError(KbsearchError):
+    """A trusted header arrived more than once (merged into one value with commas): a 400, never a union."""
 
 
 class ForbiddenError(PermissionDeniedError):
@@ -104,6 +109,32 @@ def make_token(user: str, groups: Iterable[str] = (), *, secret: str | None = No
     return _serializer(secret).dumps(payload)
 
 
+def check_single(headers: Any, secret: str) -> None:
+    """Refuse trusted headers that were sent more than once (`DuplicateHeaderError`, a 400).
+
+    HTTP lets servers and proxies merge repeated header lines into one value joined by commas
+    (waitress joins with ", ", werkzeug's and gunicorn's servers with ","; Apache's ``RequestHeader
+    append`` does it in the proxy), so the application never sees two lines, only a comma.  A proxy
+    that appends its header instead of replacing the client's would otherwise hand the client's
+    groups through.  No valid user or group name contains a comma (see ``_NAME``), so for those a
+    comma is proof of a merge, whichever server or proxy merged; that is why groups are separated by
+    ``;`` and a comma-separated list is refused rather than guessed at.  The secret is checked the
+    same way unless it equals the configured secret (which may itself contain a comma).
+    """
+    given = headers.get(SECRET_HEADER)
+    if given is not None and "," in given and not hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8")):
+        raise DuplicateHeaderError(f"{SECRET_HEADER} was sent more than once: the proxy must replace it, not add it")
+    user = headers.get(USER_HEADER)
+    if user is not None and "," in user:
+        raise DuplicateHeaderError(f"{USER_HEADER} was sent more than once (or contains a comma): the proxy must "
+                                   "strip client-sent X-Kbsearch-* headers and set it once")
+    groups = headers.get(GROUPS_HEADER)
+    if groups is not None and "," in groups:
+        raise DuplicateHeaderError(f"{GROUPS_HEADER} was sent more than once, or as a comma-separated list: the "
+                                   "proxy must strip client-sent X-Kbsearch-* headers and set it once, with "
+                                   "groups separated by ';'")
+
+
 class Authenticator:
     """Turns a request's headers into an `Identity` (see the module docstring for the rules)."""
 
@@ -128,16 +159,24 @@ class Authenticator:
             raise AuthError("credentials required")
         return ANONYMOUS
 
+    def uses_token(self, headers: Any) -> bool:
+        """Whether `identify` would take the caller from a bearer token (never sent by a browser on its own)."""
+        if headers.get(SECRET_HEADER) is not None or headers.get(USER_HEADER) is not None:
+            return False
+        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and bool(token.strip())
+
     def _from_headers(self, given: str | None, headers: Any) -> Identity:
         if not self.secret:
             raise AuthError("trusted headers are not accepted: no shared secret is configured")
+        check_single(headers, self.secret)
         if given is None or not hmac.compare_digest(given.encode("utf-8"), self.secret.encode("utf-8")):
             raise AuthError(f"missing or wrong {SECRET_HEADER}")
         user = headers.get(USER_HEADER)
         if not user:
             raise AuthError(f"{USER_HEADER} is required with {SECRET_HEADER}")
         raw_groups = headers.get(GROUPS_HEADER, "")
-        groups = _clean_groups(g for g in raw_groups.split(",") if g.strip())
+        groups = _clean_groups(g for g in raw_groups.split(";") if g.strip())
         return Identity(_clean_name(user, "user"), groups, "header")
 
     def _from_token(self, token: str) -> Identity:

@@ -64,7 +64,7 @@ def test_restricted_text_never_reaches_outsiders(client, h, who):
     if who == "token-other-group":
         headers = bearer(make_token("olga", ["it-support"], secret=h.SECRET))
     elif who == "wrong-group-header":
-        headers = {"X-Kbsearch-Secret": h.SECRET, "X-Kbsearch-User": "ivan", "X-Kbsearch-Groups": "hr, it-support"}
+        headers = {"X-Kbsearch-Secret": h.SECRET, "X-Kbsearch-User": "ivan", "X-Kbsearch-Groups": "hr; it-support"}
     r = post(client, "/api/search", {"question": "payroll bank transfer routing number"}, headers=headers)
     assert r.status_code == 200
     assert h.RESTRICTED_SECRET not in r.get_data(as_text=True)
