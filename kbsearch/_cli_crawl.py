@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ._text import terminal_safe
 from .cli import emit_json, index_option, open_kb
 
 
