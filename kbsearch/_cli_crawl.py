@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ._text import terminal_safe
 from .cli import emit_json, index_option, open_kb
 
 
@@ -73,9 +74,9 @@ def crawl_cmd(start_urls: tuple[str, ...], max_pages: int | None, name: str | No
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(report.summary())
+        click.echo(terminal_safe(report.summary(), multiline=True))
         for error in report.errors[:10]:
-            click.echo(f"  failed: {error['item']}: {error['reason']}", err=True)
+            click.echo(terminal_safe(f"  failed: {error['item']}: {error['reason']}"), err=True)
         if len(report.errors) > 10:
             click.echo(f"  ... and {report.failed - 10} more failures (see --json)", err=True)
     if report.failed:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ._text import terminal_safe
 from .cli import emit_json, index_option, load_settings, open_kb
 
 
@@ -38,24 +39,24 @@ def ask_cmd(question: str, groups: tuple[str, ...], user: str | None, dry_run: b
         emit_json(decision.to_dict())
         return
     action = decision.action.value.upper()
-    click.echo(click.style(f"{action}", bold=True) + f"  (confidence {decision.confidence:.2f}; {decision.why})")
+    click.echo(click.style(f"{action}", bold=True) + f"  (confidence {decision.confidence:.2f}; {terminal_safe(decision.why)})")
     for rank, a in enumerate(decision.answers, 1):
         marks = "".join([" ✓verified" if a.verified else "", " accepted" if a.accepted else ""])
         lead = "answer" if decision.action.value == "answer" and rank == 1 else f"{rank}."
-        click.echo(f"  {lead} {a.title}{marks}  [p={a.probability:.2f}]")
+        click.echo(f"  {lead} {terminal_safe(a.title)}{marks}  [p={a.probability:.2f}]")
         if a.url:
-            click.echo(f"     {a.url}")
-        text = " ".join(_plain(a.snippet).split())
+            click.echo(f"     {terminal_safe(a.url)}")
+        text = " ".join(terminal_safe(_plain(a.snippet)).split())
         if text:
             click.echo(f"     {text}")
     if decision.action.value != "answer":
         group = decision.group
         if decision.escalation is not None:
             esc_id = getattr(decision.escalation, "id", "")
-            click.echo(f"escalated to {group or 'the peers'}" + (f" (escalation {esc_id})" if esc_id else ""))
+            click.echo(f"escalated to {terminal_safe(group or 'the peers')}" + (f" (escalation {esc_id})" if esc_id else ""))
         elif group:
             verb = "would go" if dry_run or decision.action.value == "suggest" else "goes"
-            click.echo(f"{verb} to peer group: {group}")
+            click.echo(f"{verb} to peer group: {terminal_safe(group)}")
     click.echo(f"decision {decision.id}  (feedback: kbsearch feedback {decision.id} yes|no)")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ._text import terminal_safe
 from .cli import emit_json, index_option, open_kb
 
 
@@ -38,18 +39,18 @@ class _ReindexProgress:
                 self._line(f"rebuilding: {event.get('documents', 0):,} documents")
             elif stage in ("synced", "sync-failed"):
                 self._line("")
-                click.echo(self._plain(event), err=True)
+                click.echo(terminal_safe(self._plain(event)), err=True)
             elif stage == "done":
                 self._line("")
             return
         if stage in ("synced", "sync-failed") or (stage == "sync" and len(event) == 2):
-            click.echo(self._plain(event), err=True)
+            click.echo(terminal_safe(self._plain(event)), err=True)
         elif stage == "build" and (event.get("documents", 0) == 0 or time.monotonic() - self.last > 10):
             self.last = time.monotonic()
-            click.echo(self._plain(event), err=True)
+            click.echo(terminal_safe(self._plain(event)), err=True)
 
     def _line(self, text: str) -> None:
-        click.echo("\r\x1b[2K" + text[:120], err=True, nl=False)
+        click.echo("\r\x1b[2K" + terminal_safe(text)[:120], err=True, nl=False)
 
     @staticmethod
     def _plain(event: dict[str, Any]) -> str:
@@ -94,12 +95,12 @@ def reindex_cmd(only: tuple[str, ...], full: bool, sources_dir: Path | None, wai
             report = kb.reindex(sources_dir, only=only or None, full=full, wait=wait,
                                 progress=_ReindexProgress(quiet or as_json))
         except ReindexRunningError as exc:
-            click.echo(f"reindex skipped: {exc}", err=True)
+            click.echo(f"reindex skipped: {terminal_safe(exc)}", err=True)
             sys.exit(EXIT_RUNNING)
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(report.summary())
+        click.echo(terminal_safe(report.summary(), multiline=True))
     sys.exit(report.exit_code)
 
 
@@ -126,6 +127,6 @@ def report_cmd(days: int, as_json: bool, html_file: Path | None, index_path: Pat
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(render_text(report))
+        click.echo(terminal_safe(render_text(report), multiline=True))  # it quotes people's questions
         if html_file is not None:
             click.echo(f"HTML report written to {html_file}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ._text import terminal_safe as safe
 from .cli import KbsearchGroup, emit_json, index_option, load_settings, open_kb
 
 
@@ -27,26 +28,28 @@ def _when(value: str | None) -> str:
 
 
 def _print_escalation(esc: Any, detail: bool = False) -> None:
+    """One escalation for a terminal; every stored text goes through `safe` (a question is user input)."""
     state = esc.status + ("" if not esc.answered else (", indexed" if esc.indexed else ", not indexed yet"))
-    click.echo(click.style(f"{esc.id}", bold=True) + f"  [{esc.group}] {state}  {_when(esc.to_dict()['created'])}")
-    click.echo(f"   {esc.question}")
+    click.echo(click.style(safe(esc.id), bold=True)
+               + safe(f"  [{esc.group}] {state}  {_when(esc.to_dict()['created'])}"))
+    click.echo(f"   {safe(esc.question)}")
     if detail:
         if esc.routing.get("reason"):
-            click.echo(f"   routed: {esc.routing['reason']}")
+            click.echo(f"   routed: {safe(esc.routing['reason'])}")
         if esc.answer:
-            click.echo(f"   answer ({esc.answered_by or 'unknown'}): {esc.answer}")
+            click.echo(f"   answer ({safe(esc.answered_by or 'unknown')}): {safe(esc.answer)}")
         for event in esc.events:  # replaced answers are kept in the history: show who changed what
             if event["kind"] == "answer_changed":
                 old = event["detail"]
-                click.echo(f"   replaced {_when(event['at'])} by {event['actor'] or 'the operator'}; earlier answer "
-                           f"({old.get('previous_by') or 'unknown'}): {old.get('previous')}")
+                click.echo(safe(f"   replaced {_when(event['at'])} by {event['actor'] or 'the operator'}; earlier "
+                                f"answer ({old.get('previous_by') or 'unknown'}): {old.get('previous')}"))
         if esc.duplicate_of:
-            click.echo(f"   duplicate of: {esc.duplicate_of}")
+            click.echo(f"   duplicate of: {safe(esc.duplicate_of)}")
         for a in esc.attachments:
-            click.echo(f"   attachment: {a.filename} ({a.content_type}, {a.size:,} bytes)")
+            click.echo(safe(f"   attachment: {a.filename} ({a.content_type}, {a.size:,} bytes)"))
         for n in esc.notifications:
             extra = f" ({n['last_error']})" if n["last_error"] and n["status"] != "delivered" else ""
-            click.echo(f"   notify {n['channel']} {n['kind']}: {n['status']}, {n['attempts']} attempt(s){extra}")
+            click.echo(safe(f"   notify {n['channel']} {n['kind']}: {n['status']}, {n['attempts']} attempt(s){extra}"))
 
 
 @click.command("escalate")
@@ -74,8 +77,8 @@ def escalate_cmd(question: str, group: str | None, user: str | None, note: str, 
         emit_json(esc.to_dict())
         return
     sent = sum(n["status"] == "delivered" for n in esc.notifications)
-    click.echo(f"{esc.id} -> {esc.group} ({esc.routing.get('reason', '')}); "
-               f"{sent}/{len(esc.notifications)} notifications sent")
+    click.echo(safe(f"{esc.id} -> {esc.group} ({esc.routing.get('reason', '')}); "
+                    f"{sent}/{len(esc.notifications)} notifications sent"))
 
 
 @click.command("escalations")
@@ -141,7 +144,7 @@ def answer_cmd(escalation_id: str, text: str | None, text_file: Any, by: str | N
     if as_json:
         emit_json(esc.to_dict())
     else:
-        click.echo(f"{esc.id}: {esc.status}" + (", searchable now" if esc.indexed else
+        click.echo(safe(f"{esc.id}: {esc.status}") + (", searchable now" if esc.indexed else
                                               ", stored (the index is busy; `kbsearch deliver` indexes it)"))
 
 
@@ -186,7 +189,7 @@ def duplicate_cmd(escalation_id: str, doc_id: str, by: str | None, as_json: bool
     if as_json:
         emit_json(esc.to_dict())
     else:
-        click.echo(f"{esc.id}: closed as duplicate of {esc.duplicate_of}")
+        click.echo(safe(f"{esc.id}: closed as duplicate of {esc.duplicate_of}"))
 
 
 @click.command("outdated")
@@ -203,7 +206,7 @@ def outdated_cmd(doc_id: str, undo: bool, by: str | None, index_path: Path | Non
     """
     with open_kb(index_path, config_file) as kb:
         doc = kb.mark_outdated(doc_id, outdated=not undo, by=by)
-    click.echo(f"{doc.id}: {'outdated' if doc.outdated else 'current'}")
+    click.echo(safe(f"{doc.id}: {'outdated' if doc.outdated else 'current'}"))
 
 
 @click.command("deliver")
@@ -254,9 +257,9 @@ def route_cmd(question: str, group: str | None, as_json: bool, index_path: Path 
     if as_json:
         emit_json(routing.to_dict())
         return
-    click.echo(f"{routing.group}  (confidence {routing.confidence:.2f}: {routing.reason})")
+    click.echo(safe(f"{routing.group}  (confidence {routing.confidence:.2f}: {routing.reason})"))
     for name, conf in routing.ranked[1:4]:
-        click.echo(f"   then {name} {conf:.2f}")
+        click.echo(safe(f"   then {name} {conf:.2f}"))
 
 
 @click.command("route-eval")
@@ -305,8 +308,8 @@ def groups_cmd(as_json: bool, index_path: Path | None, config_file: Path | None)
         return
     for g in groups:
         channels = ", ".join(f"{c.name} ({c.type})" for c in g.channels) or "no channels"
-        click.echo(click.style(g.name, bold=True) + ("" if g.configured else " (default, implicit)")
-                   + f": {g.description}  [{channels}]")
+        click.echo(click.style(safe(g.name), bold=True) + ("" if g.configured else " (default, implicit)")
+                   + safe(f": {g.description}  [{channels}]"))
 
 
 @click.group("import", cls=KbsearchGroup)
@@ -335,11 +338,11 @@ def _run_import(kind: str, options: dict[str, Any], full: bool, as_json: bool, i
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(f"{report.source}: {report.fetched} read, {report.added} added, {report.updated} updated, "
-                   f"{report.unchanged} unchanged, {report.deleted} deleted, {report.skipped} skipped, "
-                   f"{report.failed} failed in {report.seconds:.1f}s")
+        click.echo(safe(f"{report.source}: {report.fetched} read, {report.added} added, {report.updated} updated, "
+                        f"{report.unchanged} unchanged, {report.deleted} deleted, {report.skipped} skipped, "
+                        f"{report.failed} failed in {report.seconds:.1f}s"))
         for err in report.errors[:10]:
-            click.echo(f"   failed {err['item']}: {err['reason']}", err=True)
+            click.echo(safe(f"   failed {err['item']}: {err['reason']}"), err=True)
     if report.failed:
         sys.exit(1)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
+from ._text import json_safe, terminal_safe
 from .config import Settings
 from .documents import read_jsonl
 from .errors import KbsearchError
@@ -34,7 +35,7 @@ class KbsearchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KbsearchError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {terminal_safe(exc)}", err=True)
             ctx.exit(EXIT_ERROR)
 
 
@@ -60,7 +61,9 @@ def open_kb(index_path: Path | None, config_file: Path | None, create: bool = Fa
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    """``data`` as indented JSON; control characters in strings stay escaped (`json_safe`), so JSON of
+    user text cannot drive the terminal either."""
+    click.echo(json_safe(json.dumps(data, ensure_ascii=False, indent=2, default=str)))
 
 
 def progress_counter(label: str, enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
@@ -167,10 +170,14 @@ def search_cmd(question: str, limit: int | None, groups: tuple[str, ...], as_jso
     for rank, h in enumerate(hits, 1):
         label = "answer" if h.kind == "answer" else "page"
         flags = "".join([" ✓verified" if h.verified else "", " (outdated)" if h.outdated else ""])
-        click.echo(click.style(f"{rank}. {h.title}", bold=True) + f"  [{label}{flags}, score {h.score:.3f}]")
+        click.echo(click.style(f"{rank}. {terminal_safe(h.title)}", bold=True)
+                   + f"  [{label}{flags}, score {h.score:.3f}]")
         if h.url:
-            click.echo(f"   {h.url}")
-        snippet = h.snippet_text(("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("", ""))
+            click.echo(f"   {terminal_safe(h.url)}")
+        # Highlights are marked after the text is made safe: only our own escape sequences reach the terminal.
+        snippet = terminal_safe(h.snippet_text(("\x01", "\x02")))
+        bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("", "")
+        snippet = snippet.replace("\\x01", bold[0]).replace("\\x02", bold[1])
         if snippet:
             click.echo("   " + " ".join(snippet.split()))
 
@@ -191,7 +198,7 @@ def stats_cmd(as_json: bool, index_path: Path | None, config_file: Path | None) 
         emit_json(stats.to_dict())
         return
     for key, value in stats.to_dict().items():
-        click.echo(f"{key:>16}: {value}")
+        click.echo(f"{key:>16}: {terminal_safe(value)}")
 
 
 def _register_area_commands() -> None:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from ._text import is_blank
 from .errors import InvalidDocumentError
 
 Kind = Literal["page", "answer"]
@@ -124,6 +125,20 @@ class Document:
         if isinstance(self.votes, bool) or not isinstance(self.votes, int):
             raise InvalidDocumentError("votes: expected an integer")
 
+    def checked(self) -> Document:
+        """This document, if a person can be shown it: a title and (for a page) a text that are not empty
+        once control characters are removed; else `InvalidDocumentError`.
+
+        Kept out of the constructor on purpose: calibration builds title-less copies internally and
+        old index entries must stay readable.  Every way in (JSONL, CSV, imports, crawling, `KnowledgeBase.add`)
+        checks.  An answer may have no text: archives of questions without recorded answers import as-is.
+        """
+        if is_blank(self.title):
+            raise InvalidDocumentError("title: required, must not be empty")
+        if self.kind == "page" and is_blank(self.text):
+            raise InvalidDocumentError("text: required, must not be empty (a page section needs its text)")
+        return self
+
     @property
     def content_hash(self) -> str:
         """Hash of everything that is indexed; equal hashes mean re-adding changes nothing."""
@@ -153,7 +168,8 @@ class Document:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Document:
-        """Build a document from the JSONL format: only ``id``, ``title`` and ``text`` are required.
+        """Build a document from the JSONL format: only ``id``, ``title`` and ``text`` are required
+        (and may not be empty, see `checked`).
 
         Unknown keys are rejected so a typo never silently drops a field.
         """
@@ -184,9 +200,10 @@ class Document:
                 raise InvalidDocumentError(f"{name}: expected true or false")
         values["id"] = str(values["id"]) if isinstance(values["id"], int) else values["id"]
         try:
-            return cls(**values)
+            doc = cls(**values)
         except TypeError as exc:  # wrong types for dataclass fields
             raise InvalidDocumentError(str(exc)) from None
+        return doc.checked()
 
     def to_json(self) -> str:
         """One JSONL line."""

@@ -23,7 +23,7 @@ from ._generations import Generation, model_stamp
 from ._memory import release_memory
 from .config import Settings
 from .documents import Document, Hit
-from .errors import IndexNotFoundError, KbsearchError
+from .errors import IndexNotFoundError, InvalidDocumentError, KbsearchError
 from .index import EngineIndex
 from .rerank import Reservoir, TfidfModel, VectorCache, fit_on, sample_item
 from .search import ALL_GROUPS
@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 
 FORMAT_VERSION = 1
+
+
+def _check(doc: Document) -> None:
+    """Refuse, naming it, a document nobody could be shown (`Document.checked`): it would break calibration."""
+    try:
+        doc.checked()
+    except InvalidDocumentError as exc:
+        raise InvalidDocumentError(f"document {doc.id!r}: {exc}") from None
 
 
 def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
@@ -239,6 +247,7 @@ class KnowledgeBase:
                     for doc in batch:
                         if not isinstance(doc, Document):
                             raise KbsearchError(f"expected a Document, got {type(doc).__name__}")
+                        _check(doc)
                         if doc.id in latest:
                             report.duplicates += 1
                         latest[doc.id] = doc
@@ -345,6 +354,7 @@ class KnowledgeBase:
                 seen: set[str] = set()
                 try:
                     for doc in documents:
+                        _check(doc)
                         if doc.id in seen:
                             report.duplicates += 1
                             log.warning("rebuild: duplicate id %r kept its first document", doc.id)

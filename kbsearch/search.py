@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import html
 import logging
-import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from ._text import clean_text
 from .access import ALL_GROUPS, normalise_groups, visible_words
 from .config import SearchConfig
 from .documents import Hit, ScoreParts
@@ -32,8 +32,7 @@ def clean_question(question: object, max_chars: int) -> str:
     """Validate and normalise a question; raises `InvalidQuestionError` for unusable input."""
     if not isinstance(question, str):
         raise InvalidQuestionError("the question must be text")
-    text = unicodedata.normalize("NFKC", question)
-    text = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text).strip()
+    text = clean_text(question)
     if not text:
         raise InvalidQuestionError("the question is empty")
     if len(text) > max_chars:

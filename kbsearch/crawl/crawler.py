@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from .._memory import release_memory
+from .._text import is_blank
 from .._workers import process_pool
 from ..documents import Document, make_id
 from ..errors import IndexLockedError, KbsearchError
@@ -440,13 +441,17 @@ class Crawler:
         used: set[str] = set()
         updated = res.updated
         for number, section in enumerate(ex.sections):
+            if is_blank(section.text):
+                continue  # only control characters: nothing to search (a Document needs a text)
+            # A section without a usable title of its own is named by its page (then by its url).
+            title = next((t for t in (section.title, ex.title) if t and not is_blank(t)), url)
             anchor = section.anchor
             key = f"{url}#{anchor}" if anchor else f"{url}#§{number}"
             if key in used:
                 key = f"{key}§{number}"
             used.add(key)
             docs.append(Document(
-                id=make_id(self.spec.name, key), title=section.title or ex.title or url, text=section.text,
+                id=make_id(self.spec.name, key), title=title, text=section.text,
                 kind="page", url=f"{url}#{anchor}" if anchor else url, headings=section.headings,
                 source=self.spec.name, group=self.spec.group, allowed_groups=tuple(self.spec.allowed_groups),
                 updated=updated,

@@ -18,16 +18,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._text import clean_text
 from ..access import ALL_GROUPS, may_see, normalise_groups
 from ..documents import Document, make_id
 from ..errors import (
     IndexLockedError,
     InvalidEscalationError,
-    InvalidQuestionError,
     NotFoundError,
     PermissionDeniedError,
 )
 from ..route import Router, Routing
+from ..search import clean_question
 from .groups import Group, Groups
 from .outbox import DeliveryReport, Outbox, escalation_summary, notifications_for
 from .store import Escalation, EscalationStore, SqliteStore
@@ -152,12 +153,8 @@ class PeerLoop:
 
     # -- escalating -------------------------------------------------------------------------
     def _check_question(self, question: str) -> str:
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidQuestionError("the question is empty")
-        limit = self.kb.settings.search.max_question_chars
-        if len(question) > limit:
-            raise InvalidQuestionError(f"the question is longer than {limit} characters")
-        return question.strip()
+        """The question cleaned like one asked (`clean_question`): NUL-only or blank ones are refused here too."""
+        return clean_question(question, self.kb.settings.search.max_question_chars)
 
     def _check_attachments(self, attachments: Iterable[Any]) -> list[tuple[str, str, bytes]]:
         out = []
@@ -231,6 +228,7 @@ class PeerLoop:
         decision_data = _decision_dict(decision, visible)
         if not isinstance(note, str) or len(note) > self.kb.settings.search.max_question_chars:
             raise InvalidEscalationError("note: expected a string no longer than a question")
+        note = clean_text(note)
 
         def notify(esc: Escalation) -> list[Any]:
             return notifications_for(esc.group, escalation_summary(esc, self.cfg), self.groups, "escalated")
@@ -322,14 +320,17 @@ class PeerLoop:
         ``verify`` marks it verified (the group's experts only, when experts are configured).  A replaced
         answer's text, author and time stay in the escalation's history (event ``answer_changed``).
         """
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise InvalidEscalationError("the answer must be text")
+        text = clean_text(text)
+        if not text:
             raise InvalidEscalationError("the answer is empty")
         if len(text) > 200_000:
             raise InvalidEscalationError("the answer is longer than 200,000 characters")
         esc = self.store.get(escalation_id)
         if verify:
             self._check_expert(esc, by)
-        self.store.record_answer(escalation_id, text.strip(), by=by, verified=verify,
+        self.store.record_answer(escalation_id, text, by=by, verified=verify,
                                  authorize=self._authorize_change(by))
         self.index_answer(escalation_id)
         return self.store.get(escalation_id, history=True)

@@ -167,7 +167,7 @@ class DiscourseSource:
             questions=(question,) if question and question != title else (), group=group,
             allowed_groups=self.allowed_groups, source=self.name, asked=topic.get("created_at"),
             updated=chosen.get("updated_at") or topic.get("last_posted_at"), accepted=accepted, votes=_likes(chosen),
-        )
+        ).checked()
 
     def items(self, old: dict[str, str], new: dict[str, str], keep: set[str]) -> Iterator[Item]:
         """Documents of changed solved topics; unchanged ones (same ``bumped_at`` as in ``old``) go to ``keep``."""

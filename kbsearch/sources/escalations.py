@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..documents import Document
+from ..errors import InvalidDocumentError
 from . import Progress, SourceReport
 from ._qa import Item, check_keys, sync_stream
 
@@ -38,8 +39,12 @@ class EscalationsSource:
 
         for esc in loop.store.answered():
             doc_id = answer_doc_id(esc.id)
-            doc: Document = loop.answer_document(esc, extra_questions=phrasings.get(doc_id, ()),
-                                                 outdated=marks.get(doc_id, False))
+            try:  # an escalation stored before questions were cleaned may have a blank one: report it
+                doc: Document = loop.answer_document(esc, extra_questions=phrasings.get(doc_id, ()),
+                                                     outdated=marks.get(doc_id, False)).checked()
+            except InvalidDocumentError as exc:
+                yield (f"escalation {esc.id}", str(exc))
+                continue
             if not esc.indexed:
                 indexed.append((esc.id, doc_id, esc.revision))
             yield doc

@@ -80,7 +80,7 @@ class StackExchangeSource:
             questions=(body,) if body and body != q.title else (), group=self._group(q.tags),
             allowed_groups=self.allowed_groups, source=self.name, asked=q.created,
             updated=q.activity or q.created, accepted=accepted, votes=score,
-        )
+        ).checked()
 
     def items(self) -> Iterator[Item]:
         if not self.path.is_file():

@@ -42,13 +42,16 @@ def create_asgi_app(kb: KnowledgeBase, *, secret: str | None = None, workers: in
 def serve(kb: KnowledgeBase, *, host: str | None = None, port: int | None = None,
           threads: int | None = None, secret: str | None = None) -> None:
     """Serve ``kb`` with waitress until interrupted (``kbsearch serve``); binds 127.0.0.1 by default."""
-    import waitress
+    from ._serve import make_server
 
     cfg = kb.settings.web
     app = create_app(kb, secret=secret)
     host = host or cfg.host
     port = cfg.port if port is None else port
     log.info("serving %s on http://%s:%d/", kb.root, host, port)
-    waitress.serve(app, host=host, port=port, threads=threads or cfg.threads,
-                   max_request_body_size=cfg.max_photo_bytes + 64 * 1024, ident="kbsearch",
-                   clear_untrusted_proxy_headers=True, channel_timeout=60)
+    # One byte above the app's own limit (waitress refuses a body >= its cap): the app answers first
+    # when it can, and what waitress refuses itself (e.g. a chunked body) is JSON too (`_serve`).
+    server = make_server(app, host=host, port=port, threads=threads or cfg.threads,
+                         max_request_body_size=app.max_body_bytes + 1, ident="kbsearch",
+                         clear_untrusted_proxy_headers=True, channel_timeout=60)
+    server.run()

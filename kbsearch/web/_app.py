@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from .._text import clean_text
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
 from ._origin import OriginGuard
@@ -101,6 +102,19 @@ def image_type(data: bytes) -> str | None:
     return None
 
 
+def parse_json(raw: bytes, what: str) -> Any:
+    """JSON from a request; anything json.loads refuses (bad UTF-8 or syntax, nesting too deep for the
+    parser, integers of more than 4300 digits) is a `BadRequest`, never a 500."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest(f"{what} is not valid JSON") from None
+    except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
+        raise BadRequest(f"{what} holds a number with too many digits") from None
+
+
 def call_kb(kb: Any, name: str, *args: Any, **kwargs: Any) -> Any:
     """Call ``kb.<name>``; `NotImplementedApi` (501) when this knowledge base has no such method.
 
@@ -148,18 +162,31 @@ class WebApp:
     # -- WSGI plumbing ----------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
-        request.max_content_length = self.cfg.max_photo_bytes + 64 * 1024
+        request.max_content_length = self.max_body_bytes
         request.max_form_memory_size = self.cfg.max_json_bytes
         try:
-            response = self.dispatch(request)
+            if (request.content_length or 0) > self.max_body_bytes:
+                response = self.too_large()  # said before any byte of the body is read
+            else:
+                response = self.dispatch(request)
         finally:
             request.close()  # closes uploaded files (spooled temporary files)
         self._secure(response)
         return response(environ, start_response)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body taken: a photo and the form fields around it."""
+        return int(self.cfg.max_photo_bytes) + 64 * 1024
+
+    def too_large(self) -> Response:
+        """The JSON 413 of every over-limit body (waitress answers the same way, see `serve`)."""
+        return self.error(413, f"request too large (at most {self.cfg.max_photo_bytes} bytes with a photo, "
+                          f"{self.cfg.max_json_bytes} bytes of JSON)", "RequestTooLarge")
+
     def dispatch(self, request: Request) -> Response:
-        adapter = self.url_map.bind_to_environ(request.environ)
         try:
+            adapter = self.url_map.bind_to_environ(request.environ)
             endpoint, values = adapter.match()
             if not self.auth.uses_token(request.headers):  # cookies may stand behind trusted headers
                 self.origins.check(request.method, request.headers, request.host)
@@ -174,8 +201,7 @@ class WebApp:
                 resp.headers["Retry-After"] = "5"
             return resp
         except RequestEntityTooLarge:
-            return self.error(413, f"request too large (at most {self.cfg.max_photo_bytes} bytes with a photo, "
-                              f"{self.cfg.max_json_bytes} bytes of JSON)", "RequestTooLarge")
+            return self.too_large()
         except HTTPException as exc:
             resp = self.error(exc.code or 400, exc.name, type(exc).__name__)
             if exc.code == 405 and getattr(exc, "valid_methods", None):
@@ -193,7 +219,11 @@ class WebApp:
 
     @staticmethod
     def json(data: Any, status: int = 200) -> Response:
-        body = json.dumps(_to_jsonable(data), ensure_ascii=False, separators=(",", ":"))
+        data = _to_jsonable(data)
+        try:
+            body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from stored data: \u escapes are still valid JSON
+            body = json.dumps(data, separators=(",", ":")).encode("ascii")
         return Response(body, status=status, mimetype="application/json")
 
     def _secure(self, response: Response) -> None:
@@ -228,31 +258,35 @@ class WebApp:
         raw = request.get_data(cache=False)
         if len(raw) > self.cfg.max_json_bytes:
             raise RequestEntityTooLarge()
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise BadRequest("the request body is not valid JSON") from None
+        data = parse_json(raw, "the request body")
         if not isinstance(data, dict):
             raise BadRequest("the request body must be a JSON object")
         return data
 
     @staticmethod
     def text_field(data: dict[str, Any], name: str, *, required: bool = True, max_chars: int = 20_000) -> str | None:
+        """Field ``name`` as clean text (`clean_text`: NFKC, no control characters or lone surrogates).
+
+        Text that is empty once cleaned (only spaces, NUL or other control characters) counts as missing.
+        """
         value = data.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"'{name}' must be text")
+        if value is not None and len(value) > 4 * max_chars:
+            raise BadRequest(f"'{name}' is too long (at most {max_chars} characters)")
+        text = clean_text(value) if value is not None else ""
+        if not text:
             if required:
                 raise BadRequest(f"'{name}' is required")
             return None
-        if not isinstance(value, str):
-            raise BadRequest(f"'{name}' must be text")
-        if len(value) > max_chars:
+        if len(text) > max_chars:
             raise BadRequest(f"'{name}' is too long (at most {max_chars} characters)")
-        return value.strip()
+        return text
 
     @staticmethod
     def int_field(data: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
         value = data.get(name, default)
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) <= 20:
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise BadRequest(f"'{name}' must be a whole number from {lo} to {hi}")
@@ -375,12 +409,9 @@ class WebApp:
         photo = self.photo(request) if request.mimetype == "multipart/form-data" else None
         seen = data.get("seen")
         if isinstance(seen, str):
-            try:
-                seen = json.loads(seen)
-            except json.JSONDecodeError:
-                raise BadRequest("'seen' must be a list of document ids") from None
-        if seen is not None and (not isinstance(seen, list) or not all(isinstance(x, str) and len(x) < 500 for x in seen)
-                                 or len(seen) > 50):
+            seen = parse_json(seen.encode("utf-8", "surrogatepass"), "'seen'")
+        if seen is not None and (not isinstance(seen, list) or len(seen) > 50
+                                 or not all(isinstance(x, str) and 0 < len(x) < 500 and x.isprintable() for x in seen)):
             raise BadRequest("'seen' must be a list of at most 50 document ids")
         attachments = [(photo["name"], photo["content_type"], photo["data"])] if photo else []
         escalation = call_kb(self.kb, "escalate", question, user=who.user, group=group, groups=list(who.groups),
