@@ -11,6 +11,7 @@ variable that holds the secret.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 import typing
@@ -374,8 +375,32 @@ class Settings:
                 continue
             rest = key[len("KBSEARCH_"):].lower()
             section, _, name = rest.partition("_")
-            if section in sections and name and name in _field_names(getattr(self, section)):
+            if section not in sections or not name:
+                continue  # not a setting (a secret named by some *_env, say)
+            if name in _field_names(getattr(self, section)):
                 self._set(section, name, raw, origin=key)
+            elif key not in self._secret_names():
+                # KBSEARCH_SEARCH_CANDIDATE=60 must not be silently ignored, like an unknown TOML key.
+                near = difflib.get_close_matches(name, sorted(_field_names(getattr(self, section))), n=1)
+                hint = f" (did you mean KBSEARCH_{section.upper()}_{near[0].upper()}?)" if near else ""
+                raise ConfigError(f"{key}: unknown setting {section}.{name}{hint}; a secret for a "
+                                  f"setting ending in _env may use any other name")
+
+    def _secret_names(self) -> set[str]:
+        """The environment variables that settings ending in ``_env`` name (secrets, not settings)."""
+        names: set[str] = set()
+
+        def walk(value: Any, key: str = "") -> None:
+            if isinstance(value, str) and key.endswith("_env"):
+                names.add(value)
+            elif isinstance(value, Mapping):
+                for k, v in value.items():
+                    walk(v, str(k))
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v, key)
+        walk(self.to_dict())
+        return names
 
     def _set(self, section: str, name: str, value: Any, origin: str) -> None:
         target = getattr(self, section, None)

@@ -54,3 +54,18 @@ def test_bad_environment_value_is_a_clear_error() -> None:
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         Settings.load(config_file=tmp_path / "nope.toml", env={})
+
+
+def test_misspelt_environment_setting_is_an_error_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match=r"KBSEARCH_SEARCH_CANDIDATE: unknown setting search\.candidate "
+                                          r"\(did you mean KBSEARCH_SEARCH_CANDIDATES\?\)"):
+        Settings.load(config_file=None, env={"KBSEARCH_SEARCH_CANDIDATE": "60"})
+
+
+def test_secrets_named_by_env_settings_are_not_mistaken_for_settings(tmp_path: Path) -> None:
+    cfg = tmp_path / "kbsearch.toml"
+    cfg.write_text('[[groups]]\nname = "maint"\nchannels = [{type = "webhook", url_env = "KBSEARCH_PEERS_HOOK"}]\n',
+                   encoding="utf-8")
+    env = {"KBSEARCH_WEB_SECRET": "x" * 20, "KBSEARCH_PEERS_HOOK": "http://127.0.0.1:9/h",
+           "KBSEARCH_SMTP_PASSWORD": "pw", "KBSEARCH_SEARCH_LIMIT": "7"}
+    assert Settings.load(config_file=cfg, env=env).search.limit == 7
