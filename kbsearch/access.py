@@ -7,19 +7,22 @@ module lets through.  Two rules:
 
 * **Documents**: `may_see` and `EngineIndex`'s access mask (`normalise_groups` turns a caller's groups
   into the form both take; `ALL_GROUPS` switches the filter off for trusted operator tools).
-* **Words**: a question is read with only the words found in some document the caller may see
-  (`visible_words`), misspellings as the caller's closest word.  Without this a word that only a
-  restricted document contains would still move scores, margins and routing (the models are fitted
-  on every document), and so tell an outsider that the word exists.  A word found nowhere is read
-  the same way, so a restricted word and a made-up one are indistinguishable.
+* **Words**: a word of a question that only documents hidden from the caller contain is replaced by a
+  made-up stand-in before anything reads the question (`visible_words`).  Without this such a word
+  would still move scores, margins and routing (the models are fitted on every document), and so
+  tell an outsider that the word exists; with it, it behaves like any word the index does not know.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterable
 
 from .errors import InvalidQuestionError
-from .index import EngineIndex, word_terms
+from .index import EngineIndex, index_terms, word_terms
+
+#: Letters of stand-in words (`_stand_in`): consonant-heavy, so a stand-in never reads as a word.
+_LETTERS = "bcdfghjklmnpqrstvwxz"
 
 
 class _AllGroups:
@@ -58,28 +61,44 @@ def may_see(allowed_groups: Collection[str], groups: frozenset[str] | None) -> b
 
 
 def visible_words(text: str, engine: EngineIndex, groups: frozenset[str] | None) -> str:
-    """``text`` as a caller in ``groups`` may ask it: made only of words found in documents they may see.
+    """``text`` as a caller in ``groups`` may ask it: every *hidden* word (one that occurs in the index
+    but only in documents the caller may not see) replaced by a stand-in the index does not know.
 
-    A word no such document contains is read as the closest one that some does (a misspelling, one
-    or two edits away: "pasword" → "password"), or else left out.  A no-op for trusted callers
-    (``groups`` None) and for callers from whom nothing is hidden.  Stop words and single letters
-    carry no index term and are kept.
+    Everything downstream (retrieval, re-ranking, deflection signals, routing) then treats a hidden
+    word exactly as it treats a made-up one; words found nowhere (misspellings) are kept, so typos
+    still match by their letters.  The stand-in is keyed by the restricted documents' content
+    (`EngineIndex.restricted_fingerprint`), so an outsider cannot compute it to test a guess, and it
+    is stable while that content is.  A no-op for trusted callers (``groups`` None) and for callers
+    from whom nothing is hidden.
     """
     if groups is None or not engine.hides_documents(groups):
         return text
     spans = word_terms(text)
-    terms = [t for _s, _e, ts in spans for t in ts]
+    terms = {t for _s, _e, ts in spans for t in ts}
     if not terms:
         return text
-    seen = engine.visible_terms(terms, groups)
+    shown = engine.visible_terms(terms, groups)
+    hidden = {t for t in terms - shown if engine.is_term(t)}
+    if not hidden:
+        return text
+    key = engine.restricted_fingerprint()
     out: list[str] = []
     pos = 0
     for start, end, ts in spans:
-        if not ts or all(t in seen for t in ts):
-            continue
-        out.append(text[pos:start])
-        near = [engine.nearest_visible_term(t, groups) for t in ts if t not in seen]
-        out.append(" ".join([t for t in ts if t in seen] + [t for t in near if t]))
-        pos = end
+        if any(t in hidden for t in ts):
+            out.append(text[pos:start])
+            out.append(_stand_in(text[start:end], key, engine))
+            pos = end
     out.append(text[pos:])
-    return " ".join("".join(out).split())
+    return "".join(out)
+
+
+def _stand_in(word: str, key: bytes, engine: EngineIndex) -> str:
+    """A made-up word for ``word`` (letters, about its length) that no document of the index contains."""
+    length = min(max(len(word), 5), 16)
+    for attempt in range(100):
+        digest = hashlib.blake2b(f"{attempt}:{word.lower()}".encode("utf-8"), key=key, digest_size=16).digest()
+        token = "".join(_LETTERS[b % len(_LETTERS)] for b in digest)[:length]
+        if not any(engine.is_term(t) for t in index_terms(token)):
+            return token
+    return ""  # 100 collisions with real words cannot happen in practice; leaving the word out is safe

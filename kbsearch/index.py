@@ -9,6 +9,7 @@ Swapping the engine means rewriting this module only.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import threading
@@ -539,25 +540,24 @@ class EngineIndex:
                     break
         return out
 
-    def nearest_visible_term(self, term: str, user_groups: frozenset[str] | None) -> str | None:
-        """The closest term (one edit; two for words of six letters or more; same first letter) found
-        in a document the user may see, or None: how a misspelt word is read for a caller from whom
-        documents are hidden (`access.visible_words`)."""
-        if len(term) < 4:
-            return None
+    def is_term(self, term: str) -> bool:
+        """Whether ``term`` occurs in any text field of this index (deleted documents included)."""
         reader = self._searcher().reader()
-        for dist in (1, 2) if len(term) >= 6 else (1,):
-            near: set[str] = set()
-            for field in TEXT_FIELDS:
-                for found in reader.terms_within(field, term, dist, prefix=1):
-                    near.add(found)
-                    if len(near) >= 64:
-                        break
-            near.discard(term)
-            shown = self.visible_terms(sorted(near), user_groups)
-            if shown:
-                return min(shown, key=lambda t: (abs(len(t) - len(term)), t))
-        return None
+        return any((field, term) in reader for field in TEXT_FIELDS)
+
+    def restricted_fingerprint(self) -> bytes:
+        """A digest of every restricted document's content: a key nobody outside those documents' groups
+        can compute (`access.visible_words` derives its stand-in words from it)."""
+        searcher = self._searcher()
+        cached = getattr(self._local, "restricted_fingerprint", None)
+        if cached is not None and cached[0] is searcher:
+            return cached[1]
+        digest = hashlib.blake2b(digest_size=32, person=b"kbsearch-access")
+        for docnum in sorted(searcher.docs_for_query(query.Term("acl", RESTRICTED))):
+            digest.update(str(searcher.stored_fields(docnum)["meta"]["hash"]).encode("utf-8"))
+        value = digest.digest()
+        self._local.restricted_fingerprint = (searcher, value)
+        return value
 
     def visible(self, doc_id: str, user_groups: frozenset[str] | None) -> bool:
         """Whether ``doc_id`` exists and the user may see it."""
