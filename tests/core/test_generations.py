@@ -111,13 +111,36 @@ def test_second_writer_fails_fast_or_waits(tmp_path: Path) -> None:
         t.join()
 
 
+_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from kbsearch import Document, KnowledgeBase
+    root, op, word = sys.argv[1:]
+    docs = [Document(id=f"{word}{i}", title=f"{word} document {i}", text=f"all about {word} number {i}")
+            for i in range(2)]
+    with KnowledgeBase.open(Path(root)) as kb:
+        getattr(kb, op)(docs)
+""")
+
+
+def _write_in_another_process(root: Path, op: str, word: str) -> None:
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-c", _WRITER, str(root), op, word], capture_output=True, text=True,
+                          env=env, cwd=repo, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_readers_follow_a_switch_by_another_process(tmp_path: Path) -> None:
     root = tmp_path / "kb"
-    with KnowledgeBase.open(root) as reader, KnowledgeBase.open(root) as writer:
-        writer.add(_docs(2, "apple"))
-        assert reader.search("apple")
-        writer.rebuild(_docs(2, "banana"))
+    with KnowledgeBase.open(root) as reader:
+        assert not reader.search("apple")
+        _write_in_another_process(root, "add", "apple")  # added to the live generation
+        assert {h.id for h in reader.search("apple")} == {"apple0", "apple1"}
+        seen = reader.generation_path
+        _write_in_another_process(root, "rebuild", "banana")
         assert reader.search("banana") and not reader.search("apple")
+        assert reader.generation_path != seen and reader.generation_path == gens.current_generation(root)
 
 
 def test_searches_during_rebuilds_all_succeed(tmp_path: Path) -> None:

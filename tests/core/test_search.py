@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbsearch import Document, InvalidQuestionError, KbsearchError, KnowledgeBase
+from kbsearch import Document, InvalidQuestionError, KnowledgeBase
 
 
 @pytest.mark.parametrize(
@@ -82,12 +82,31 @@ def test_kinds_filter(example_kb: KnowledgeBase) -> None:
     ids=["field-syntax", "acl-field", "wildcards", "quotes", "brackets", "emoji", "cyrillic", "japanese",
          "10k-paste", "stopwords-paste", "operators"],
 )
-def test_odd_questions_work_or_fail_clearly(example_kb: KnowledgeBase, question: str) -> None:
-    try:
-        hits = example_kb.search(question)
-    except KbsearchError:
-        return
+def test_odd_questions_are_just_words(example_kb: KnowledgeBase, question: str) -> None:
+    """Every one of these is a valid question (text, not empty, under the length limit): it must not
+    raise, and query syntax in it must not reach restricted documents."""
+    hits = example_kb.search(question)
+    assert isinstance(hits, list)
     assert all(not h.id.startswith("page:hr/salary") and h.id != "page:sales/commission#plan" for h in hits)
+
+
+@pytest.mark.parametrize(
+    "question, message",
+    [("", "empty"), (" \n\t ", "empty"), ("\x00\x01", "empty"), (None, "must be text"), (42, "must be text"),
+     (["vpn"], "must be text"), ("x" * 20_001, "too long")],
+    ids=["empty", "blank", "control-only", "none", "int", "list", "too-long"],
+)
+def test_invalid_questions_raise_the_expected_error(example_kb: KnowledgeBase, question: object,
+                                                    message: str) -> None:
+    with pytest.raises(InvalidQuestionError, match=message):
+        example_kb.search(question)  # type: ignore[arg-type]
+
+
+def test_question_at_the_length_limit_is_searched(example_kb: KnowledgeBase) -> None:
+    limit = example_kb.settings.search.max_question_chars
+    question = ("vpn hotel " * limit)[:limit].strip()
+    assert len(question) <= limit
+    assert example_kb.search(question)[0].id == "answer:1"
 
 
 def test_field_syntax_is_just_words(example_kb: KnowledgeBase) -> None:

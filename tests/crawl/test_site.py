@@ -165,13 +165,41 @@ def test_parsing_in_worker_processes_gives_the_same_documents(tmp_path, intranet
     assert len(results[0][0]) > 15
 
 
-def test_per_host_delay_spaces_requests(kb, site, fast):
-    import time
+class VirtualClock:
+    """Stands in for the ``time`` module of `kbsearch.crawl.fetch`: ``monotonic`` reads a virtual time
+    that only ``sleep`` advances (and records), so spacing is checked exactly, without real waits."""
 
+    def __init__(self) -> None:
+        import threading
+
+        self.now = 1000.0
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self.now += max(seconds, 0.0)
+
+    def __getattr__(self, name: str):
+        import time
+
+        return getattr(time, name)
+
+
+def test_per_host_delay_spaces_requests(kb, site, fast, monkeypatch):
+    from kbsearch.crawl import fetch
+
+    clock = VirtualClock()
+    monkeypatch.setattr(fetch, "time", clock)
     stamps: list[float] = []
 
     def timed(h):
-        stamps.append(time.monotonic())
+        stamps.append(clock.monotonic())  # requests follow one another (each page links the next)
         n = int(h.path.rpartition("/p")[2].partition(".")[0] or 0)
         body = f"<html><head><title>P{n}</title></head><body><p>page number {n}</p>" + \
             (f'<a href="/p{n + 1}.html">next</a>' if n < 5 else "") + "</body></html>"
@@ -186,8 +214,9 @@ def test_per_host_delay_spaces_requests(kb, site, fast):
     report = kb.crawl([site.url("/p0.html")], **{**fast, "delay": 0.15, "sitemaps": False, "respect_robots": False})
     assert report.pages_parsed == 6
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    # Server-side arrival times: allow for jitter in delivery, not for a missing delay.
-    assert sum(gaps) / len(gaps) >= 0.14 and min(gaps) >= 0.09, gaps
+    # Virtual time moves only when the host gate waits: each request starts exactly `delay` after the last.
+    assert gaps == pytest.approx([0.15] * 5), gaps
+    assert sum(clock.slept) == pytest.approx(0.75)
 
 
 def test_robots_crawl_delay_and_agent_specific_rules(kb, site, fast):

@@ -9,9 +9,11 @@ import pytest
 
 from kbsearch import Document, KnowledgeBase, Settings
 
-#: Repository root; the shared evaluation sets live beside it in ../shared/data/eval.
+#: Repository root.
 ROOT = Path(__file__).resolve().parents[2]
-EVAL = ROOT.parent / "shared" / "data" / "eval"
+#: Small subsets of the evaluation sets, kept in the repository (see tests/data/eval/README.md); the
+#: full sets (../shared/data/eval) are evaluated by bench/, not by the tests.
+EVAL = ROOT / "tests" / "data" / "eval"
 
 THREADS: dict[str, tuple[str, str, str, list[str]]] = {
     # id: (group, title, answer, alternate phrasings)
@@ -98,5 +100,5 @@ def shared_kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBas
 def eval_set(name: str) -> Path:
     path = EVAL / name
     if not (path / "archive.jsonl").is_file():
-        raise FileNotFoundError(f"shared evaluation set missing: {path} (expected ../shared/data/eval beside the repo)")
+        raise FileNotFoundError(f"evaluation set missing: {path} (see tests/data/eval/README.md)")
     return path

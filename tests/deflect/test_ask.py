@@ -48,9 +48,13 @@ def test_decision_json_is_complete(shared_kb: KnowledgeBase) -> None:
 
 
 def test_routing_is_attached_when_not_answered(shared_kb: KnowledgeBase) -> None:
-    d = shared_kb.ask("what is the boiling point of mercury")
-    assert hasattr(shared_kb, "route")
-    assert d.routing is not None and d.group == d.routing.group
+    question = "what is the boiling point of mercury"
+    d = shared_kb.ask(question)
+    assert d.action is not Action.ANSWER
+    routing = shared_kb.route(question)
+    assert d.routing is not None and d.routing == routing  # the same routing `route` gives
+    assert d.group == routing.group == "general" and "default group" in routing.reason  # nothing learned fits
+    assert d.to_dict()["routing"]["group"] == "general"
 
 
 def test_outdated_answer_is_never_used_to_deflect(tmp_path: Path) -> None:

@@ -51,8 +51,11 @@ def test_meaning_ranks_a_thread_that_shares_no_word(title_only_kb, question: str
     if encoder == "auto":
         assert decision.ranked[0] == NO_SHARED_WORD[question]
     else:
-        assert decision.ranked[0] != NO_SHARED_WORD[question]
-        assert decision.action is Action.ESCALATE
+        # Without the encoder nothing links them: no word shared, no classifier (title-only threads),
+        # so whatever ranks first is no evidence and never an answer; no sentence similarity is made up.
+        assert decision.signals.get("coverage", 0.0) == 0.0
+        assert decision.signals.get("semantic", 0.0) == 0.0
+        assert decision.action is not Action.ANSWER
 
 
 def test_meaning_alone_can_answer(title_only_kb) -> None:
@@ -61,9 +64,9 @@ def test_meaning_alone_can_answer(title_only_kb) -> None:
     if encoder == "auto":
         assert decision.action is Action.ANSWER and decision.answer.id == "sick"
         assert decision.signals["semantic"] > 0.5 and decision.signals["coverage"] == 0
-    else:
-        assert decision.action is Action.ESCALATE
-        assert decision.signals.get("semantic", 0.0) == 0.0
+    else:  # the same question with no evidence at all: not answered, whatever its rank
+        assert decision.action is not Action.ANSWER and decision.answer is None
+        assert decision.signals.get("semantic", 0.0) == 0.0 and decision.signals.get("coverage", 0.0) == 0.0
 
 
 @pytest.mark.parametrize("question", ["how do I bake bread", "what is the capital of peru"])

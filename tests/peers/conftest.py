@@ -17,7 +17,8 @@ from aiosmtpd.controller import Controller
 
 from kbsearch import KnowledgeBase, Settings
 
-EVAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "eval"
+#: Small subsets of the evaluation sets, in the repository (tests/data/eval/README.md).
+EVAL = Path(__file__).resolve().parents[1] / "data" / "eval"
 
 
 class WebhookServer:

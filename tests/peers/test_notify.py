@@ -150,14 +150,16 @@ def test_permanent_failure_is_kept_visible(tmp_path: Path, hook_env: WebhookServ
 
 def test_experts_are_reminded_once(tmp_path: Path, hook_env: WebhookServer, smtp: tuple[MailSink, int]) -> None:
     sink, port = smtp
-    kb = KnowledgeBase.open(settings=peer_settings(tmp_path / "i", smtp_port=port, remind_after_hours=0.0005))
+    kb = KnowledgeBase.open(settings=peer_settings(tmp_path / "i", smtp_port=port, remind_after_hours=1.0))
     old = kb.escalate("outlook asks for my password every hour", group="it-support")
     answered = kb.escalate("outlook crashes on start", group="it-support")
     kb.answer(answered.id, "Start it once with /safe and remove the add-in.")
-    time.sleep(2.0)  # 0.0005 h = 1.8 s
-    first = kb.deliver_notifications()
-    assert first.reminders == 1
-    second = kb.deliver_notifications()
+    outbox = kb.peers.outbox  # driven with an injected clock: ``now`` instead of waiting an hour
+    assert kb.deliver_notifications().reminders == 0  # the real now: nothing open for an hour yet
+    assert outbox.deliver(now=old.created + 3600 - 1).reminders == 0  # a second too early
+    first = outbox.deliver(now=answered.created + 3600 + 1)  # both are an hour old; one was answered
+    assert first.reminders == 1 and first.pending == 0
+    second = outbox.deliver(now=answered.created + 2 * 3600)
     assert second.reminders == 0
     reminders = [m for m in sink.messages if m["msg"]["X-Kbsearch-Idempotency-Key"].endswith("/reminder")]
     assert len(reminders) == 1 and reminders[0]["to"] == ["bo@example.com"]  # the group's expert
@@ -229,6 +231,7 @@ def test_sigkill_during_delivery_loses_nothing(tmp_path: Path, hook_env: Webhook
     root = tmp_path / "i"
     kb = KnowledgeBase.open(settings=peer_settings(root))
     ids = [kb.escalate(f"laptop {n} overheats", group="it-support", deliver=False).id for n in range(6)]
+    before_child = time.time()  # the child claims after this: its leases last past it
     proc = subprocess.Popen([sys.executable, "-c", _CHILD_MID.format(repo=repo, root=str(root))],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo}, cwd=repo)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
@@ -238,8 +241,12 @@ def test_sigkill_during_delivery_loses_nothing(tmp_path: Path, hook_env: Webhook
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     proc.stdout.close()
-    time.sleep(2.1)  # the killed process's claim (peers.claim_seconds = 2) expires
-    _deliver_until_done(kb)
+    # While the killed process's claims (peers.claim_seconds = 2) last, nobody else sends them ...
+    before = set(hook_env.keys())
+    assert kb.peers.outbox.deliver(now=before_child).delivered == 0 and set(hook_env.keys()) == before
+    # ... once they expire (an injected clock, not a wait), the next run does.
+    after_lease = kb.peers.outbox.deliver(now=time.time() + kb.settings.peers.claim_seconds + 0.5)
+    assert after_lease.pending == 0
     keys = hook_env.keys()
     assert set(keys) == {f"{i}/it-support/webhook/escalated" for i in ids}  # none lost
     assert len(keys) <= len(ids) + 1  # at most the one in flight at the kill is repeated, with its key

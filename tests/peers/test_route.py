@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -99,16 +100,20 @@ def test_small_history_routes_by_content_words(tmp_path: Path, examples: int, an
 
 
 def test_clinc150_domain_routing_accuracy() -> None:
+    """The CLINC150 subset: 3 intents of each of the 10 domains, 300 validation questions (the whole
+    set: bench/route_bench.py)."""
     report = evaluate_routing(EVAL / "clinc150", cfg=RouteConfig())
-    assert report.mode == "questions" and report.questions == 3000 and report.groups == 10
+    assert report.mode == "questions" and report.questions == 300 and report.groups == 10
     assert report.accuracy is not None and report.accuracy >= 0.95
 
 
 def test_semeval_is_cross_validated_over_the_archive() -> None:
+    """The SemEval subset: 20 threads of each of the 6 largest forum categories, no grouped questions."""
+    archive = list(read_jsonl(EVAL / "semeval2016-qatarliving" / "archive.jsonl"))
     report = evaluate_routing(EVAL / "semeval2016-qatarliving", folds=3)
-    assert report.mode == "cross-validation" and report.folds == 3 and report.questions == 613
-    majority = 173 / 613  # "Qatar Living Lounge"
-    assert report.accuracy is not None and report.accuracy > majority + 0.1
+    assert report.mode == "cross-validation" and report.folds == 3 and report.questions == len(archive) == 120
+    majority = max(Counter(d.group for d in archive).values()) / len(archive)  # 1/6: balanced
+    assert report.accuracy is not None and report.accuracy > majority + 0.15
 
 
 def test_fitting_is_reproducible() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,15 +81,53 @@ def run_reindex(h, index: Path, sources: Path, *args: str, timeout: float = 120)
                           capture_output=True, text=True, timeout=timeout, env=_env())
 
 
-def start_reindex(h, index: Path, sources: Path, *args: str) -> subprocess.Popen:
+def start_reindex(h, index: Path, sources: Path, *args: str,
+                  hooks: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([h.KBSEARCH, "reindex", "--index", str(index), "--sources", str(sources), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(hooks))
 
 
-def _env() -> dict[str, str]:
+#: A ``sitecustomize`` that lets a test hold a reindex subprocess at a known point (see its docstring).
+HOOKS = Path(__file__).with_name("_hold")
+
+
+def _env(hooks: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("KBSEARCH_CONFIG", None)
+    if hooks:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOKS), env.get("PYTHONPATH")) if p)
+        env.update(hooks)
     return env
+
+
+def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, what: str,
+               between: Callable[[], None] = lambda: time.sleep(0.02), timeout: float = 120) -> None:
+    """Wait until ``condition()`` holds (calling ``between`` meanwhile); fail at once if ``proc`` ends."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"reindex ended (exit {proc.returncode}) before {what}:\n{out}\n{err}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        between()
+
+
+class Hold:
+    """Holds a reindex subprocess just before it makes its new generation the live one (``at`` =
+    "switch_to") or before it marks it complete ("write_meta": the index written, not yet fitted)."""
+
+    def __init__(self, folder: Path, at: str = "switch_to") -> None:
+        folder.mkdir(parents=True)
+        self.folder = folder
+        self.hooks = {"KBT_HOLD": str(folder), "KBT_HOLD_AT": at}
+
+    def wait(self, proc: subprocess.Popen, between: Callable[[], None] = lambda: time.sleep(0.02)) -> Path:
+        """Wait until ``proc`` is held; the new generation (not live)."""
+        wait_until((self.folder / "held").exists, proc, "it was held before the switch", between)
+        return Path((self.folder / "held").read_text(encoding="utf-8"))
+
+    def release(self) -> None:
+        (self.folder / "release").touch()
 
 
 def ids(index: Path) -> set[str]:
@@ -141,18 +181,14 @@ def test_sigkill_mid_rebuild_keeps_the_previous_index_and_next_run_completes(tmp
     h.build_index(index, h.DOCS + bulk)
     live = current_generation(index)
     sources = write_sources(tmp_path / "crawlers", site.url)
-    started = time.time()
-    proc = start_reindex(h, index, sources)
-    deadline = time.monotonic() + 120
-    partial = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        fresh = [p for p in index.glob("gen-*") if p != live and p.stat().st_mtime > started]
-        if fresh and current_generation(index) == live:  # the new generation is being written / fitted
-            partial = fresh[0]
-            time.sleep(0.3)
-            break
-        time.sleep(0.02)
-    assert partial is not None and proc.poll() is None, "reindex finished before it could be killed"
+    hold = Hold(tmp_path / "hold", at="write_meta")
+    proc = start_reindex(h, index, sources, hooks=hold.hooks)
+    # Held once the new generation's index is written, before it is complete: killed there, nothing
+    # of the run may be visible and the next run removes the half-written generation.
+    partial = hold.wait(proc)
+    assert partial.is_dir() and partial.parent == index and partial != live
+    assert any(partial.iterdir()) and not (partial / "meta.json").exists()
+    assert current_generation(index) == live and proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     proc.stdout.close()
@@ -168,19 +204,31 @@ def test_sigkill_mid_rebuild_keeps_the_previous_index_and_next_run_completes(tmp
     assert "bulk-399" in ids(index)
 
 
-def test_two_reindex_runs_started_together(tmp_path, site, h):
+def test_a_reindex_started_while_one_runs_exits_75_or_waits_its_turn(tmp_path, site, h):
     index = h.build_index(tmp_path / "idx")
     sources = write_sources(tmp_path / "crawlers", site.url)
-    a, b = start_reindex(h, index, sources), start_reindex(h, index, sources)
-    outs = [p.communicate(timeout=120) for p in (a, b)]
-    codes = sorted([a.returncode, b.returncode])
-    assert codes == [0, 75], outs
-    skipped = outs[[a.returncode, b.returncode].index(75)]
+    hold = Hold(tmp_path / "hold-1")
+    a = start_reindex(h, index, sources, hooks=hold.hooks)
+    hold.wait(a)  # a holds the reindex lock until released
+    b = start_reindex(h, index, sources)
+    skipped = b.communicate(timeout=120)
+    assert b.returncode == 75, skipped
     assert "another reindex" in skipped[1] and skipped[0] == ""
+    hold.release()
+    out = a.communicate(timeout=120)
+    assert a.returncode == 0, out
     # With --wait the second one waits its turn and both complete.
-    a, b = start_reindex(h, index, sources, "--wait", "120"), start_reindex(h, index, sources, "--wait", "120")
+    hold = Hold(tmp_path / "hold-2")
+    asking = tmp_path / "b-asks-for-the-lock"
+    a = start_reindex(h, index, sources, "--wait", "120", hooks=hold.hooks)
+    hold.wait(a)
+    b = start_reindex(h, index, sources, "--wait", "120", "--json", hooks={"KBT_LOCK_MARK": str(asking)})
+    wait_until(asking.exists, b, "it asked for the reindex lock")
+    assert b.poll() is None  # a still holds the lock: b is waiting, not failing
+    hold.release()
     outs = [p.communicate(timeout=180) for p in (a, b)]
     assert [a.returncode, b.returncode] == [0, 0], outs
+    assert json.loads(outs[1][0])["waited"] > 0
 
 
 def test_searches_during_a_reindex_all_succeed(tmp_path, site, h):
@@ -192,15 +240,24 @@ def test_searches_during_a_reindex_all_succeed(tmp_path, site, h):
     live = current_generation(index)
     srv = h.Server(index, tmp_path)
     try:
-        proc = start_reindex(h, index, write_sources(tmp_path / "crawlers", site.url))
+        hold = Hold(tmp_path / "hold")
+        proc = start_reindex(h, index, write_sources(tmp_path / "crawlers", site.url), hooks=hold.hooks)
         results: list[tuple[int, str]] = []
         questions = ["how do I reset my VPN password", "paper jam printer third floor", "holiday days per year"]
-        while proc.poll() is None:
+
+        def search_all() -> None:
             for q in questions:
                 r = requests.post(srv.url + "api/search", json={"question": q}, timeout=30)
                 results.append((r.status_code, r.json()["hits"][0]["id"] if r.ok and r.json()["hits"] else ""))
-        proc.communicate()
-        assert proc.returncode == 0
+
+        hold.wait(proc, between=search_all)  # searching while it syncs and builds ...
+        for _ in range(3):  # ... and while its new generation is written but not yet live
+            search_all()
+        during = requests.get(srv.url + "api/health", timeout=10).json()
+        assert during["generation"] == live.name
+        hold.release()
+        out = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
         for q in questions:  # and after the switch
             r = requests.post(srv.url + "api/search", json={"question": q}, timeout=30)
             assert r.ok, r.text + srv.logs()
@@ -208,7 +265,7 @@ def test_searches_during_a_reindex_all_succeed(tmp_path, site, h):
         health = requests.get(srv.url + "api/health", timeout=10).json()
     finally:
         srv.stop()
-    assert len(results) >= 12
+    assert len(results) >= 12  # at least 9 while the reindex ran, 3 after it
     assert all(code == 200 for code, _ in results), results
     assert {top for _, top in results} == {"vpn-reset", "printer-jam", "holiday"}
     assert health["generation"] != live.name  # the server follows the switch
