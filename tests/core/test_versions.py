@@ -35,6 +35,7 @@ def _snapshot(gen: Path) -> dict[str, tuple[int, str]]:
 
 def test_writes_never_change_a_published_version(example_kb: KnowledgeBase) -> None:
     kb = example_kb
+    kb.settings.index.keep_generations = 10  # keep the earlier versions on disk to compare them
     first = kb.generation_path
     before = _snapshot(first)
     assert any(name.startswith("model/") for name in before)
