@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from kbsearch import Document, KnowledgeBase
-from kbsearch import _generations as gens
 from kbsearch.storage import save_npy, write_json
 from kbsearch.storage import versions
 
