@@ -37,6 +37,8 @@ class BuildReport:
     seconds: float = 0.0
     generation: str = ""
     model_fitted_on: int = 0
+    #: Answered escalations of the peer store added because ``documents`` did not hold them.
+    answers_kept: int = 0
     #: Seconds spent writing the index and fitting the TF-IDF model (the indexing proper).
     index_seconds: float = 0.0
     #: Seconds spent in the after-build steps (routing model, deflection calibration).

@@ -32,6 +32,7 @@ from ._deflect_model import FEATURES, MODEL_DIR, AnswerModel, phrasings_of, toke
 from ._deflect_vectors import Vectorizer
 from .config import DeflectConfig
 from .documents import Document
+from .storage import write_json
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class Calibration:
         path = gen_dir / MODEL_DIR
         path.mkdir(parents=True, exist_ok=True)
         data = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-        (path / CALIBRATION_FILE).write_text(json.dumps(data), encoding="utf-8")
+        write_json(path / CALIBRATION_FILE, data)
 
     @classmethod
     def load(cls, gen_dir: Path) -> Calibration | None:

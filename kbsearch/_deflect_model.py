@@ -32,6 +32,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ._deflect_vectors import _CHAR, _WORD, Rows, SentenceProjection, TermIndex, Vectorizer
 from .documents import Document
+from .storage import _faults as faults
+from .storage import save_npy, save_sparse, write_json
 
 log = logging.getLogger(__name__)
 
@@ -412,21 +414,21 @@ class AnswerModel:
         path = gen_dir / MODEL_DIR
         path.mkdir(parents=True, exist_ok=True)
         for name, v in (("word", self.vec.word), ("char", self.vec.char)):
-            (path / f"{name}_vocab.json").write_text(json.dumps({k: int(i) for k, i in v.vocabulary_.items()},
-                                                                ensure_ascii=False), encoding="utf-8")
-            np.save(path / f"{name}_idf.npy", v.idf_.astype(np.float64))
+            write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in v.vocabulary_.items()},
+                       ensure_ascii=False)
+            save_npy(path / f"{name}_idf.npy", v.idf_.astype(np.float64))
         self.terms.save(path, "terms")
         for name, m in (("phrasings", self.phrasings), ("bodies", self.bodies)):
-            sp.save_npz(path / f"{name}.npz", m.rows(), compressed=False)
-        np.save(path / "owners.npy", self.owners)
+            save_sparse(path / f"{name}.npz", m.rows())
+        save_npy(path / "owners.npy", self.owners)
         if self.clf_coef is not None:
-            np.save(path / "clf_coef.npy", self.clf_coef.astype(np.float32))
-            np.save(path / "clf_intercept.npy", self.clf_intercept.astype(np.float32))
-            np.save(path / "clf_classes.npy", self.clf_classes.astype(np.int32))
+            save_npy(path / "clf_coef.npy", self.clf_coef.astype(np.float32))
+            save_npy(path / "clf_intercept.npy", self.clf_intercept.astype(np.float32))
+            save_npy(path / "clf_classes.npy", self.clf_classes.astype(np.int32))
         encoder = None
         if self.sem is not None:
-            np.save(path / "semantic.npy", self.sem.astype(np.float32))
-            np.save(path / "semantic_owners.npy", self.sem_owners.astype(np.int32))
+            save_npy(path / "semantic.npy", self.sem.astype(np.float32))
+            save_npy(path / "semantic_owners.npy", self.sem_owners.astype(np.int32))
             encoder = {"name": self.encoder.name, "sha256": self.encoder.digest, "path": str(self.encoder.model_dir)}
         word_vectors = classifier_encoder = None
         dense = self._classifier_dense()
@@ -438,7 +440,8 @@ class AnswerModel:
         meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
                 "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder,
                 "word_vectors": word_vectors, "classifier_encoder": classifier_encoder}
-        (path / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        faults.checkpoint("deflect.model-arrays-written")
+        write_json(path / "model.json", meta, ensure_ascii=False)  # last: it says which arrays to read
 
     @classmethod
     def load(cls, gen_dir: Path) -> AnswerModel | None:

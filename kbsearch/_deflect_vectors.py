@@ -19,6 +19,7 @@ from sklearn.preprocessing import normalize
 
 from ._word_vectors import WordVectors
 from .index import index_terms
+from .storage import save_npy, save_npz, save_sparse, write_json
 
 _WORD = dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
              token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
@@ -126,7 +127,7 @@ class SentenceProjection:
         return ((np.asarray(vectors, dtype=np.float32) - self.mean) @ self.axes.T) * np.float32(1.0 / self.scale)
 
     def save(self, path: Path) -> None:
-        np.savez(path, mean=self.mean, axes=self.axes, scale=np.float64(self.scale))
+        save_npz(path, mean=self.mean, axes=self.axes, scale=np.float64(self.scale))
 
     @classmethod
     def load(cls, path: Path) -> SentenceProjection:
@@ -330,12 +331,11 @@ class TermIndex:
         return bm25, coverage.astype(np.float32)
 
     def save(self, path: Path, name: str) -> None:
-        (path / f"{name}_vocab.json").write_text(json.dumps({k: int(i) for k, i in self.vocab.vocabulary_.items()},
-                                                             ensure_ascii=False), encoding="utf-8")
-        sp.save_npz(path / f"{name}_bm25.npz", self.weights.rows(), compressed=False)
-        np.save(path / f"{name}_idf.npy", self.idf)
-        (path / f"{name}_meta.json").write_text(json.dumps({"avg_len": self.avg_len, "plain": self.plain}),
-                                                 encoding="utf-8")
+        write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in self.vocab.vocabulary_.items()},
+                   ensure_ascii=False)
+        save_sparse(path / f"{name}_bm25.npz", self.weights.rows())
+        save_npy(path / f"{name}_idf.npy", self.idf)
+        write_json(path / f"{name}_meta.json", {"avg_len": self.avg_len, "plain": self.plain})
 
     @classmethod
     def load(cls, path: Path, name: str) -> TermIndex:

@@ -137,7 +137,8 @@ def index_add(files: tuple[Path, ...], rebuild: bool, as_json: bool, index_path:
     if as_json:
         emit_json(report.to_dict())
     elif rebuild:
-        click.echo(f"rebuilt: {report.documents} documents in {report.seconds:.1f}s -> {report.generation}")
+        kept = f" (with {report.answers_kept} peer answers from the escalation store)" if report.answers_kept else ""
+        click.echo(f"rebuilt: {report.documents} documents{kept} in {report.seconds:.1f}s -> {report.generation}")
     else:
         click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}"
                    + (f", duplicate ids {report.duplicates}" if report.duplicates else "")

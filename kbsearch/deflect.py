@@ -493,21 +493,34 @@ class Deflector:
 
 # -- the front door's helpers (called by KnowledgeBase.ask / ask_many / feedback) -------------------------
 def _deflector(kb: Any) -> Deflector:
-    """The deflector of the live generation (reloaded after a rebuild or recalibration)."""
+    """The deflector of the live version, reloaded only when its model files are other files.
+
+    A version forked by an add shares its model's files (hard links) with its parent: the loaded
+    model is reused for it, so indexing a peer answer does not cost the next question a reload.
+    """
     from ._deflect_calibrate import CALIBRATION_FILE
     from ._deflect_model import MODEL_DIR
 
     path = kb.generation_path
-    try:
-        stamp = (path / MODEL_DIR / CALIBRATION_FILE).stat().st_mtime_ns
-    except FileNotFoundError:
-        stamp = 0
+    stamp = tuple(_file_identity(path / MODEL_DIR / name) for name in (CALIBRATION_FILE, "model.json"))
     cached = getattr(kb, "_deflect_cache", None)
-    if cached is not None and cached[0] == (path, stamp):
-        return cached[1]
-    deflector = Deflector.load(path)
-    kb._deflect_cache = ((path, stamp), deflector)
+    if cached is not None and cached[0] == stamp:
+        if cached[1].path == path:
+            return cached[1]
+        deflector = Deflector(path, cached[1].model, cached[1].cal)  # same files, another version
+    else:
+        deflector = Deflector.load(path)
+    kb._deflect_cache = (stamp, deflector)
     return deflector
+
+
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    """(device, inode, mtime) of a file, zeros when missing: equal means the very same file content."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (0, 0, 0)
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
 def _searcher_if_needed(kb: Any, deflector: Deflector) -> Any:

@@ -385,9 +385,11 @@ def _bm25f_top(searcher: Any, leaves: list[tuple[_LeafData, int]], clauses: Sequ
 class EngineIndex:
     """One generation's Whoosh index: retrieval, stored documents and writers."""
 
-    def __init__(self, ix: Any, path: Path) -> None:
+    def __init__(self, ix: Any, path: Path, static: bool = False) -> None:
         self._ix = ix
         self.path = path
+        #: The index never changes once opened (a published version): no freshness check per search.
+        self.static = static
         self._local = threading.local()
         self._searchers: list[Any] = []
         self._searchers_lock = threading.Lock()
@@ -400,12 +402,14 @@ class EngineIndex:
         return cls(windex.create_in(str(path), _schema()), path)
 
     @classmethod
-    def open(cls, gen_dir: Path) -> EngineIndex:
+    def open(cls, gen_dir: Path, *, static: bool = False) -> EngineIndex:
+        """Open the index of ``gen_dir``; ``static``: it is never written to again (searches skip
+        Whoosh's check for a newer commit, a directory listing each)."""
         path = gen_dir / _ENGINE_DIR
         if not windex.exists_in(str(path)):
             raise IndexNotFoundError(f"no index in {gen_dir}")
         try:
-            return cls(windex.open_dir(str(path)), path)
+            return cls(windex.open_dir(str(path)), path, static)
         except (OSError, EOFError, ValueError) as exc:
             raise IndexCorruptError(f"cannot open the index in {gen_dir}: {exc}") from exc
 
@@ -422,7 +426,7 @@ class EngineIndex:
             self._local.leaves = None
             with self._searchers_lock:
                 self._searchers.append(searcher)
-        elif not searcher.up_to_date():
+        elif not self.static and not searcher.up_to_date():
             # A new searcher, not searcher.refresh(): Whoosh's reader reuse keeps the old deletion
             # state of unchanged segments, so a deletions-only commit would stay invisible.
             fresh = self._ix.searcher(weighting=_weighting())

@@ -8,51 +8,27 @@ follow a switch made by another process; writes take the single writer lock.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import _generations as gens
+from . import _kb_write
 from ._build_reports import AddReport, BuildReport, IndexStats
-from ._generations import Generation, model_stamp
-from ._memory import release_memory
+from ._generations import Generation
 from .config import Settings
 from .documents import Document, Hit
-from .errors import IndexNotFoundError, InvalidDocumentError, KbsearchError
+from .errors import IndexNotFoundError
 from .index import EngineIndex
-from .rerank import Reservoir, TfidfModel, VectorCache, fit_on, sample_item
+from .rerank import TfidfModel, VectorCache
 from .search import ALL_GROUPS
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-
-FORMAT_VERSION = 1
-
-
-def _check(doc: Document) -> None:
-    """Refuse, naming it, a document nobody could be shown (`Document.checked`): it would break calibration."""
-    try:
-        doc.checked()
-    except InvalidDocumentError as exc:
-        raise InvalidDocumentError(f"document {doc.id!r}: {exc}") from None
-
-
-def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
 
 class KnowledgeBase:
     """Intranet pages and past peer answers in one index; search them, add to them, rebuild them.
@@ -100,29 +76,24 @@ class KnowledgeBase:
             if gens.current_generation(self.root) is not None:
                 return
             gen = gens.new_generation_dir(self.root)
-            EngineIndex.create(gen)
+            EngineIndex.create(gen).close()
             TfidfModel.empty().save(gen)
-            gens.write_meta(gen, self._meta(0, 0))
+            gens.write_meta(gen, _kb_write.new_meta(0, 0))
             gens.switch_to(self.root, gen)
 
-    def _meta(self, documents: int, fitted_on: int) -> dict[str, Any]:
-        return {
-            "format": FORMAT_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(),
-            "documents_at_build": documents,
-            "model_fitted_on": fitted_on,
-        }
-
     def _current(self) -> Generation:
-        """The live generation, reopened when another writer switched or refitted it."""
+        """The live version, reopened when a writer (here or in another process) switched ``CURRENT``.
+
+        Versions never change once published, so one ``stat`` of the pointer tells whether this is current.
+        """
         stamp = gens.pointer_stamp(self.root)
         live = self._live
-        if live is not None and stamp == self._stamp and model_stamp(live.path) == live.model_stamp:
+        if live is not None and stamp == self._stamp:
             return live
         with self._lock:
             live = self._live
             stamp = gens.pointer_stamp(self.root)
-            if live is not None and stamp == self._stamp and model_stamp(live.path) == live.model_stamp:
+            if live is not None and stamp == self._stamp:
                 return live
             path = gens.current_generation(self.root)
             if path is None:
@@ -228,113 +199,35 @@ class KnowledgeBase:
         )
 
     # -- writing ---------------------------------------------------------------------------
-    def add(self, documents: Iterable[Document], *, progress: Progress | None = None) -> AddReport:
-        """Add or update documents by id in the live generation; unchanged ones are skipped.
+    def add(self, documents: Iterable[Document], *, progress: Progress | None = None,
+            refit: bool = True) -> AddReport:
+        """Add or update documents by id; unchanged ones are skipped.  The change is a new version.
 
         Writes are committed in batches of ``index.batch_size``: if the stream raises part-way,
-        earlier batches stay indexed and the error says how many (re-running is safe).
+        earlier batches are still published and the error says how many (re-running is safe).
+        ``refit``: refit a small, grown index's models now (sources and crawls pass False and refit
+        once when they finish; a reindex rebuilds instead).
         """
-        report = AddReport()
-        started = time.perf_counter()
-        cfg = self.settings.index
-        with gens.writer_lock(self.root, cfg.writer_timeout):
-            live = self._current()
-            engine = EngineIndex.open(live.path)
-            done = 0
-            try:
-                for batch in _batched(documents, cfg.batch_size):
-                    latest: dict[str, Document] = {}
-                    for doc in batch:
-                        if not isinstance(doc, Document):
-                            raise KbsearchError(f"expected a Document, got {type(doc).__name__}")
-                        _check(doc)
-                        if doc.id in latest:
-                            report.duplicates += 1
-                        latest[doc.id] = doc
-                    writer = engine.writer(limitmb=cfg.writer_limitmb)
-                    try:
-                        for doc in latest.values():
-                            status = writer.add(doc)
-                            setattr(report, status, getattr(report, status) + 1)
-                        writer.commit()
-                    except BaseException:
-                        writer.cancel()
-                        raise
-                    done += len(batch)
-                    if progress:
-                        progress(done)
-            except KbsearchError as exc:
-                if report.changed or report.unchanged:
-                    raise type(exc)(f"{exc} ({report.changed} documents before it were indexed; "
-                                    "re-running after fixing it is safe)") from None
-                raise
-            finally:
-                engine.close()
-            if report.changed:
-                report.model_refitted = self._maybe_refit(live.path)
-        report.seconds = time.perf_counter() - started
-        log.info("add: %d added, %d updated, %d unchanged in %.2fs",
-                 report.added, report.updated, report.unchanged, report.seconds)
-        return report
+        return _kb_write.add(self, documents, progress, refit)
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete documents by id; returns how many existed."""
-        deleted = 0
-        with gens.writer_lock(self.root, self.settings.index.writer_timeout):
-            live = self._current()
-            engine = EngineIndex.open(live.path)
-            try:
-                writer = engine.writer(limitmb=self.settings.index.writer_limitmb)
-                try:
-                    for doc_id in ids:
-                        deleted += writer.delete(doc_id)
-                    writer.commit()
-                except BaseException:
-                    writer.cancel()
-                    raise
-            finally:
-                engine.close()
-        log.info("delete: %d documents removed", deleted)
-        return deleted
+        return _kb_write.delete(self, ids)
 
-    def _maybe_refit(self, gen_path: Path, timings: dict[str, Any] | None = None, *, calibrate: bool = True) -> bool:
-        """Refit the TF-IDF model of a small, grown index (large ones are refitted by `rebuild`).
-
-        ``timings``, when given, receives ``refit_seconds`` (the TF-IDF model), ``after_build_seconds``
-        (router and deflection steps) and ``steps`` (what those steps reported).  ``calibrate=False``
-        leaves deflection's model as it is (documents it does not cover are found through search).
-        """
-        if getattr(self, "_defer_refit", False):  # a reindex is syncing: its final rebuild refits once
-            return False
-        live = self._current()
-        count = live.engine.doc_count()
-        sample = self.settings.rerank.fit_sample
-        fitted = live.model.fitted_on
-        if count > sample or (fitted and count < 2 * fitted):
-            return False
-        started = time.perf_counter()
-        model = fit_on(live.engine.iter_documents(), sample, self.settings.rerank.doc_chars)
-        model.save(gen_path)
-        del model
-        release_memory()  # the fit's hashing buffers: the after-build steps then start lower
-        self._current()
-        fitted_at = time.perf_counter()
-        steps: dict[str, Any] = {}
-        self._after_build(self._current(), steps, calibrate=calibrate)
-        if timings is not None:
-            timings.update(refit_seconds=fitted_at - started, after_build_seconds=time.perf_counter() - fitted_at,
-                           steps=steps)
-        return True
+    def refit(self, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
+              lock_timeout: float | None = None) -> bool:
+        """Refit a small, grown index's TF-IDF model, router and (``calibrate``) deflection as a new
+        version; large indexes are refitted by `rebuild`.  Returns whether it refitted."""
+        return _kb_write.refit(self, timings, calibrate=calibrate, lock_timeout=lock_timeout)
 
     def rebuild(self, documents: Iterable[Document], *, progress: Progress | None = None) -> BuildReport:
-        """Build a new generation from ``documents`` and switch to it atomically.
+        """Build a new version from ``documents`` and switch to it atomically.
 
-        Readers keep using the previous generation until the switch; if this fails or the process
-        is killed, the previous generation stays live and the partial one is removed next time.
+        Answered escalations of the peer store that ``documents`` does not hold are added too (they
+        live in the store, not in any source).  Readers keep using the previous version until the
+        switch; if this fails or the process is killed, the previous version stays live and the
+        partial one is removed next time.
         """
-        cfg = self.settings.index
-        report = BuildReport()
-        started = time.perf_counter()
         if self.settings.deflect.encoder not in ("auto", "off"):
             from ._encoder import load_encoder
 
@@ -343,59 +236,7 @@ class KnowledgeBase:
             from ._word_vectors import load_word_vectors
 
             load_word_vectors(self.settings.deflect.word_vectors)  # likewise named vectors
-        with gens.writer_lock(self.root, cfg.writer_timeout):
-            gens.remove_stale(self.root, cfg.keep_generations)
-            gen = gens.new_generation_dir(self.root)
-            report.generation = gen.name
-            try:
-                engine = EngineIndex.create(gen)
-                writer = engine.writer(fresh=True, limitmb=cfg.writer_limitmb)
-                sample = Reservoir(self.settings.rerank.fit_sample)
-                seen: set[str] = set()
-                try:
-                    for doc in documents:
-                        _check(doc)
-                        if doc.id in seen:
-                            report.duplicates += 1
-                            log.warning("rebuild: duplicate id %r kept its first document", doc.id)
-                            continue
-                        seen.add(doc.id)
-                        writer.add(doc)
-                        sample.offer(sample_item(doc, self.settings.rerank.doc_chars))
-                        report.documents += 1
-                        if progress and report.documents % 500 == 0:
-                            progress(report.documents)
-                    writer.commit()
-                except BaseException:
-                    writer.cancel()
-                    raise
-                finally:
-                    engine.close()
-                del seen
-                model = TfidfModel.fit(sample.items)
-                del sample
-                model.save(gen)
-                report.model_fitted_on = model.fitted_on
-                gens.write_meta(gen, self._meta(report.documents, model.fitted_on))
-                report.index_seconds = time.perf_counter() - started
-                staged = Generation(gen, self.settings, VectorCache())
-                try:
-                    self._after_build(staged, report.steps)
-                finally:
-                    staged.close()
-                report.steps_seconds = time.perf_counter() - started - report.index_seconds
-                gens.switch_to(self.root, gen)
-            except BaseException:
-                shutil.rmtree(gen, ignore_errors=True)
-                raise
-            gens.remove_stale(self.root, cfg.keep_generations)
-        self._current()
-        report.seconds = time.perf_counter() - started
-        if progress:
-            progress(report.documents)
-        log.info("rebuild: %d documents in %.1fs (%.0f docs/s) -> %s",
-                 report.documents, report.seconds, report.docs_per_second, report.generation)
-        return report
+        return _kb_write.rebuild(self, documents, progress)
 
     def _after_build(self, generation: Generation, steps: dict[str, Any], *, calibrate: bool = True) -> None:
         """Steps that must follow a new corpus model (e.g. deflection calibration); see deflect."""
@@ -467,17 +308,12 @@ class KnowledgeBase:
 
         urls = [start_urls] if isinstance(start_urls, str) else list(start_urls)
         source = WebSource(name or default_name(urls), urls, **options)
-        deferred = getattr(self, "_defer_refit", False)
-        self._defer_refit = True  # refit the model (and recalibrate) once after the crawl, not per batch
-        try:
-            report = source.sync(self, full=full, progress=progress, dry_run=dry_run)
-        finally:
-            self._defer_refit = deferred
-        if not deferred and not dry_run and (report.added or report.updated):
+        # The crawl's batches are added with refit=False: the model is refitted (and recalibrated) once, here.
+        report = source.sync(self, full=full, progress=progress, dry_run=dry_run)
+        if not dry_run and (report.added or report.updated):
             timings: dict[str, Any] = {}
             try:
-                with gens.writer_lock(self.root, max(self.settings.index.writer_timeout, 30.0)):
-                    self._maybe_refit(self._current().path, timings, calibrate=calibrate)
+                self.refit(timings, calibrate=calibrate, lock_timeout=max(self.settings.index.writer_timeout, 30.0))
             except IndexLockedError as exc:
                 log.warning("crawl: the model was not refitted (%s); `kbsearch reindex` will", exc)
             report.refit_seconds = round(timings.get("refit_seconds", 0.0), 3)
@@ -621,7 +457,10 @@ class KnowledgeBase:
         if isinstance(source, str):
             name = options.pop("name", None) or source
             source = make_source(str(name), {"type": source, **options})
-        return source.sync(self, full=full, progress=progress)
+        report = source.sync(self, full=full, progress=progress)  # adds with refit=False...
+        if getattr(report, "added", 0) or getattr(report, "updated", 0):
+            self.refit()  # ...so the models are refitted once, after the whole import
+        return report
 
     def _fit_router(self, generation: Generation) -> dict[str, Any]:
         from .route import fit_for_generation

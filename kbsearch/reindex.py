@@ -1,5 +1,8 @@
 """The nightly reindex: sync every source incrementally, then rebuild and switch atomically.
 
+A reindex costs what changed: when no source changed anything and nothing else did since the last
+rebuild (`_skip_reason`), the rebuild is skipped and the report's ``build`` says so.
+
 Safe to run from cron or a systemd timer:
 
 * a lock file (``<index>/reindex.lock``, an OS lock released even on SIGKILL) stops two runs from
@@ -123,21 +126,38 @@ def run(kb: KnowledgeBase, sources: Sequence[Source], *, full: bool = False, wai
             + "; this run did nothing") from None
     report.waited = time.perf_counter() - started
     emit = progress or (lambda event: None)
-    kb._defer_refit = True  # the rebuild below refits and recalibrates once, not after every batch
     try:
-        for source in sources:
+        for source in sources:  # sources add with refit=False: the rebuild below refits once
             _sync_one(kb, source, full, emit, report)
-        kb._defer_refit = False
-        emit({"stage": "build", "documents": 0})
-        build = _rebuild(kb, lock_wait, lambda n: emit({"stage": "build", "documents": n}))
-        report.build = build.to_dict()
+        reason = None if full else _skip_reason(kb, report)
+        if reason is not None:
+            live = kb._current()
+            report.build = {"skipped": reason, "generation": live.path.name, "documents": live.engine.doc_count()}
+            log.info("reindex: no rebuild (%s)", reason)
+        else:
+            emit({"stage": "build", "documents": 0})
+            build = _rebuild(kb, lock_wait, lambda n: emit({"stage": "build", "documents": n}))
+            report.build = build.to_dict()
     finally:
-        kb._defer_refit = False
         lock.release()
         report.seconds = time.perf_counter() - started
     emit({"stage": "done", "summary": report.summary()})
     log.info("%s", report.summary())
     return report
+
+
+def _skip_reason(kb: KnowledgeBase, report: ReindexReport) -> str | None:
+    """"nothing changed" when a rebuild would rebuild the same models (then it is skipped), else None.
+
+    Nothing changed when every source completed and added, updated and deleted nothing, no document
+    changed and no feedback arrived since the last rebuild, and the settings shaping the models are
+    the same (`_kb_write.rebuild_reason`).
+    """
+    from ._kb_write import rebuild_reason
+
+    if report.failed or any(int(s.get(k, 0) or 0) for s in report.sources for k in ("added", "updated", "deleted")):
+        return None
+    return "nothing changed" if rebuild_reason(kb) is None else None
 
 
 def _sync_one(kb: KnowledgeBase, source: Source, full: bool, emit: Progress, report: ReindexReport) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from .config import RerankConfig
 from .documents import Document, ScoreParts
 from .index import Candidate
+from .storage import save_npy, write_json
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -175,13 +176,11 @@ class TfidfModel:
         path = gen_dir / MODEL_DIR
         path.mkdir(parents=True, exist_ok=True)
         if self.fitted:
-            np.save(path / "word_idf.npy", self.word_idf)
-            np.save(path / "char_idf.npy", self.char_idf)
+            save_npy(path / "word_idf.npy", self.word_idf)
+            save_npy(path / "char_idf.npy", self.char_idf)
         meta = {"fitted_on": self.fitted_on, "fitted": self.fitted, "char_weight": CHAR_WEIGHT,
                 "word_features": WORD_FEATURES, "char_features": CHAR_FEATURES}
-        tmp = path / "tfidf.json.tmp"
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
-        tmp.replace(path / "tfidf.json")
+        write_json(path / "tfidf.json", meta)
 
     @classmethod
     def load(cls, gen_dir: Path) -> TfidfModel:

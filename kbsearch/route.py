@@ -32,6 +32,7 @@ from ._deflect_vectors import content_terms
 from .config import RouteConfig
 from .documents import Document, read_jsonl
 from .errors import InvalidEscalationError, KbsearchError
+from .storage import save_npy, write_json
 from .peers.groups import Group, Groups
 
 log = logging.getLogger(__name__)
@@ -236,13 +237,11 @@ class Router:
         meta = dict(self.meta, classes=self.classes, temperature=self.temperature, fitted=self.fitted)
         if self.fitted:
             vocab = {k: int(v) for k, v in self.vectorizer.vocabulary_.items()}
-            (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-            np.save(path / "idf.npy", self.vectorizer.idf_.astype(np.float64))
-            np.save(path / "coef.npy", self.coef)
-            np.save(path / "intercept.npy", self.intercept)
-        tmp = path / "router.json.tmp"
-        tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path / "router.json")
+            write_json(path / "vocab.json", vocab, ensure_ascii=False)
+            save_npy(path / "idf.npy", self.vectorizer.idf_.astype(np.float64))
+            save_npy(path / "coef.npy", self.coef)
+            save_npy(path / "intercept.npy", self.intercept)
+        write_json(path / "router.json", meta, ensure_ascii=False)
 
     @classmethod
     def load(cls, gen_dir: Path) -> Router | None:

@@ -211,6 +211,14 @@ class UsageLog:
                 out.append((feats, bool(helpful)))
         return out
 
+    def last_feedback_id(self) -> int:
+        """The id of the newest feedback (0: none): a build records it to tell later whether any came in."""
+        if not self.path.exists():
+            return 0
+        with self._db() as db:
+            row = db.execute("SELECT MAX(id) FROM feedback").fetchone()
+        return int(row[0] or 0)
+
     def recent_features(self, limit: int) -> list[list[float]]:
         """The best candidate's features of the newest ``limit`` logged questions ([]: nothing matched)."""
         if not self.path.exists():

@@ -134,7 +134,7 @@ class _Writer(threading.Thread):
                 if batch.delete_ids:
                     self.deleted += self._patiently(self.kb.delete, batch.delete_ids)
                 if batch.docs:
-                    rep = self._patiently(self.kb.add, batch.docs)
+                    rep = self._patiently(lambda docs: self.kb.add(docs, refit=False), batch.docs)  # refit after the crawl
                     self.added += rep.added
                     self.updated += rep.updated
                     self.unchanged += rep.unchanged

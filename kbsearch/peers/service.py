@@ -120,7 +120,7 @@ class PeerLoop:
             store = SqliteStore(Path(kb.root) / STORE_FILE, busy_timeout=self.cfg.busy_timeout)
         self.store = store
         self.outbox = Outbox(store, self.groups, self.cfg, env=env)
-        self._router: tuple[tuple[str, int], Router] | None = None
+        self._router: tuple[tuple[Any, ...], Router] | None = None
         self._router_lock = threading.Lock()
         self._index_lock = threading.RLock()
 
@@ -128,15 +128,16 @@ class PeerLoop:
     def router(self) -> Router:
         """The live generation's router (refitted from the documents if that generation has none)."""
         gen = self.kb.generation_path
-        try:
-            stamp = (str(gen), (gen / "route" / "router.json").stat().st_mtime_ns)
+        try:  # the file's identity, not the version's name: forked versions share an unchanged router
+            st = (gen / "route" / "router.json").stat()
+            stamp: tuple[Any, ...] = (st.st_dev, st.st_ino, st.st_mtime_ns)
         except FileNotFoundError:
             stamp = (str(gen), 0)
         cached = self._router
         if cached is not None and cached[0] == stamp:
             return cached[1]
         with self._router_lock:
-            router = Router.load(gen) if stamp[1] else None
+            router = Router.load(gen) if len(stamp) == 3 else None
             if router is None:
                 router = Router.from_documents(self.kb.documents(), self.groups, self.kb.settings.route)
             self._router = (stamp, router)
@@ -359,14 +360,17 @@ class PeerLoop:
             outdated=outdated, allowed_groups=group.answers_visible_to if group is not None else (),
         )
 
-    def _add_with_wait(self, docs: list[Document]) -> None:
-        """Add to the index, waiting up to ``peers.index_wait`` for another writer to finish."""
+    def _add_with_wait(self, docs: list[Document], *, refit: bool = True) -> None:
+        """Add to the index, waiting up to ``peers.index_wait`` for another writer to finish.
+
+        ``refit=False`` when the caller (a source sync in a reindex or an import) refits once at its end.
+        """
         deadline = time.monotonic() + self.cfg.index_wait
         delay = 0.02
         with self._index_lock:
             while True:
                 try:
-                    self.kb.add(docs)
+                    self.kb.add(docs, refit=refit)
                     return
                 except IndexLockedError:
                     if time.monotonic() >= deadline:
@@ -410,10 +414,10 @@ class PeerLoop:
         self._add_phrasing(doc, esc.question)
         return self.store.get(escalation_id, history=True)
 
-    def _add_phrasing(self, doc: Document, question: str) -> bool:
+    def _add_phrasing(self, doc: Document, question: str, *, refit: bool = True) -> bool:
         if any(_same(question, q) for q in (doc.title, *doc.questions)):
             return False
-        self._add_with_wait([doc.replace(questions=(*doc.questions, question))])
+        self._add_with_wait([doc.replace(questions=(*doc.questions, question))], refit=refit)
         return True
 
     def mark_outdated(self, doc_id: str, *, outdated: bool = True, by: str | None = None) -> Document:
@@ -425,17 +429,20 @@ class PeerLoop:
         self._add_with_wait([changed])
         return changed
 
-    def reapply_marks(self) -> int:
-        """Re-add duplicate phrasings and outdated marks that a re-import of another source dropped."""
+    def reapply_marks(self, *, refit: bool = True) -> int:
+        """Re-add duplicate phrasings and outdated marks that a re-import of another source dropped.
+
+        ``refit=False``: the caller (a source sync) refits or rebuilds once when it is done.
+        """
         fixed = 0
         for doc_id, question in self.store.duplicates():
             doc = self.kb.get(doc_id)
             if doc is not None:
-                fixed += self._add_phrasing(doc, question)
+                fixed += self._add_phrasing(doc, question, refit=refit)
         for doc_id, outdated in self.store.outdated_marks().items():
             doc = self.kb.get(doc_id)
             if doc is not None and doc.outdated != outdated:
-                self._add_with_wait([doc.replace(outdated=outdated)])
+                self._add_with_wait([doc.replace(outdated=outdated)], refit=refit)
                 fixed += 1
         return fixed
 

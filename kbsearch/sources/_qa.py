@@ -51,7 +51,7 @@ def sync_stream(kb: KnowledgeBase, name: str, kind: str, items: Iterable[Item], 
                 log.warning("%s: skipped %s: %s", name, label, reason)
 
     try:
-        added = kb.add(docs())
+        added = kb.add(docs(), refit=False)  # the caller refits (or rebuilds) once, after every source
     except KbsearchError as exc:
         report.complete = False
         report.errors.append({"item": name, "reason": str(exc)})

@@ -59,7 +59,7 @@ class EscalationsSource:
         report.source = self.name
         for esc_id, doc_id, revision in indexed:
             kb.peers.store.mark_indexed(esc_id, doc_id, revision)
-        report.updated += kb.peers.reapply_marks()
+        report.updated += kb.peers.reapply_marks(refit=False)
         report.seconds = time.perf_counter() - started
         return report
 

@@ -15,6 +15,7 @@ import pytest
 from kbsearch import KnowledgeBase, make_id
 from kbsearch.errors import ConfigError
 from kbsearch.sources import SOURCE_TYPES, Source, make_source
+from kbsearch.peers.service import answer_doc_id
 
 from .conftest import EVAL, WebhookServer, peer_settings
 
@@ -216,9 +217,8 @@ def test_answered_escalations_survive_a_rebuild(tmp_path: Path, hook_env: Webhoo
     kb = KnowledgeBase.open(settings=peer_settings(tmp_path / "i"))
     esc = kb.escalate("The badge reader at gate B beeps red", group="it-support", deliver=False)
     kb.answer(esc.id, "Badges expire yearly; renew it at the front desk.")
-    kb.rebuild([])  # e.g. a reindex from sources that do not include the escalations
-    assert kb.ids(source="escalations") == []
-    report = kb.import_source("escalations")
-    assert report.added == 1
+    report = kb.rebuild([])  # e.g. a reindex from sources that do not include the escalations
+    assert report.answers_kept == 1 and kb.ids(source="escalations") == [answer_doc_id(esc.id)]
+    assert kb.import_source("escalations").unchanged == 1  # the store's answer was kept, not lost
     assert kb.search("badge reader gate B beeps red")[0].title == esc.question
     kb.close()
