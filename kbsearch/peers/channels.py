@@ -283,5 +283,6 @@ def message_recipients(spec: ChannelSpec, group: Group, kind: str) -> tuple[str,
     return ()
 
 
-__all__ = ["ASKER_CHANNEL", "ASKER_KINDS", "EVENTS", "Channel", "EmailChannel", "Message", "SlackChannel", "TeamsChannel", "WebhookChannel",
+__all__ = ["ASKER_CHANNEL", "ASKER_KINDS", "EVENTS", "Channel", "EmailChannel", "Message", "SlackChannel",
+           "TeamsChannel", "WebhookChannel",
            "make_channel", "message_recipients"]
