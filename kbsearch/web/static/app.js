@@ -70,7 +70,7 @@
   // ---- state ----
   let me = { user: null, groups: [], may_verify: [] };
   let groups = [];
-  let current = null; // {question, decision}
+  let current = null; // {question, decision, shown: the hits shown (sent as "seen")}
 
   function decisionKind(d) { return String(d.decision || d.action || d.kind || "").toUpperCase(); }
   function decisionHits(d) { return d.answers || d.hits || d.candidates || []; }
@@ -80,9 +80,16 @@
     return null;
   }
 
-  function renderHits(hits, kind) {
+  function renderHits(hits, kind, heading) {
     const box = $("#results");
     box.textContent = "";
+    if (heading && hits.length) {
+      const h = document.createElement("h2");
+      h.className = "section";
+      h.id = "closest-heading";
+      h.textContent = heading;
+      box.appendChild(h);
+    }
     const tpl = $("#hit-template");
     hits.forEach((hit, i) => {
       const node = tpl.content.firstElementChild.cloneNode(true);
@@ -122,12 +129,15 @@
         const r = await api("search", { method: "POST", body: { question, limit: 5 } });
         d = { action: "suggest", answers: r.hits, id: null };
       }
-      current = { question, decision: d };
       const kind = decisionKind(d);
-      const hits = decisionHits(d);
-      renderHits(kind === "ESCALATE" ? [] : hits, kind);
+      // Never a dead end: when search is not sure, still show what came closest (access-filtered
+      // by the server: the decision's own "closest" list when it has one, else /api/search).
+      const hits = kind === "ESCALATE" ? await closestHits(question, d) : decisionHits(d);
+      current = { question, decision: d, shown: hits };
+      renderHits(hits, kind, kind === "ESCALATE" ? "Not sure — closest matches" : "");
       if (kind === "ANSWER" && hits.length) setStatus("Here is what we found.");
       else if (hits.length && kind !== "ESCALATE") setStatus("These might help. If not, ask the peers.");
+      else if (hits.length) { setStatus("Not sure these answer it. If they don't, ask the peers:"); openEscalate(); }
       else { setStatus("Nothing good found. Ask the peers:"); openEscalate(); }
       document.body.dataset.decision = kind;
     } catch (e) {
@@ -136,6 +146,13 @@
       $("#ask-button").disabled = false;
       document.body.dataset.state = "shown";
     }
+  }
+
+  async function closestHits(question, d) {
+    if (Array.isArray(d.closest)) return d.closest;
+    try {
+      return (await api("search", { method: "POST", body: { question, limit: 3 } })).hits || [];
+    } catch (e) { return []; }
   }
 
   async function feedback(helpful) {
@@ -179,7 +196,7 @@
     if (details) fd.append("details", details);
     const photo = $("#esc-photo").files[0];
     if (photo) fd.append("photo", photo);
-    fd.append("seen", JSON.stringify(decisionHits(current.decision).map((h) => h.id)));
+    fd.append("seen", JSON.stringify((current.shown || decisionHits(current.decision)).map((h) => h.id)));
     if (current.decision.id) fd.append("decision_id", current.decision.id);
     $("#esc-send").disabled = true;
     try {
