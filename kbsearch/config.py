@@ -179,6 +179,12 @@ class PeersConfig:
     max_attachments: int = 5
     attachment_types: list[str] = field(default_factory=lambda: [
         "image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "application/pdf", "text/plain"])
+    #: Similar questions (`KnowledgeBase.similar_questions`, ``POST /api/similar``): how many of the
+    #: newest open and answered escalations are compared (bounds the work per call), the lowest TF-IDF
+    #: cosine similarity shown, and how many are shown at most.
+    similar_candidates: int = 2000
+    similar_min_score: float = 0.3
+    similar_limit: int = 5
     #: Seconds `answer` waits for the index writer lock (the answer is stored first either way).
     index_wait: float = 30.0
     #: Parsed ``[[groups]]`` tables (filled from the config file; validated by `kbsearch.peers.groups`).

@@ -442,6 +442,22 @@ class KnowledgeBase:
         """Mark a document outdated (ranked lower, never used to deflect) or current again."""
         return self.peers.mark_outdated(doc_id, outdated=outdated, by=by)
 
+    def similar_questions(self, question: str, *, user: str | None = None,
+                          groups: Iterable[str] | None | object = ALL_GROUPS, limit: int | None = None) -> list[Any]:
+        """Open and answered escalations like ``question`` that the caller (``user`` in ``groups``) may
+        see: their own, their groups', and answered ones whose answer they may read.  Dicts with id,
+        question, status, group, score, following (and answer, once answered); most similar first."""
+        return self.peers.similar_questions(question, user=user, groups=groups, limit=limit)
+
+    def follow(self, escalation_id: str, *, user: str, groups: Iterable[str] | None | object = ALL_GROUPS) -> Any:
+        """Follow an open escalation (a "+1"): ``user`` then hears what the asker hears."""
+        return self.peers.follow(escalation_id, user=user, groups=groups)
+
+    def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None = None) -> Any:
+        """Send an open escalation to another peer group with a reason (kept in its history); the new
+        group is notified, the asker and followers are told.  Routing learns from where it is answered."""
+        return self.peers.reroute(escalation_id, group, reason=reason, by=by)
+
     def deliver_notifications(self, *, limit: int = 500) -> Any:
         """Run the outbox once: reminders, due notifications, pending answers; a `peers.DeliveryReport`."""
         return self.peers.deliver(limit=limit)

@@ -31,11 +31,13 @@ _RETRYABLE_STATUS = {408, 409, 425, 429}
 
 #: Outbox channel name of the e-mail to the asker (group channel names may not start with "@").
 ASKER_CHANNEL = "@asker"
+#: Outbox channel name of the e-mail to a follower of the question (same notices as the asker's).
+FOLLOWER_CHANNEL = "@follower"
 #: Notices about the asker's question, and the webhook ``event`` of every kind.
-ASKER_KINDS = ("answered", "verified", "duplicate")
+ASKER_KINDS = ("answered", "verified", "duplicate", "rerouted")
 EVENTS = {"escalated": "escalation.created", "reminder": "escalation.reminder",
           "answered": "escalation.answered", "verified": "escalation.verified",
-          "duplicate": "escalation.duplicate"}
+          "duplicate": "escalation.duplicate", "rerouted": "escalation.rerouted"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Message:
     """What a channel tells its people: a new escalation, a reminder, or news for the asker."""
 
     key: str
-    kind: str  # "escalated" | "reminder" | "answered" | "verified" | "duplicate"
+    kind: str  # "escalated" | "reminder" | "answered" | "verified" | "duplicate" | "rerouted"
     escalation: dict[str, Any]
     recipients: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -54,13 +56,22 @@ class Message:
         return bool(self.escalation.get("asker_email"))
 
     @property
+    def for_follower(self) -> bool:
+        """True for the e-mail to someone who follows the question (worded "a question you follow")."""
+        return self.for_asker and bool(self.escalation.get("follower"))
+
+    @property
+    def _yours(self) -> str:
+        return "A question you follow" if self.for_follower else "Your question"
+
+    @property
     def subject(self) -> str:
         q = " ".join(str(self.escalation.get("question", "")).split())
         short = q if len(q) <= 80 else q[:77] + "..."
         if self.kind in ASKER_KINDS:
             done = {"answered": "answered", "verified": "answer verified",
-                    "duplicate": "answered before"}[self.kind]
-            who = "Your question" if self.for_asker else f"Question of {self.escalation.get('asker')}"
+                    "duplicate": "answered before", "rerouted": "sent on"}[self.kind]
+            who = self._yours if self.for_asker else f"Question of {self.escalation.get('asker')}"
             return f"[{self.escalation.get('group')}] {who} {done}: {short}"
         prefix = "Reminder: unanswered question" if self.kind == "reminder" else "New question"
         return f"[{self.escalation.get('group')}] {prefix}: {short}"
@@ -68,10 +79,12 @@ class Message:
     def _asker_lines(self) -> list[str]:
         e = self.escalation
         mine = self.for_asker
-        out = [f"{'Your question' if mine else 'Question'}: {e.get('question', '')}"]
+        out = [f"{self._yours if mine else 'Question'}: {e.get('question', '')}"]
         if not mine:
             out.append(f"Asked by: {e.get('asker')}")
-        if self.kind == "duplicate":
+        if self.kind == "rerouted":
+            out.append(f"It was sent on from {e.get('rerouted_from')} to {e.get('group')}: {e.get('reroute_reason', '')}")
+        elif self.kind == "duplicate":
             dup = e.get("duplicate") or {}
             out.append("It was answered before" + (f": {dup['title']}" if dup.get("title") else "."))
             if dup.get("answer"):
@@ -283,6 +296,6 @@ def message_recipients(spec: ChannelSpec, group: Group, kind: str) -> tuple[str,
     return ()
 
 
-__all__ = ["ASKER_CHANNEL", "ASKER_KINDS", "EVENTS", "Channel", "EmailChannel", "Message", "SlackChannel",
+__all__ = ["ASKER_CHANNEL", "ASKER_KINDS", "FOLLOWER_CHANNEL", "EVENTS", "Channel", "EmailChannel", "Message", "SlackChannel",
            "TeamsChannel", "WebhookChannel",
            "make_channel", "message_recipients"]

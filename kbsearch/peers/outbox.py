@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import PeersConfig
 from ..errors import DeliveryError
-from .channels import ASKER_CHANNEL, Channel, EmailChannel, Message, make_channel, message_recipients
+from .channels import ASKER_CHANNEL, FOLLOWER_CHANNEL, Channel, EmailChannel, Message, make_channel, message_recipients
 from .groups import Groups
 from .store import Escalation, EscalationStore, NewNotification, Notification
 
@@ -98,9 +98,11 @@ def asker_change(before: Escalation, after: Escalation) -> tuple[str, str] | Non
 
     A new or replaced answer is ``answered`` (tagged with its revision, so each text is told once; one
     verified at once says so in the same notice); a verification of an existing answer is ``verified``
-    (once ever); closing as a duplicate is ``duplicate``.  Accepting (the asker's own act) and
-    un-verifying tell nobody.
+    (once ever); closing as a duplicate is ``duplicate``; moving to another group is ``rerouted``
+    (tagged with the reroute's number).  Accepting (the asker's own act) and un-verifying tell nobody.
     """
+    if after.group != before.group:
+        return "rerouted", f"g{after.routing.get('reroutes', 1)}"
     if after.status == "duplicate" and before.status != "duplicate":
         return "duplicate", ""
     if after.answer is not None and after.answered_at != before.answered_at:
@@ -112,33 +114,64 @@ def asker_change(before: Escalation, after: Escalation) -> tuple[str, str] | Non
 
 def asker_notices(before: Escalation, after: Escalation, groups: Groups, cfg: PeersConfig,
                   extra: dict[str, Any] | None = None) -> list[NewNotification]:
-    """The outbox entries telling ``after.user`` about a change: an event on every webhook, Slack and
-    Teams channel of the group (naming the asker, so a portal or bot can tell them) and, with
-    ``peers.asker_email`` on and e-mail in use, an e-mail to the asker's address.
+    """The outbox entries telling ``after.user`` and the question's followers about a change: an event
+    on every webhook, Slack and Teams channel of the group (naming the asker and the followers, so a
+    portal or bot can tell them) and, with ``peers.asker_email`` on and e-mail in use, an e-mail to the
+    asker's address and one to each follower's (channel ``@follower``, keyed per follower).
 
-    No asker (a question from the CLI or Python without ``user``) means nobody to tell: no entries.
+    Nobody to tell (no asker and no followers: a question from the CLI or Python) means no entries.
     ``extra`` joins the payload (e.g. the existing answer of a duplicate).
     """
     change = asker_change(before, after)
-    if change is None or not after.user:
+    followers = [f for f in after.followers if f != after.user]
+    if change is None or not (after.user or followers):
         return []
     kind, tag = change
     summary = escalation_summary(after, cfg)
-    summary.update({"asker": after.user, "status": after.status, "answer": after.answer,
+    summary.update({"asker": after.user, "followers": followers, "status": after.status, "answer": after.answer,
                     "answered_by": after.answered_by, "verified": after.verified,
                     "duplicate_of": after.duplicate_of, **(extra or {})})
+    if kind == "rerouted":
+        summary.update(rerouted_from=before.group, reroute_reason=_reroute_reason(after))
     target = groups.notify_group(after.group)
+    # E-mail channels reach the team, not the asker; of a reroute, the new group's people already hear
+    # (`reroute_notices`), so only webhooks (a portal telling the asker) get the asker's event.
     out = [NewNotification(group=target.name, channel=spec.name, kind=kind, payload=summary, tag=tag)
-           for spec in target.channels if spec.type != "email"]  # e-mail channels reach the team, not the asker
+           for spec in target.channels
+           if spec.type != "email" and (kind != "rerouted" or spec.type == "webhook")]
     if cfg.asker_email and email_in_use(groups):
-        address = asker_address(after.user, cfg)
-        if address is None:
-            log.info("escalation %s: asker %r has no e-mail address (set peers.asker_email_domain); "
-                     "not e-mailed", after.id, after.user)
-        else:
-            out.append(NewNotification(group=after.group, channel=ASKER_CHANNEL, kind=kind,
-                                       payload={**summary, "asker_email": address}, tag=tag))
+        for person, channel in ([(after.user, ASKER_CHANNEL)] if after.user else []) + \
+                [(f, FOLLOWER_CHANNEL) for f in followers]:
+            address = asker_address(person, cfg)
+            if address is None:
+                log.info("escalation %s: %r has no e-mail address (set peers.asker_email_domain); "
+                         "not e-mailed", after.id, person)
+                continue
+            if channel == ASKER_CHANNEL:
+                out.append(NewNotification(group=after.group, channel=channel, kind=kind,
+                                           payload={**summary, "asker_email": address}, tag=tag))
+            else:  # one key per follower, so each hears once
+                out.append(NewNotification(group=after.group, channel=channel, kind=kind,
+                                           payload={**summary, "asker_email": address, "follower": person},
+                                           tag=f"{tag}/{person}" if tag else person))
     return out
+
+
+def _reroute_reason(esc: Escalation) -> str:
+    """The reason given for the latest reroute (kept in the routing by `SqliteStore.reroute`)."""
+    return str(esc.routing.get("reroute_reason") or esc.routing.get("reason", ""))
+
+
+def reroute_notices(before: Escalation, after: Escalation, groups: Groups, cfg: PeersConfig) -> list[NewNotification]:
+    """The outbox entries of a reroute: the new group hears of the question like a new one (kind
+    ``escalated``, tagged with the reroute's number so a question sent back to a group is announced
+    again), and the asker and followers are told where it went and why (`asker_notices`)."""
+    summary = escalation_summary(after, cfg)
+    summary.update(rerouted_from=before.group)
+    tag = f"g{after.routing.get('reroutes', 1)}"
+    fresh = [NewNotification(group=n.group, channel=n.channel, kind=n.kind, payload=n.payload, tag=tag)
+             for n in notifications_for(after.group, summary, groups, "escalated")]
+    return fresh + asker_notices(before, after, groups, cfg)
 
 
 class Outbox:
@@ -158,7 +191,7 @@ class Outbox:
         return base * random.uniform(0.8, 1.2)
 
     def _channel(self, note: Notification) -> tuple[Channel, tuple[str, ...]]:
-        if note.channel == ASKER_CHANNEL:  # the asker's own mailbox, whatever the group's channels
+        if note.channel in (ASKER_CHANNEL, FOLLOWER_CHANNEL):  # a person's own mailbox, whatever the group's channels
             address = str(note.payload.get("asker_email") or "")
             if not address:
                 raise DeliveryError(f"notification {note.key} names no asker address", permanent=True)

@@ -30,7 +30,14 @@ from ..errors import (
 from ..route import Router, Routing
 from ..search import clean_question
 from .groups import Group, Groups
-from .outbox import DeliveryReport, Outbox, asker_notices, escalation_summary, notifications_for
+from .outbox import (
+    DeliveryReport,
+    Outbox,
+    asker_notices,
+    escalation_summary,
+    notifications_for,
+    reroute_notices,
+)
 from .store import Escalation, EscalationStore, NewNotification, Notify, SqliteStore
 
 if TYPE_CHECKING:
@@ -466,6 +473,94 @@ class PeerLoop:
                 self._add_with_wait([doc.replace(outdated=outdated)], refit=refit)
                 fixed += 1
         return fixed
+
+    # -- similar questions, following, rerouting --------------------------------------------
+    def may_see_escalation(self, esc: Escalation, *, user: str | None, groups: object) -> bool:
+        """Whether a caller may be shown ``esc``: its asker, a member of its group, or (once answered)
+        anyone who may see its answer document (`access.may_see` through `KnowledgeBase.get`)."""
+        allowed = normalise_groups(groups)
+        if allowed is None or (user is not None and esc.user == user) or esc.group in allowed:
+            return True
+        return esc.answered and self.kb.get(answer_doc_id(esc.id), user_groups=allowed) is not None
+
+    def similar_questions(self, question: str, *, user: str | None = None, groups: object = ALL_GROUPS,
+                          limit: int | None = None) -> list[dict[str, Any]]:
+        """Open and answered escalations like ``question`` that the caller may see, most similar first.
+
+        Why: the same question should not be escalated twice; the asker follows the open one or reads
+        the answer instead.  Only escalations the caller may see (`may_see_escalation`) are compared
+        at all, so hidden questions move neither the ranking nor the scores.  Similarity is TF-IDF
+        cosine over word unigrams and bigrams, fitted on the visible candidates among the newest
+        ``peers.similar_candidates``; below ``peers.similar_min_score`` nothing is offered.
+        """
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        question = self._check_question(question)
+        limit = self.cfg.similar_limit if limit is None else max(0, int(limit))
+        candidates = [e for e in self.store.recent(limit=self.cfg.similar_candidates)
+                      if self.may_see_escalation(e, user=user, groups=groups)]
+        if not candidates or limit == 0:
+            return []
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english")
+        try:
+            matrix = vectorizer.fit_transform([e.question for e in candidates])
+        except ValueError:  # only stop words in every stored question: nothing to compare
+            return []
+        scores = (matrix @ vectorizer.transform([question]).T).toarray().ravel()
+        order = sorted(range(len(candidates)), key=lambda i: (-scores[i], -candidates[i].created))
+        out: list[dict[str, Any]] = []
+        for i in order:
+            if scores[i] < self.cfg.similar_min_score or len(out) >= limit:
+                break
+            esc = candidates[i]
+            item: dict[str, Any] = {"id": esc.id, "question": esc.question, "status": esc.status,
+                                    "group": esc.group, "open": esc.open, "score": round(float(scores[i]), 4),
+                                    "mine": user is not None and esc.user == user,
+                                    "following": user is not None and user in esc.followers,
+                                    "followers": len(esc.followers)}
+            if esc.answered and esc.answer:
+                item["answer"] = esc.answer
+                item["verified"] = esc.verified
+            out.append(item)
+        return out
+
+    def follow(self, escalation_id: str, *, user: str, groups: object = ALL_GROUPS) -> Escalation:
+        """Add ``user`` to the followers of an open escalation they may see (a "+1"): from now on they
+        get the asker's notices (answer, verification, duplicate, reroute)."""
+        if not isinstance(user, str) or not user.strip():
+            raise InvalidEscalationError("following needs a user")
+        esc = self.store.get(escalation_id)
+        if not self.may_see_escalation(esc, user=user, groups=groups):
+            raise PermissionDeniedError("this question belongs to a group you are not in")
+        esc, added = self.store.follow(escalation_id, user.strip())
+        if added:
+            log.info("%s follows %s", user, escalation_id)
+        return self.store.get(escalation_id, history=True)
+
+    def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None = None) -> Escalation:
+        """Send an open escalation to another peer group, with a reason; the new group is notified like
+        of a new question and the asker (and followers) hear where it went and why.
+
+        Who may: the caller decides (the web API admits members and experts of the current group;
+        ``by=None`` is the operator).  Routing learns from it: the answer document of a rerouted
+        question carries the group that answered it, and the router is fitted from those groups.
+        """
+        if not isinstance(reason, str) or not clean_text(reason).strip():
+            raise InvalidEscalationError("a reroute needs a reason (it is shown to the asker and the new group)")
+        reason = clean_text(reason).strip()
+        if len(reason) > 2000:
+            raise InvalidEscalationError("the reason is longer than 2,000 characters")
+        target = self.groups.get(group) if isinstance(group, str) else None
+        if target is None:
+            raise InvalidEscalationError(f"unknown group {group!r} (one of {', '.join(g.name for g in self.groups)})")
+
+        def notify(before: Escalation, after: Escalation) -> list[NewNotification]:
+            return reroute_notices(before, after, self.groups, self.cfg)
+
+        esc = self.store.reroute(escalation_id, target.name, reason=reason, by=by, notify=notify)
+        log.info("rerouted %s to %s (%s)", esc.id, esc.group, reason)
+        self._deliver_now(escalation_id)
+        return self.store.get(escalation_id, history=True)
 
     # -- notifications ----------------------------------------------------------------------
     def deliver(self, *, limit: int = 500) -> DeliveryReport:

@@ -82,6 +82,8 @@ class Escalation:
     #: Bumped by every change to the answer; the index records which revision it holds.
     revision: int = 0
     attachments: list[Attachment] = field(default_factory=list)
+    #: Users who follow the question (`follow`): they hear what the asker hears.
+    followers: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
 
@@ -173,6 +175,10 @@ class EscalationStore(Protocol):
     def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool: ...
     def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None,
                         notify: Notify | None = None) -> Escalation: ...
+    def follow(self, escalation_id: str, user: str) -> tuple[Escalation, bool]: ...
+    def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
+                notify: Notify) -> Escalation: ...
+    def recent(self, *, limit: int) -> list[Escalation]: ...
     def unindexed(self) -> list[Escalation]: ...
     def answered(self) -> Iterator[Escalation]: ...
     def duplicates(self) -> list[tuple[str, str]]: ...
@@ -252,6 +258,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt);
+CREATE TABLE IF NOT EXISTS followers (
+    escalation_id TEXT NOT NULL REFERENCES escalations (id),
+    user_name TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (escalation_id, user_name)
+);
 CREATE TABLE IF NOT EXISTS doc_marks (
     doc_id TEXT PRIMARY KEY,
     outdated INTEGER NOT NULL,
@@ -342,6 +354,8 @@ class SqliteStore:
                 "SELECT id, filename, content_type, size, sha256 FROM attachments WHERE escalation_id = ? ORDER BY rowid",
                 (escalation_id,))
         ]
+        esc.followers = [u for (u,) in con.execute(
+            "SELECT user_name FROM followers WHERE escalation_id = ? ORDER BY at, user_name", (escalation_id,))]
         if history:
             esc.events = [
                 {"at": iso(at), "kind": kind, "actor": actor, "detail": json.loads(detail)}
@@ -507,6 +521,60 @@ class SqliteStore:
                         (doc_id, now, escalation_id))
             self._event(con, escalation_id, "closed_duplicate", by, {"doc_id": doc_id}, at=now)
             return self._finish(con, esc, notify, now)
+
+    def follow(self, escalation_id: str, user: str) -> tuple[Escalation, bool]:
+        """Add ``user`` to an open escalation's followers; (escalation, whether they were new).
+
+        Followers get the asker's notices (see `outbox.asker_notices`), written with each change."""
+        now = time.time()
+        with self._write() as con:
+            esc = self._load(con, escalation_id)
+            if not esc.open:
+                raise InvalidEscalationError(f"{escalation_id} is not open (status {esc.status}); nothing to follow")
+            cur = con.execute("INSERT INTO followers (escalation_id, user_name, at) VALUES (?, ?, ?) "
+                              "ON CONFLICT (escalation_id, user_name) DO NOTHING", (escalation_id, user, now))
+            if cur.rowcount:
+                self._event(con, escalation_id, "followed", user, at=now)
+            return self._load(con, escalation_id), bool(cur.rowcount)
+
+    def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
+                notify: Notify) -> Escalation:
+        """Move an open escalation to ``group`` with ``reason``: its routing, its history (``rerouted``)
+        and the outbox entries ``notify(before, after)`` gives (new group, asker) change in one transaction.
+
+        The reminder clock restarts, so the new group's experts are reminded if it waits there too long."""
+        now = time.time()
+        with self._write() as con:
+            esc = self._load(con, escalation_id)
+            if not esc.open:
+                raise InvalidEscalationError(f"{escalation_id} is not open (status {esc.status}); it cannot be rerouted")
+            if esc.group == group:
+                raise InvalidEscalationError(f"{escalation_id} is already with {group}")
+            count = int(esc.routing.get("reroutes", 0) or 0) + 1
+            first = esc.routing.get("first_routing") or {k: esc.routing.get(k) for k in ("group", "confidence", "reason")}
+            routing = {"group": group, "confidence": 1.0, "explicit": True,
+                       "reason": f"rerouted from {esc.group}" + (f" by {by}" if by else "") + f": {reason}",
+                       "rerouted_from": esc.group, "reroute_reason": reason, "reroutes": count, "first_routing": first}
+            con.execute("UPDATE escalations SET group_name = ?, routing = ?, updated = ?, reminded_at = NULL "
+                        "WHERE id = ?", (group, json.dumps(routing, ensure_ascii=False), now, escalation_id))
+            self._event(con, escalation_id, "rerouted", by, {"from": esc.group, "to": group, "reason": reason}, at=now)
+            return self._finish(con, esc, notify, now)
+
+    def recent(self, *, limit: int) -> list[Escalation]:
+        """The newest open and answered escalations with their followers (no attachments or history),
+        newest first: the candidates of similar questions."""
+        with self._connect() as con:
+            rows = con.execute(
+                f"SELECT {_COLUMNS} FROM escalations WHERE status IN ('asked', 'escalated', 'answered', "
+                "'accepted', 'verified') ORDER BY created DESC, id LIMIT ?", (max(int(limit), 0),)).fetchall()
+            out = [self._row(r) for r in rows]
+            by_id = {e.id: e for e in out}
+            if by_id:
+                marks = ",".join("?" * len(by_id))
+                for eid, user in con.execute(f"SELECT escalation_id, user_name FROM followers WHERE escalation_id "
+                                             f"IN ({marks}) ORDER BY at", tuple(by_id)):
+                    by_id[eid].followers.append(user)
+            return out
 
     def unindexed(self) -> list[Escalation]:
         """Answered escalations whose current answer is not in the index yet."""
