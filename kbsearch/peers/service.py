@@ -532,7 +532,9 @@ class PeerLoop:
         esc = self.store.get(escalation_id)
         if not self.may_see_escalation(esc, user=user, groups=groups):
             raise PermissionDeniedError("this question belongs to a group you are not in")
-        esc, added = self.store.follow(escalation_id, user.strip())
+        allowed = normalise_groups(groups)
+        esc, added = self.store.follow(escalation_id, user.strip(),
+                                       groups=None if allowed is None else sorted(allowed))
         if added:
             log.info("%s follows %s", user, escalation_id)
         return self.store.get(escalation_id, history=True)

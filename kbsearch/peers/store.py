@@ -175,7 +175,8 @@ class EscalationStore(Protocol):
     def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool: ...
     def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None,
                         notify: Notify | None = None) -> Escalation: ...
-    def follow(self, escalation_id: str, user: str) -> tuple[Escalation, bool]: ...
+    def follow(self, escalation_id: str, user: str, *,
+               groups: Sequence[str] | None) -> tuple[Escalation, bool]: ...
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
                 notify: Notify) -> Escalation: ...
     def recent(self, *, limit: int) -> list[Escalation]: ...
@@ -262,6 +263,7 @@ CREATE TABLE IF NOT EXISTS followers (
     escalation_id TEXT NOT NULL REFERENCES escalations (id),
     user_name TEXT NOT NULL,
     at REAL NOT NULL,
+    groups TEXT,
     PRIMARY KEY (escalation_id, user_name)
 );
 CREATE TABLE IF NOT EXISTS doc_marks (
@@ -522,17 +524,21 @@ class SqliteStore:
             self._event(con, escalation_id, "closed_duplicate", by, {"doc_id": doc_id}, at=now)
             return self._finish(con, esc, notify, now)
 
-    def follow(self, escalation_id: str, user: str) -> tuple[Escalation, bool]:
-        """Add ``user`` to an open escalation's followers; (escalation, whether they were new).
+    def follow(self, escalation_id: str, user: str, *,
+               groups: Sequence[str] | None) -> tuple[Escalation, bool]:
+        """Add ``user`` (a member of ``groups``; None: trusted, all) to an open escalation's followers;
+        (escalation, whether they were new).
 
-        Followers get the asker's notices (see `outbox.asker_notices`), written with each change."""
+        Followers get the asker's notices (see `outbox.asker_notices`), written with each change; their
+        groups are kept so a reroute to a group they are not in stops them hearing of it (`reroute`)."""
         now = time.time()
         with self._write() as con:
             esc = self._load(con, escalation_id)
             if not esc.open:
                 raise InvalidEscalationError(f"{escalation_id} is not open (status {esc.status}); nothing to follow")
-            cur = con.execute("INSERT INTO followers (escalation_id, user_name, at) VALUES (?, ?, ?) "
-                              "ON CONFLICT (escalation_id, user_name) DO NOTHING", (escalation_id, user, now))
+            cur = con.execute("INSERT INTO followers (escalation_id, user_name, at, groups) VALUES (?, ?, ?, ?) "
+                              "ON CONFLICT (escalation_id, user_name) DO NOTHING",
+                              (escalation_id, user, now, None if groups is None else json.dumps(sorted(groups))))
             if cur.rowcount:
                 self._event(con, escalation_id, "followed", user, at=now)
             return self._load(con, escalation_id), bool(cur.rowcount)
@@ -558,6 +564,12 @@ class SqliteStore:
             con.execute("UPDATE escalations SET group_name = ?, routing = ?, updated = ?, reminded_at = NULL "
                         "WHERE id = ?", (group, json.dumps(routing, ensure_ascii=False), now, escalation_id))
             self._event(con, escalation_id, "rerouted", by, {"from": esc.group, "to": group, "reason": reason}, at=now)
+            for user, groups in con.execute("SELECT user_name, groups FROM followers WHERE escalation_id = ?",
+                                            (escalation_id,)).fetchall():
+                if groups is not None and group not in json.loads(groups) and user != esc.user:
+                    # Not in the new group: may no longer see the question, so hears no more of it.
+                    con.execute("DELETE FROM followers WHERE escalation_id = ? AND user_name = ?", (escalation_id, user))
+                    self._event(con, escalation_id, "unfollowed", user, {"reason": f"not in {group}"}, at=now)
             return self._finish(con, esc, notify, now)
 
     def recent(self, *, limit: int) -> list[Escalation]:

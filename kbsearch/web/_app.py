@@ -89,6 +89,10 @@ def _escalation_view(escalation: Any, visible: Callable[[str], bool] | None = No
                    if isinstance(s, dict) and (visible is None or visible(str(s.get("id"))))]
     out["attachments"] = [{k: a.get(k) for k in ("id", "filename", "content_type", "size")}
                           for a in data.get("attachments") or [] if isinstance(a, dict)]
+    routing = data.get("routing") if isinstance(data.get("routing"), dict) else {}
+    if routing.get("rerouted_from"):  # a person's reroute and the reason they gave (not the model's words)
+        out["rerouted_from"] = routing.get("rerouted_from")
+        out["reroute_reason"] = routing.get("reroute_reason", "")
     return out
 
 
@@ -153,7 +157,11 @@ class WebApp:
             Rule("/api/feedback", endpoint="feedback", methods=["POST"]),
             Rule("/api/escalations", endpoint="escalate", methods=["POST"]),
             Rule("/api/escalations", endpoint="escalations", methods=["GET"]),
+            Rule("/api/route", endpoint="route", methods=["POST"]),
+            Rule("/api/similar", endpoint="similar", methods=["POST"]),
             Rule("/api/escalations/<esc_id>/answer", endpoint="answer", methods=["POST"]),
+            Rule("/api/escalations/<esc_id>/follow", endpoint="follow", methods=["POST"]),
+            Rule("/api/escalations/<esc_id>/reroute", endpoint="reroute", methods=["POST"]),
             Rule("/api/escalations/<esc_id>", endpoint="escalation", methods=["GET"]),
             Rule("/api/escalations/<esc_id>/attachments/<att_id>", endpoint="attachment", methods=["GET"]),
             Rule("/api/report", endpoint="report", methods=["GET"]),
@@ -378,7 +386,8 @@ class WebApp:
     # -- API --------------------------------------------------------------------------------
     def on_health(self, request: Request) -> Response:
         features = {name: has_kb(self.kb, name) for name in
-                    ("search", "ask", "feedback", "escalate", "escalations", "answer", "report", "reindex")}
+                    ("search", "ask", "feedback", "escalate", "escalations", "answer", "report", "reindex",
+                     "route", "similar_questions", "follow", "reroute")}
         return self.json({"status": "ok", "generation": self.kb.generation_path.name, "features": features})
 
     def on_me(self, request: Request) -> Response:
@@ -499,6 +508,51 @@ class WebApp:
         text = self.text_field(data, "text", max_chars=50_000)
         verify = self.bool_field(data, "verify")
         result = call_kb(self.kb, "answer", esc_id, text, by=who.user, verify=verify)
+        return self.json(self.view(who, result))
+
+    def on_route(self, request: Request) -> Response:
+        """The group a question would go to and why, for the caller (the reason names only words of
+        documents they may see), so the page can show it before sending and keep it unless changed."""
+        who = self.identity(request)
+        data = self.body(request)
+        question = self.text_field(data, "question", max_chars=self.kb.settings.search.max_question_chars)
+        routing = call_kb(self.kb, "route", question, groups=list(who.groups))
+        return self.json({k: getattr(routing, k, None) for k in ("group", "confidence", "reason")})
+
+    def on_similar(self, request: Request) -> Response:
+        """Open and answered questions like this one that the caller may see (their own, their groups',
+        answered ones whose answer they may read): "asked already — follow it"."""
+        who = self.identity(request)
+        data = self.body(request)
+        question = self.text_field(data, "question", max_chars=self.kb.settings.search.max_question_chars)
+        limit = self.int_field(data, "limit", 5, 1, 20)
+        found = call_kb(self.kb, "similar_questions", question, user=who.user, groups=list(who.groups), limit=limit)
+        keys = ("id", "question", "status", "group", "open", "mine", "following", "followers", "answer", "verified")
+        return self.json({"questions": [{k: q[k] for k in keys if k in q} for q in found]})
+
+    def on_follow(self, request: Request, esc_id: str) -> Response:
+        who = self.identity(request)
+        esc_id = self.check_id(esc_id)
+        if who.anonymous:
+            raise ForbiddenError("sign in through your portal to follow a question")
+        esc = call_kb(self.kb, "follow", esc_id, user=who.user, groups=list(who.groups))
+        return self.json({**self.view(who, esc), "following": True})
+
+    def on_reroute(self, request: Request, esc_id: str) -> Response:
+        """Send a question to another group: members and experts of the group it is with now."""
+        who = self.identity(request)
+        esc_id = self.check_id(esc_id)
+        if who.anonymous:
+            raise ForbiddenError("sign in through your portal to reroute")
+        esc = call_kb(self.kb, "escalation", esc_id)
+        if esc.group not in who.groups and esc.group not in self.verify_rights(who)["expert_of"]:
+            raise ForbiddenError("only members and experts of the group a question is with can reroute it")
+        data = self.body(request)
+        group = self.group_field(data)
+        if group is None:
+            raise BadRequest("'group' is required")
+        reason = self.text_field(data, "reason", max_chars=2000)
+        result = call_kb(self.kb, "reroute", esc_id, group, reason=reason, by=who.user)
         return self.json(self.view(who, result))
 
     def on_attachment(self, request: Request, esc_id: str, att_id: str) -> Response:

@@ -117,9 +117,14 @@ def test_reroute_tells_the_new_group_and_the_asker_and_routing_learns(tmp_path: 
     with pytest.raises(InvalidEscalationError):
         kb.reroute(esc.id, "it-support", reason="already there", by="bo@example.com")
 
+    kb.follow(esc.id, user="fred@example.com", groups=["it-support"])
+    kb.follow(esc.id, user="gail@example.com", groups=["it-support", "hr"])
     moved = kb.reroute(esc.id, "hr", reason="webcams for new starters are ordered by HR", by="bo@example.com")
     assert moved.group == "hr" and moved.open
     assert moved.routing["rerouted_from"] == "it-support"
+    # fred is not in hr: he may no longer see the question, so he stops hearing of it; gail stays.
+    assert moved.followers == ["gail@example.com"]
+    assert [e["actor"] for e in moved.events if e["kind"] == "unfollowed"] == ["fred@example.com"]
     assert "webcams for new starters are ordered by HR" in moved.routing["reason"]
     rerouted = [e for e in moved.events if e["kind"] == "rerouted"]
     assert rerouted == [{"at": rerouted[0]["at"], "kind": "rerouted", "actor": "bo@example.com",
@@ -134,6 +139,9 @@ def test_reroute_tells_the_new_group_and_the_asker_and_routing_learns(tmp_path: 
     assert slack and "laptop docking station" in str(slack[0])  # hr hears of it like of a new question
     mails = _mails_to(sink, "carl@example.com")
     assert len(mails) == 1 and _subject(mails[0]).startswith("[hr] Your question sent on:")
+    assert _mails_to(sink, "fred@example.com") == []
+    gail = _mails_to(sink, "gail@example.com")
+    assert len(gail) == 1 and _subject(gail[0]).startswith("[hr] A question you follow sent on:")
     body = mails[0].get_payload(decode=True).decode()
     assert "from it-support to hr: webcams for new starters are ordered by HR" in body
 
