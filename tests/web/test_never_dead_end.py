@@ -76,3 +76,46 @@ def test_closest_matches_pass_the_access_filter(open_page, h):
     insider.wait_for_selector("#closest-heading")
     assert "Payroll bank transfer details" in insider.locator("#results .hit .title").all_inner_texts()
     assert outsider.errors == [] and insider.errors == []
+
+
+def test_similar_follow_and_reroute_over_http(server, h):
+    ulla, max_, olga = (h.token_for("ulla", "staff"), h.token_for("max", "it-support"),
+                        h.token_for("olga", "sales"))
+    question = "the quillback scanner on floor 9 shows error E-77 after the firmware update"
+    esc = server.api("POST", "escalations", token=ulla, json={"question": question, "group": "it-support"}).json()
+
+    def similar(token: str | None) -> list[dict]:
+        r = server.api("POST", "similar", token=token, json={"question": "quillback scanner error E-77"})
+        assert r.status_code == 200, r.text
+        return r.json()["questions"]
+
+    assert [(q["id"], q["mine"]) for q in similar(ulla)] == [(esc["id"], True)]
+    assert [q["id"] for q in similar(max_)] == [esc["id"]]
+    assert similar(olga) == [] and similar(None) == []  # another group's open question: not even a hint
+    assert server.api("POST", "similar", token=ulla, json={"question": ""}).status_code == 400
+
+    assert server.api("POST", f"escalations/{esc['id']}/follow", token=olga).status_code == 403
+    assert server.api("POST", f"escalations/{esc['id']}/follow").status_code == 403
+    r = server.api("POST", f"escalations/{esc['id']}/follow", token=max_)
+    assert r.status_code == 200 and r.json()["following"] is True
+    assert similar(max_)[0]["following"] is True and similar(max_)[0]["followers"] == 1
+
+    body = {"group": "facilities", "reason": "the scanners belong to the building services"}
+    assert server.api("POST", f"escalations/{esc['id']}/reroute", token=olga, json=body).status_code == 403
+    assert server.api("POST", f"escalations/{esc['id']}/reroute", token=ulla, json=body).status_code == 403
+    r = server.api("POST", f"escalations/{esc['id']}/reroute", token=max_, json={"group": "facilities"})
+    assert r.status_code == 400 and r.json()["type"] == "BadRequest"
+    r = server.api("POST", f"escalations/{esc['id']}/reroute", token=max_, json={**body, "group": "nope"})
+    assert r.status_code == 400 and r.json()["type"] == "InvalidEscalationError"
+    r = server.api("POST", f"escalations/{esc['id']}/reroute", token=max_, json=body)
+    assert r.status_code == 200, r.text
+    mine = server.api("GET", f"escalations/{esc['id']}", token=ulla).json()
+    assert mine["group"] == "facilities" and mine["rerouted_from"] == "it-support"
+    assert mine["reroute_reason"] == body["reason"]
+    # max is not in facilities: the question left his view and his follow ended with it.
+    assert server.api("GET", f"escalations/{esc['id']}", token=max_).status_code == 403
+    assert similar(max_) == []
+
+    routed = server.api("POST", "route", token=ulla, json={"question": "the canteen menu parking room"})
+    assert routed.status_code == 200 and set(routed.json()) == {"group", "confidence", "reason"}
+    assert isinstance(routed.json()["group"], str) and routed.json()["reason"]
