@@ -119,3 +119,81 @@ def test_similar_follow_and_reroute_over_http(server, h):
     routed = server.api("POST", "route", token=ulla, json={"question": "the canteen menu parking room"})
     assert routed.status_code == 200 and set(routed.json()) == {"group", "confidence", "reason"}
     assert isinstance(routed.json()["group"], str) and routed.json()["reason"]
+
+
+def test_page_offers_asked_already_and_follow_while_typing(open_page, server, h, artifacts):
+    question = "the marrowfen label printer <i>prints</i> blank labels since Monday"
+    esc = server.api("POST", "escalations", token=h.token_for("ulla", "staff"),
+                     json={"question": question, "group": "it-support"}).json()
+
+    member = open_page("max", "it-support", escalate=False)
+    member.fill("#question", "marrowfen label printer prints blank labels")  # typing, not asking
+    item = member.locator(f"#similar .similar-item[data-esc-id='{esc['id']}']")
+    item.wait_for(timeout=15_000)
+    assert member.inner_text("#similar h2") == "Asked already — follow it"
+    assert item.locator(".q").inner_text() == question and item.locator(".q i").count() == 0
+    assert item.locator(".state").inner_text() == "waiting for an answer"
+    member.screenshot(path=str(artifacts / "page-asked-already.png"), full_page=True)
+    item.locator("button.follow").click()
+    item.locator(".followed").wait_for(timeout=15_000)
+    assert item.locator(".followed").inner_text().startswith("Following")
+    again = server.api("POST", "similar", token=h.token_for("max", "it-support"),
+                       json={"question": "marrowfen label printer prints blank labels"}).json()["questions"]
+    assert again[0]["id"] == esc["id"] and again[0]["following"] is True  # the server has it
+
+    # Someone outside the group gets no hint of it, while typing or before escalating.
+    outsider = open_page("olga", "sales")
+    outsider.fill("#question", "marrowfen label printer prints blank labels")
+    outsider.wait_for_selector("body[data-similar='0']", timeout=15_000)
+    ask(outsider, "marrowfen label printer prints blank labels")
+    outsider.wait_for_selector("#escalate-form:not([hidden])")
+    outsider.wait_for_selector("body[data-similar='0']")
+    assert outsider.locator("#similar").is_hidden() and "marrowfen label printer <i>" not in outsider.content()
+    assert member.errors == [] and outsider.errors == []
+
+
+def test_page_shows_the_routed_group_and_keeps_its_reason_unless_changed(open_page, server, h, browser):
+    decision = {**ESCALATE, "routing": {"group": "facilities", "confidence": 0.71, "explicit": False,
+                                        "reason": "like earlier questions about <b>parking</b>"}}
+    page = open_page("ulla", "staff", escalate=False)
+    page.route("**/api/ask", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                         body=json.dumps(decision)))
+
+    def send(question: str, group: str | None = None) -> dict:
+        ask(page, question)
+        page.wait_for_selector("#escalate-form:not([hidden])")
+        assert page.inner_text("#esc-route") == ("Suggested: facilities — like earlier questions about <b>parking</b>."
+                                                 " Pick another group if it belongs elsewhere.")
+        assert page.input_value("#esc-group") == "facilities"
+        if group:
+            page.select_option("#esc-group", group)
+        with page.expect_request(lambda r: r.url.endswith("/api/escalations") and r.method == "POST") as sent:
+            page.click("#esc-send")
+        page.wait_for_selector("#status.done #sent-ref", timeout=15_000)
+        return {"body": sent.value.post_data or "", "id": page.inner_text("#sent-ref")}
+
+    unchanged = send("the cellar door of the annex squeaks all night")
+    assert 'name="group"' not in unchanged["body"]  # routing decides, so its reason is kept
+    kept = server.api("GET", f"escalations/{unchanged['id']}", token=h.token_for("ulla", "staff")).json()
+    assert kept["group"] != "" and "rerouted_from" not in kept
+    changed = send("the cellar door of the annex squeaks all day", group="finance")
+    assert 'name="group"' in changed["body"]
+    assert server.api("GET", f"escalations/{changed['id']}", token=h.token_for("ulla", "staff")).json()["group"] == "finance"
+
+    # A member of the group it is with reroutes it from its card, with a reason the asker then sees.
+    fiona = open_page("fiona", "finance", escalate=False)
+    fiona.goto(server.url + f"#token={h.token_for('fiona', 'finance')}&esc={changed['id']}")
+    card = fiona.locator(f"#esc-one .esc[data-esc-id='{changed['id']}']")
+    card.wait_for(timeout=15_000)
+    card.locator(".reroute-form select").select_option("facilities")
+    card.locator(".reroute-form input[name=reason]").fill("doors are looked after by facilities")
+    card.locator(".reroute-form button").click()
+    fiona.wait_for_selector(f"#esc-one .esc[data-rerouted='facilities']", timeout=15_000)
+
+    mine = open_page("ulla", "staff", escalate=False)
+    mine.goto(server.url + f"#token={h.token_for('ulla', 'staff')}&esc={changed['id']}")
+    one = mine.locator(f"#esc-one .esc[data-esc-id='{changed['id']}'] .rerouted")
+    one.wait_for(timeout=15_000)
+    assert one.inner_text() == "Sent on from finance: doors are looked after by facilities"
+    assert mine.locator(f"#esc-one .reroute-form").count() == 0  # the asker is not in the group
+    assert page.errors == [] and fiona.errors == [] and mine.errors == []

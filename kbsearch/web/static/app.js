@@ -71,6 +71,9 @@
   let me = { user: null, groups: [], may_verify: [] };
   let groups = [];
   let current = null; // {question, decision, shown: the hits shown (sent as "seen")}
+  let routed = null; // {group, reason}: where the server would send the question; kept unless changed
+  let similarTimer = null;
+  let similarSeq = 0;
 
   function decisionKind(d) { return String(d.decision || d.action || d.kind || "").toUpperCase(); }
   function decisionHits(d) { return d.answers || d.hits || d.candidates || []; }
@@ -111,6 +114,51 @@
     });
   }
 
+  // ---- asked already: similar questions the caller may see, while typing and before escalating ----
+  function typing() {
+    clearTimeout(similarTimer);
+    similarTimer = setTimeout(() => loadSimilar($("#question").value.trim()), 400);
+  }
+
+  async function loadSimilar(question) {
+    clearTimeout(similarTimer);
+    const seq = ++similarSeq;
+    const box = $("#similar");
+    let items = [];
+    if (question.length >= 8) {
+      try { items = (await api("similar", { method: "POST", body: { question, limit: 3 } })).questions || []; }
+      catch (e) { items = []; }
+    }
+    if (seq !== similarSeq) return; // a newer lookup is under way
+    const list = box.querySelector(".similar-list");
+    list.textContent = "";
+    for (const q of items) list.appendChild(similarItem(q));
+    box.hidden = !items.length;
+    document.body.dataset.similar = String(items.length);
+  }
+
+  function similarItem(q) {
+    const node = $("#similar-template").content.firstElementChild.cloneNode(true);
+    node.dataset.escId = q.id;
+    node.querySelector(".q").textContent = q.question;
+    node.querySelector(".state").textContent = STATES[q.status] || q.status || "";
+    if (q.answer) { const a = node.querySelector(".answer-text"); a.hidden = false; a.textContent = q.answer; }
+    const link = node.querySelector(".open-link");
+    if (q.mine || me.groups.includes(q.group)) link.href = "#esc=" + encodeURIComponent(q.id); else link.remove();
+    const follow = node.querySelector(".follow");
+    const say = (text) => { const s = document.createElement("span"); s.className = "meta followed"; s.textContent = text; follow.replaceWith(s); };
+    if (!q.open) follow.remove();
+    else if (q.mine) say("Your question — you will hear when it is answered.");
+    else if (q.following) say("Following — you will hear when it is answered.");
+    else if (!me.user) follow.remove();
+    else follow.addEventListener("click", async () => {
+      follow.disabled = true;
+      try { await api("escalations/" + encodeURIComponent(q.id) + "/follow", { method: "POST" }); say("Following — you will hear when it is answered."); }
+      catch (e) { follow.disabled = false; setStatus(e.message, "error"); }
+    });
+    return node;
+  }
+
   async function ask(ev) {
     ev.preventDefault();
     const question = $("#question").value.trim();
@@ -137,8 +185,8 @@
       renderHits(hits, kind, kind === "ESCALATE" ? "Not sure — closest matches" : "");
       if (kind === "ANSWER" && hits.length) setStatus("Here is what we found.");
       else if (hits.length && kind !== "ESCALATE") setStatus("These might help. If not, ask the peers.");
-      else if (hits.length) { setStatus("Not sure these answer it. If they don't, ask the peers:"); openEscalate(); }
-      else { setStatus("Nothing good found. Ask the peers:"); openEscalate(); }
+      else if (hits.length) { setStatus("Not sure these answer it. If they don't, ask the peers:"); await openEscalate(); }
+      else { setStatus("Nothing good found. Ask the peers:"); await openEscalate(); }
       document.body.dataset.decision = kind;
     } catch (e) {
       setStatus(e.message, "error");
@@ -173,16 +221,29 @@
     openEscalate();
   }
 
-  function openEscalate() {
+  // Shows where routing would send the question and why; the asker may pick another group.  Only a
+  // changed choice is sent, so an unchanged one keeps routing's reason (not "chosen by the asker").
+  async function openEscalate() {
     const form = $("#escalate-form");
     if (!me.user) { setStatus("Sign in through your portal to ask the peers.", "error"); return; }
+    if (current) loadSimilar(current.question); // "asked already" before sending it again
+    routed = null;
+    const r = current && current.decision.routing;
+    if (r && r.group && !r.explicit) routed = { group: r.group, reason: r.reason || "" };
+    else if (current) {
+      try { routed = await api("route", { method: "POST", body: { question: current.question } }); }
+      catch (e) { routed = null; }
+    }
+    const suggested = (routed && routed.group) || (current && suggestedGroup(current.decision));
     const sel = $("#esc-group");
     sel.textContent = "";
-    const suggested = current && suggestedGroup(current.decision);
     const names = groups.map((g) => g.name);
     if (suggested && !names.includes(suggested)) names.unshift(suggested);
     names.forEach((n) => { const o = document.createElement("option"); o.value = n; o.textContent = n + (n === suggested ? " (suggested)" : ""); sel.appendChild(o); });
     if (suggested) sel.value = suggested;
+    $("#esc-route").textContent = routed && routed.group
+      ? "Suggested: " + routed.group + (routed.reason ? " — " + routed.reason : "") + ". Pick another group if it belongs elsewhere."
+      : "";
     form.hidden = false;
     form.scrollIntoView({ block: "nearest" });
   }
@@ -191,7 +252,8 @@
     ev.preventDefault();
     const fd = new FormData();
     fd.append("question", current.question);
-    if ($("#esc-group").value) fd.append("group", $("#esc-group").value);
+    const chosen = $("#esc-group").value;
+    if (chosen && !(routed && routed.group === chosen)) fd.append("group", chosen);
     const details = $("#esc-details").value.trim();
     if (details) fd.append("details", details);
     const photo = $("#esc-photo").files[0];
@@ -249,6 +311,23 @@
       node.querySelector(".answer-text").textContent = dup ? dup.text || "" : "The answer is in a place you cannot open; ask the group.";
       const href = dup && safeUrl(dup.url);
       if (href) { const p = node.querySelector(".answer-link"); p.hidden = false; p.firstElementChild.href = href; p.firstElementChild.textContent = href; }
+    }
+    if (esc.rerouted_from) {
+      const p = node.querySelector(".rerouted");
+      p.hidden = false;
+      p.textContent = "Sent on from " + esc.rerouted_from + (esc.reroute_reason ? ": " + esc.reroute_reason : "");
+    }
+    const reroute = node.querySelector(".reroute-form");
+    const others = groups.map((g) => g.name).filter((n) => n && n !== esc.group);
+    if (esc.open && me.user && others.length && (me.groups.includes(esc.group) || (me.expert_of || []).includes(esc.group))) {
+      reroute.hidden = false;
+      const sel = reroute.elements.group;
+      others.forEach((n) => { const o = document.createElement("option"); o.value = n; o.textContent = n; sel.appendChild(o); });
+      reroute.addEventListener("submit", (ev) => rerouteEsc(ev, esc, node));
+      // type="button": the card's one submit button stays the answer's
+      reroute.querySelector(".reroute-send").addEventListener("click", () => reroute.requestSubmit());
+    } else {
+      reroute.remove();
     }
     const form = node.querySelector(".answer-form");
     if (esc.open && me.user && me.groups.includes(esc.group)) {
@@ -322,6 +401,25 @@
     }
   }
 
+  async function rerouteEsc(ev, esc, node) {
+    ev.preventDefault();
+    const form = ev.target;
+    const group = form.elements.group.value;
+    const reason = form.elements.reason.value.trim();
+    if (!group || !reason) return;
+    form.querySelector("button").disabled = true;
+    try {
+      const moved = await api("escalations/" + encodeURIComponent(esc.id) + "/reroute", { method: "POST", body: { group, reason } });
+      node.dataset.rerouted = moved.group;
+      form.textContent = "Sent to " + moved.group + ". Thank you!";
+      const answerForm = node.querySelector(".answer-form");
+      if (answerForm && !me.groups.includes(moved.group)) answerForm.remove();
+    } catch (e) {
+      form.querySelector("button").disabled = false;
+      const p = document.createElement("p"); p.className = "status error"; p.textContent = e.message; form.appendChild(p);
+    }
+  }
+
   function show(view, escId) {
     for (const name of ["ask", "mine", "expert"]) {
       $("#view-" + name).hidden = view !== name;
@@ -342,6 +440,7 @@
     $("#ask-form").addEventListener("submit", ask);
     $("#question").addEventListener("keydown", (ev) => { if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); $("#ask-form").requestSubmit(); } });
     $("#escalate-form").addEventListener("submit", escalate);
+    $("#question").addEventListener("input", typing);
     $("#esc-cancel").addEventListener("click", () => { $("#escalate-form").hidden = true; });
     $("#tab-ask").addEventListener("click", () => show("ask"));
     $("#tab-expert").addEventListener("click", () => show("expert"));
