@@ -145,6 +145,13 @@ class PeerLoop:
             return cached[1]
         with self._router_lock:
             router = Router.load(gen) if len(stamp) == 3 else None
+            described = {g.name for g in self.groups if g.description or g.keywords}
+            if router is not None and not described <= set(router.classes):
+                # Fitted before these groups were configured (the config changed since the rebuild):
+                # refit in memory rather than route with the groups of then.
+                log.info("routing model of %s lacks configured groups %s; refitting it for this process",
+                         gen.name, ", ".join(sorted(described - set(router.classes))))
+                router = None
             if router is None:
                 router = Router.from_documents(self.kb.documents(), self.groups, self.kb.settings.route)
             self._router = (stamp, router)

@@ -130,3 +130,18 @@ def test_small_history_of_function_words_only_still_routes() -> None:
     router = Router.fit(["how do I", "what is it", "who are you", "where is it"], ["a", "a", "b", "b"], calibrate=False)
     assert router.fitted and router.meta["analyzer"] == "plain"
     assert router.route("who are they").group == "b"
+
+
+def test_groups_configured_after_the_rebuild_are_routed_to(tmp_path: Path, hook_env: WebhookServer) -> None:
+    """A version's stored router fitted before [[groups]] existed must not route with the groups of then."""
+    from kbsearch import Settings
+
+    bare = Settings()
+    bare.index.path = tmp_path / "i"
+    with KnowledgeBase.open(settings=bare) as kb:
+        kb.rebuild(iter([Document(id="a1", kind="answer", group="facilities", title="the coffee machine leaks",
+                                  text="Call the facilities desk."),
+                         Document(id="p1", title="Parking", text="Park in the marked bays.")]))
+        assert kb.route("my payslip shows the wrong salary").group == "facilities"  # the only group it knew
+    with KnowledgeBase.open(settings=peer_settings(tmp_path / "i")) as kb:
+        assert kb.route("my payslip shows the wrong salary").group == "hr"
