@@ -158,6 +158,23 @@ def server(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     assert "Traceback" not in srv.logs(), srv.logs()  # no request ended in an unexpected error
 
 
+@pytest.fixture(scope="module")
+def kb(index_dir: Path) -> Iterator[KnowledgeBase]:
+    """The session's test index, opened in this process (modules that need their own define ``kb``)."""
+    with KnowledgeBase.open(index_dir, create=False) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(kb: KnowledgeBase) -> object:
+    """The WSGI app over ``kb`` through werkzeug's test client: the code path waitress runs."""
+    from werkzeug.test import Client
+
+    from kbsearch.web import create_app
+
+    return Client(create_app(kb, secret=SECRET))
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright

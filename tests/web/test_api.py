@@ -14,19 +14,7 @@ import pytest
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
-from kbsearch import KnowledgeBase
 from kbsearch.web import create_app, create_asgi_app, make_token
-
-
-@pytest.fixture(scope="module")
-def kb(index_dir):
-    with KnowledgeBase.open(index_dir, create=False) as kb:
-        yield kb
-
-
-@pytest.fixture(scope="module")
-def client(kb, h):
-    return Client(create_app(kb, secret=h.SECRET))
 
 
 def post(client, path, body, **kw):

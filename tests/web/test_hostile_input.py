@@ -11,24 +11,12 @@ import json
 import socket
 
 import pytest
-from werkzeug.test import Client
 
-from kbsearch import InvalidQuestionError, KnowledgeBase
-from kbsearch.web import create_app, make_token
+from kbsearch import InvalidQuestionError
+from kbsearch.web import make_token
 
 DEEP = "[" * 20_000  # 20,000 nested brackets: json.loads raised RecursionError (a 500)
 HUGE_INT = "1" * 5000  # more digits than int() converts by default: json.loads raised ValueError (a 500)
-
-
-@pytest.fixture(scope="module")
-def kb(index_dir):
-    with KnowledgeBase.open(index_dir, create=False) as kb:
-        yield kb
-
-
-@pytest.fixture(scope="module")
-def client(kb, h):
-    return Client(create_app(kb, secret=h.SECRET))
 
 
 @pytest.fixture(scope="module")

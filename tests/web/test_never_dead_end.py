@@ -188,12 +188,12 @@ def test_page_shows_the_routed_group_and_keeps_its_reason_unless_changed(open_pa
     card.locator(".reroute-form select").select_option("facilities")
     card.locator(".reroute-form input[name=reason]").fill("doors are looked after by facilities")
     card.locator(".reroute-form button").click()
-    fiona.wait_for_selector(f"#esc-one .esc[data-rerouted='facilities']", timeout=15_000)
+    fiona.wait_for_selector("#esc-one .esc[data-rerouted='facilities']", timeout=15_000)
 
     mine = open_page("ulla", "staff", escalate=False)
     mine.goto(server.url + f"#token={h.token_for('ulla', 'staff')}&esc={changed['id']}")
     one = mine.locator(f"#esc-one .esc[data-esc-id='{changed['id']}'] .rerouted")
     one.wait_for(timeout=15_000)
     assert one.inner_text() == "Sent on from finance: doors are looked after by facilities"
-    assert mine.locator(f"#esc-one .reroute-form").count() == 0  # the asker is not in the group
+    assert mine.locator("#esc-one .reroute-form").count() == 0  # the asker is not in the group
     assert page.errors == [] and fiona.errors == [] and mine.errors == []

@@ -18,7 +18,7 @@ from werkzeug.test import Client
 from kbsearch import KnowledgeBase, Settings
 from kbsearch.errors import ConfigError
 from kbsearch.peers.service import answer_doc_id
-from kbsearch.web import create_app, make_token
+from kbsearch.web import make_token
 from kbsearch.web._app import WebApp
 
 EVIL = "Download http://evil.example/driver.exe"
@@ -31,11 +31,6 @@ def kb(index_dir, h, tmp_path_factory):
     config.write_text(h.GROUPS_TOML, encoding="utf-8")  # it-support's expert is ivan
     with KnowledgeBase.open(index_dir, create=False, config_file=config) as kb:
         yield kb
-
-
-@pytest.fixture(scope="module")
-def client(kb, h):
-    return Client(create_app(kb, secret=h.SECRET))
 
 
 @pytest.fixture(scope="module")
