@@ -146,15 +146,10 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
                         if doc.id in latest:
                             report.duplicates += 1
                         latest[doc.id] = doc
-                    writer = engine.writer(limitmb=cfg.writer_limitmb)
-                    try:
+                    with engine.writer(limitmb=cfg.writer_limitmb) as writer:
                         for doc in latest.values():
                             status = writer.add(doc)
                             setattr(report, status, getattr(report, status) + 1)
-                        writer.commit()
-                    except BaseException:
-                        writer.cancel()
-                        raise
                     done += len(batch)
                     if progress:
                         progress(done)
@@ -194,14 +189,9 @@ def delete(kb: KnowledgeBase, ids: Iterable[str]) -> int:
         try:
             engine = EngineIndex.open(gen)
             try:
-                writer = engine.writer(limitmb=kb.settings.index.writer_limitmb)
-                try:
+                with engine.writer(limitmb=kb.settings.index.writer_limitmb) as writer:
                     for doc_id in ids:
                         deleted += writer.delete(doc_id)
-                    writer.commit()
-                except BaseException:
-                    writer.cancel()
-                    raise
             finally:
                 engine.close()
             if deleted:
@@ -317,21 +307,18 @@ def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress
                     progress(report.documents)
 
             try:
-                for doc in documents:
-                    check(doc)
-                    if doc.id in seen:
-                        report.duplicates += 1
-                        log.warning("rebuild: duplicate id %r kept its first document", doc.id)
-                        continue
-                    seen.add(doc.id)
-                    take(doc)
-                for doc in _kept_answers(kb, seen):
-                    take(doc)
-                    report.answers_kept += 1
-                writer.commit()
-            except BaseException:
-                writer.cancel()
-                raise
+                with writer:
+                    for doc in documents:
+                        check(doc)
+                        if doc.id in seen:
+                            report.duplicates += 1
+                            log.warning("rebuild: duplicate id %r kept its first document", doc.id)
+                            continue
+                        seen.add(doc.id)
+                        take(doc)
+                    for doc in _kept_answers(kb, seen):
+                        take(doc)
+                        report.answers_kept += 1
             finally:
                 engine.close()
             del seen

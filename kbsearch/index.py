@@ -270,6 +270,16 @@ class EngineWriter:
             self._writer.cancel()
         self._done = True
 
+    def __enter__(self) -> EngineWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        """Commit when the block ends normally; cancel (nothing written) when it raises."""
+        if kind is None:
+            self.commit()
+        else:
+            self.cancel()
+
     def _close_searcher(self) -> None:
         if self._searcher is not None:
             self._searcher.close()
