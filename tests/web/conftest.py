@@ -187,6 +187,41 @@ def browser() -> Iterator[object]:
             b.close()
 
 
+def _fulfil_with(body: object):
+    """A playwright route handler answering with ``body`` as JSON."""
+    def handler(route) -> None:
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+    return handler
+
+
+@pytest.fixture()
+def open_page(browser, server, h):
+    """Open the page in a fresh browser context: ``open_page(user, *groups, view=, fragment=, mobile=,
+    fake=)``; ``fake`` maps an API path to the JSON it answers with (the rest is the real server).
+    Each page collects its JavaScript errors in ``page.errors``."""
+    contexts = []
+
+    def open_(user: str | None = None, *groups: str, view: str = "", fragment: str = "", mobile: bool = False,
+              fake: dict[str, object] | None = None):
+        ctx = browser.new_context(viewport={"width": 390, "height": 844} if mobile else {"width": 1100, "height": 800},
+                                  device_scale_factor=2 if mobile else 1)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.errors = errors
+        for path, body in (fake or {}).items():
+            page.route("**" + path, _fulfil_with(body))
+        parts = ([f"token={h.token_for(user, *groups)}"] if user else []) + ([fragment] if fragment else [])
+        page.goto(server.url + (f"?view={view}" if view else "") + ("#" + "&".join(parts) if parts else ""))
+        page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+        return page
+
+    yield open_
+    for ctx in contexts:
+        ctx.close()
+
+
 @pytest.fixture()
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

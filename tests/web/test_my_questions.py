@@ -13,27 +13,6 @@ QUESTION = "the glimmerwick sorter in bay 7 hums <b>loudly</b> at night"
 ANSWER = "Glimmerwick sorters hum when the belt tensioner is loose: tighten it two turns."
 
 
-@pytest.fixture()
-def open_page(browser, server, h):
-    contexts = []
-
-    def open_(user: str | None = None, *groups: str, fragment: str = ""):
-        ctx = browser.new_context(viewport={"width": 1100, "height": 800})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors
-        parts = ([f"token={h.token_for(user, *groups)}"] if user else []) + ([fragment] if fragment else [])
-        page.goto(server.url + ("#" + "&".join(parts) if parts else ""))
-        page.wait_for_selector("body[data-ready='1']", timeout=15_000)
-        return page
-
-    yield open_
-    for ctx in contexts:
-        ctx.close()
-
-
 def test_me_says_where_the_caller_may_verify(server, h):
     ivan = server.api("GET", "me", token=h.token_for("ivan", "it-support")).json()
     assert ivan["expert_of"] == ["it-support"] and ivan["may_verify"] == ["it-support"]

@@ -18,27 +18,8 @@ pytestmark = pytest.mark.slow
 ESCALATE = {"action": "escalate", "answers": [], "id": None, "routing": None, "why": "not sure"}
 
 
-@pytest.fixture()
-def open_page(browser, server, h):
-    contexts = []
-
-    def open_(user: str | None = None, *groups: str, escalate: bool = True):
-        ctx = browser.new_context(viewport={"width": 1100, "height": 800})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors
-        if escalate:
-            page.route("**/api/ask", lambda route: route.fulfill(
-                status=200, content_type="application/json", body=json.dumps(ESCALATE)))
-        page.goto(server.url + (f"#token={h.token_for(user, *groups)}" if user else ""))
-        page.wait_for_selector("body[data-ready='1']", timeout=15_000)
-        return page
-
-    yield open_
-    for ctx in contexts:
-        ctx.close()
+#: The page under test believes every question escalates (the test index answers almost all).
+FAKE_ASK = {"/api/ask": ESCALATE}
 
 
 def ask(page, question: str) -> None:
@@ -49,7 +30,7 @@ def ask(page, question: str) -> None:
 
 
 def test_escalate_shows_closest_matches_and_sends_them_as_seen(open_page, server, h, artifacts):
-    page = open_page("ulla", "staff")
+    page = open_page("ulla", "staff", fake=FAKE_ASK)
     ask(page, "the printer tray has jammed paper and a green lever")
     assert page.inner_text("#closest-heading") == "Not sure — closest matches"
     titles = page.locator("#results .hit .title").all_inner_texts()
@@ -67,11 +48,11 @@ def test_escalate_shows_closest_matches_and_sends_them_as_seen(open_page, server
 
 def test_closest_matches_pass_the_access_filter(open_page, h):
     question = "payroll bank transfer routing number"
-    outsider = open_page("olga", "staff")
+    outsider = open_page("olga", "staff", fake=FAKE_ASK)
     ask(outsider, question)
     assert h.RESTRICTED_SECRET not in outsider.content()
     assert "Payroll bank transfer details" not in outsider.locator("#results").inner_text()
-    insider = open_page("fiona", "finance")
+    insider = open_page("fiona", "finance", fake=FAKE_ASK)
     ask(insider, question)
     insider.wait_for_selector("#closest-heading")
     assert "Payroll bank transfer details" in insider.locator("#results .hit .title").all_inner_texts()
@@ -126,7 +107,7 @@ def test_page_offers_asked_already_and_follow_while_typing(open_page, server, h,
     esc = server.api("POST", "escalations", token=h.token_for("ulla", "staff"),
                      json={"question": question, "group": "it-support"}).json()
 
-    member = open_page("max", "it-support", escalate=False)
+    member = open_page("max", "it-support")
     member.fill("#question", "marrowfen label printer prints blank labels")  # typing, not asking
     item = member.locator(f"#similar .similar-item[data-esc-id='{esc['id']}']")
     item.wait_for(timeout=15_000)
@@ -142,7 +123,7 @@ def test_page_offers_asked_already_and_follow_while_typing(open_page, server, h,
     assert again[0]["id"] == esc["id"] and again[0]["following"] is True  # the server has it
 
     # Someone outside the group gets no hint of it, while typing or before escalating.
-    outsider = open_page("olga", "sales")
+    outsider = open_page("olga", "sales", fake=FAKE_ASK)
     outsider.fill("#question", "marrowfen label printer prints blank labels")
     outsider.wait_for_selector("body[data-similar='0']", timeout=15_000)
     ask(outsider, "marrowfen label printer prints blank labels")
@@ -155,7 +136,7 @@ def test_page_offers_asked_already_and_follow_while_typing(open_page, server, h,
 def test_page_shows_the_routed_group_and_keeps_its_reason_unless_changed(open_page, server, h, browser):
     decision = {**ESCALATE, "routing": {"group": "facilities", "confidence": 0.71, "explicit": False,
                                         "reason": "like earlier questions about <b>parking</b>"}}
-    page = open_page("ulla", "staff", escalate=False)
+    page = open_page("ulla", "staff")
     page.route("**/api/ask", lambda route: route.fulfill(status=200, content_type="application/json",
                                                          body=json.dumps(decision)))
 
@@ -181,7 +162,7 @@ def test_page_shows_the_routed_group_and_keeps_its_reason_unless_changed(open_pa
     assert server.api("GET", f"escalations/{changed['id']}", token=h.token_for("ulla", "staff")).json()["group"] == "finance"
 
     # A member of the group it is with reroutes it from its card, with a reason the asker then sees.
-    fiona = open_page("fiona", "finance", escalate=False)
+    fiona = open_page("fiona", "finance")
     fiona.goto(server.url + f"#token={h.token_for('fiona', 'finance')}&esc={changed['id']}")
     card = fiona.locator(f"#esc-one .esc[data-esc-id='{changed['id']}']")
     card.wait_for(timeout=15_000)
@@ -190,7 +171,7 @@ def test_page_shows_the_routed_group_and_keeps_its_reason_unless_changed(open_pa
     card.locator(".reroute-form button").click()
     fiona.wait_for_selector("#esc-one .esc[data-rerouted='facilities']", timeout=15_000)
 
-    mine = open_page("ulla", "staff", escalate=False)
+    mine = open_page("ulla", "staff")
     mine.goto(server.url + f"#token={h.token_for('ulla', 'staff')}&esc={changed['id']}")
     one = mine.locator(f"#esc-one .esc[data-esc-id='{changed['id']}'] .rerouted")
     one.wait_for(timeout=15_000)

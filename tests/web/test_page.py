@@ -28,30 +28,6 @@ def tiny_png(width: int = 160, height: int = 100) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-@pytest.fixture()
-def open_page(browser, server, h):
-    contexts = []
-
-    def open_(user: str | None = None, *groups: str, view: str = "", mobile: bool = False):
-        ctx = browser.new_context(viewport={"width": 390, "height": 844} if mobile else {"width": 1100, "height": 800},
-                                  device_scale_factor=2 if mobile else 1)
-        contexts.append(ctx)
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors
-        url = server.url + (f"?view={view}" if view else "")
-        if user:
-            url += "#token=" + h.token_for(user, *groups)
-        page.goto(url)
-        page.wait_for_selector("body[data-ready='1']", timeout=15_000)
-        return page
-
-    yield open_
-    for ctx in contexts:
-        ctx.close()
-
-
 def ask(page, question: str) -> str:
     page.fill("#question", question)
     page.click("#ask-button")
