@@ -170,7 +170,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     covers_all = total <= cfg.max_model_docs
     docs = list(engine.iter_documents() if covers_all else engine.iter_documents(kind="answer"))
     if not covers_all:
-        docs += sample_pages(engine, min(cfg.calibration_pages, max(0, cfg.max_model_docs - len(docs))), cfg.seed)
+        docs += sample_pages(engine, cfg.calibration_pages, cfg.seed)
     usable = [d for d in docs if phrasings_of(d) or d.text.strip()]
     if not usable:
         return {"documents": 0, "seconds": round(time.perf_counter() - started, 2)}
@@ -206,7 +206,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
         # The classifier is only used when calibration saw one (its scores must mean what they meant there).
         model = model.without_classifier()
     model.attach_encoder(encoder, usable)
-    model.page_encoder = encoder if cal.semantic_scorer else None  # documents outside the model
+    model.page_encoder = encoder if cal.semantic_scorer or cal.uncovered_scorer else None  # outside the model
     cal.anchor = anchor_thresholds(previous, settings)
     vec.forget()
     model.vec.forget()  # a copy when the model came from a worker
