@@ -192,7 +192,11 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
         except ValueError:
             log.warning("deflection: no usable text; questions will be escalated")
             return {"documents": 0}
-        final.start(usable, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
+        # Sampled pages of a large index calibrate (through search, as they are decided); the model
+        # covers them only when there are no answers to cover (it needs documents to exist).
+        covered_docs = usable if covers_all or not any(d.kind == "answer" for d in usable) else \
+            [d for d in usable if d.kind == "answer"]
+        final.start(covered_docs, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
                                  max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c))
         # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
         fresh = [d for d in usable if not d.outdated]
@@ -205,7 +209,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     if not cal.report.get("classifier"):
         # The classifier is only used when calibration saw one (its scores must mean what they meant there).
         model = model.without_classifier()
-    model.attach_encoder(encoder, usable)
+    model.attach_encoder(encoder, covered_docs)
     model.page_encoder = encoder if cal.semantic_scorer or cal.uncovered_scorer else None  # outside the model
     cal.anchor = anchor_thresholds(previous, settings)
     vec.forget()
