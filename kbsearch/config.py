@@ -141,7 +141,9 @@ class PeersConfig:
     store: str = "sqlite"
     #: Seconds a writer waits for SQLite's lock before failing.
     busy_timeout: float = 30.0
-    #: Deliver an escalation's notifications right after writing it (failures are retried later).
+    #: Deliver notifications right after the change that queues them (a new escalation; an answer,
+    #: verification or duplicate for the asker); failures are retried later.  Turn off when a slow
+    #: channel must not delay the request and `kbsearch deliver` runs often.
     deliver_on_escalate: bool = True
     #: Retries: first wait, growth factor, longest wait (seconds) and attempts before giving up.
     retry_initial: float = 30.0
@@ -162,8 +164,16 @@ class PeersConfig:
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     mail_from: str = "kbsearch@localhost"
-    #: Link to an escalation shown in notifications; ``{id}`` is replaced (empty: no link).
+    #: Link to an escalation shown in notifications and on answer documents; ``{id}`` is replaced
+    #: (empty: no link).  Point it at the page: ``https://kb.example.com/#esc={id}`` opens that question.
     escalation_url: str = ""
+    #: E-mail the asker when their question is answered, verified or closed as a duplicate.  Only
+    #: when e-mail is in use (a group has an ``email`` channel, so an SMTP server is set up); turn off
+    #: when the portal tells askers itself or askers' names are not mailboxes.
+    asker_email: bool = True
+    #: Domain added to an asker's user name that is not an e-mail address ("ana" → "ana@<domain>");
+    #: empty: such askers get no e-mail (logged), only the page's "My questions" and the webhook events.
+    asker_email_domain: str = ""
     #: Attachments: largest size in bytes, most per escalation, accepted content types.
     max_attachment_bytes: int = 5 * 1024 * 1024
     max_attachments: int = 5

@@ -29,27 +29,70 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = {408, 409, 425, 429}
 
+#: Outbox channel name of the e-mail to the asker (group channel names may not start with "@").
+ASKER_CHANNEL = "@asker"
+#: Notices about the asker's question, and the webhook ``event`` of every kind.
+ASKER_KINDS = ("answered", "verified", "duplicate")
+EVENTS = {"escalated": "escalation.created", "reminder": "escalation.reminder",
+          "answered": "escalation.answered", "verified": "escalation.verified",
+          "duplicate": "escalation.duplicate"}
+
 
 @dataclass(frozen=True)
 class Message:
-    """What a channel tells its people: a new escalation or a reminder about one."""
+    """What a channel tells its people: a new escalation, a reminder, or news for the asker."""
 
     key: str
-    kind: str  # "escalated" | "reminder"
+    kind: str  # "escalated" | "reminder" | "answered" | "verified" | "duplicate"
     escalation: dict[str, Any]
     recipients: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def for_asker(self) -> bool:
+        """True for the e-mail written to the asker (worded "your question"), not to the group."""
+        return bool(self.escalation.get("asker_email"))
+
+    @property
     def subject(self) -> str:
         q = " ".join(str(self.escalation.get("question", "")).split())
         short = q if len(q) <= 80 else q[:77] + "..."
+        if self.kind in ASKER_KINDS:
+            done = {"answered": "answered", "verified": "answer verified",
+                    "duplicate": "answered before"}[self.kind]
+            who = "Your question" if self.for_asker else f"Question of {self.escalation.get('asker')}"
+            return f"[{self.escalation.get('group')}] {who} {done}: {short}"
         prefix = "Reminder: unanswered question" if self.kind == "reminder" else "New question"
         return f"[{self.escalation.get('group')}] {prefix}: {short}"
+
+    def _asker_lines(self) -> list[str]:
+        e = self.escalation
+        mine = self.for_asker
+        out = [f"{'Your question' if mine else 'Question'}: {e.get('question', '')}"]
+        if not mine:
+            out.append(f"Asked by: {e.get('asker')}")
+        if self.kind == "duplicate":
+            dup = e.get("duplicate") or {}
+            out.append("It was answered before" + (f": {dup['title']}" if dup.get("title") else "."))
+            if dup.get("answer"):
+                out.append(f"Answer: {dup['answer']}")
+            if dup.get("url"):
+                out.append(f"Link: {dup['url']}")
+        else:
+            by = e.get("answered_by") or f"the {e.get('group')} group"
+            if self.kind == "verified":
+                out.append(f"An expert of {e.get('group')} verified the answer.")
+            out.append(f"Answer from {by}{' (verified)' if e.get('verified') else ''}: {e.get('answer') or ''}")
+        if e.get("url"):
+            out.append(f"{'See it' if mine else 'Open it'} here: {e['url']}")
+        out.append(f"Reference: {e.get('id')}")
+        return out
 
     def lines(self) -> list[str]:
         """The message body as plain lines (user text is data here, never markup)."""
         e = self.escalation
+        if self.kind in ASKER_KINDS:
+            return self._asker_lines()
         out = [f"Question: {e.get('question', '')}", f"Group: {e.get('group')} ({e.get('reason', '')})"]
         if e.get("user"):
             out.append(f"Asked by: {e['user']}")
@@ -67,8 +110,8 @@ class Message:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        event = "escalation.reminder" if self.kind == "reminder" else "escalation.created"
-        return {"event": event, "idempotency_key": self.key, "escalation": self.escalation}
+        return {"event": EVENTS.get(self.kind, f"escalation.{self.kind}"), "idempotency_key": self.key,
+                "escalation": self.escalation}
 
 
 @runtime_checkable
@@ -174,7 +217,8 @@ class TeamsChannel(_HttpChannel):
                                 "type": "AdaptiveCard", "version": "1.4", "body": blocks}
         url = message.escalation.get("url")
         if url:
-            card["actions"] = [{"type": "Action.OpenUrl", "title": "Answer", "url": url}]
+            title = "Open" if message.kind in ASKER_KINDS else "Answer"
+            card["actions"] = [{"type": "Action.OpenUrl", "title": title, "url": url}]
         return {"type": "message", "summary": message.subject, "idempotency_key": message.key,
                 "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
 
@@ -239,5 +283,6 @@ def message_recipients(spec: ChannelSpec, group: Group, kind: str) -> tuple[str,
     return ()
 
 
-__all__ = ["Channel", "EmailChannel", "Message", "SlackChannel", "TeamsChannel", "WebhookChannel",
+__all__ = ["ASKER_CHANNEL", "ASKER_KINDS", "EVENTS", "Channel", "EmailChannel", "Message", "SlackChannel",
+           "TeamsChannel", "WebhookChannel",
            "make_channel", "message_recipients"]

@@ -96,6 +96,8 @@ def _channel(raw: Any, group: str, n: int) -> ChannelSpec:
         raise ConfigError(f"{where}: url_env must name the environment variable holding the URL")
     to = _strings(raw.get("to"), f"{where}.to")
     name = str(raw.get("name") or (kind if n == 0 else f"{kind}-{n + 1}"))
+    if name.startswith("@"):  # "@asker" is the outbox's name for the e-mail to the asker
+        raise ConfigError(f"{where}: channel names starting with '@' are reserved")
     return ChannelSpec(name=name, type=kind, url_env=url_env, to=to)
 
 

@@ -6,13 +6,16 @@ sends each through its channel and records the outcome: delivered, or retried la
 exponential backoff while the channel is down, or ``failed`` (kept, visible, re-queueable) when
 retrying cannot help.  A process killed at any point leaves its entries pending or claimed for a
 short lease, so the next run delivers them; the idempotency key travels with every attempt.
-It also queues the one-time reminder to a group's experts for escalations left unanswered.
+It also queues the one-time reminder to a group's experts for escalations left unanswered, and
+builds the asker's notices (`asker_notices`) that the store commits with an answer, a verification
+or a duplicate: an e-mail to the asker and an event on the group's webhook, Slack and Teams channels.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -20,11 +23,14 @@ from typing import Any
 
 from ..config import PeersConfig
 from ..errors import DeliveryError
-from .channels import Channel, Message, make_channel, message_recipients
+from .channels import ASKER_CHANNEL, Channel, EmailChannel, Message, make_channel, message_recipients
 from .groups import Groups
 from .store import Escalation, EscalationStore, NewNotification, Notification
 
 log = logging.getLogger(__name__)
+
+_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9._+-]+$")
 
 ChannelFactory = Callable[..., Channel]
 
@@ -68,6 +74,73 @@ def notifications_for(group_name: str, summary: dict[str, Any], groups: Groups, 
             for spec in target.channels]
 
 
+def asker_address(user: str | None, cfg: PeersConfig) -> str | None:
+    """The asker's e-mail address: the user name when it is one, else ``user@peers.asker_email_domain``
+    when that is set and the name fits an address; None when there is no address to write to."""
+    if not user:
+        return None
+    if _ADDRESS.match(user):
+        return user
+    domain = cfg.asker_email_domain.strip().lstrip("@")
+    if domain and _LOCAL_PART.match(user):
+        return f"{user}@{domain}"
+    return None
+
+
+def email_in_use(groups: Groups) -> bool:
+    """Whether the deployment sends e-mail at all (some group has an ``email`` channel): the sign that
+    ``peers.smtp_*`` point at a real server, so mail to askers would not fail forever."""
+    return any(spec.type == "email" for group in groups for spec in group.channels)
+
+
+def asker_change(before: Escalation, after: Escalation) -> tuple[str, str] | None:
+    """(kind, tag) of the notice the asker gets for the change from ``before`` to ``after``, or None.
+
+    A new or replaced answer is ``answered`` (tagged with its revision, so each text is told once; one
+    verified at once says so in the same notice); a verification of an existing answer is ``verified``
+    (once ever); closing as a duplicate is ``duplicate``.  Accepting (the asker's own act) and
+    un-verifying tell nobody.
+    """
+    if after.status == "duplicate" and before.status != "duplicate":
+        return "duplicate", ""
+    if after.answer is not None and after.answered_at != before.answered_at:
+        return "answered", f"r{after.revision}"
+    if after.verified and not before.verified:
+        return "verified", ""
+    return None
+
+
+def asker_notices(before: Escalation, after: Escalation, groups: Groups, cfg: PeersConfig,
+                  extra: dict[str, Any] | None = None) -> list[NewNotification]:
+    """The outbox entries telling ``after.user`` about a change: an event on every webhook, Slack and
+    Teams channel of the group (naming the asker, so a portal or bot can tell them) and, with
+    ``peers.asker_email`` on and e-mail in use, an e-mail to the asker's address.
+
+    No asker (a question from the CLI or Python without ``user``) means nobody to tell: no entries.
+    ``extra`` joins the payload (e.g. the existing answer of a duplicate).
+    """
+    change = asker_change(before, after)
+    if change is None or not after.user:
+        return []
+    kind, tag = change
+    summary = escalation_summary(after, cfg)
+    summary.update({"asker": after.user, "status": after.status, "answer": after.answer,
+                    "answered_by": after.answered_by, "verified": after.verified,
+                    "duplicate_of": after.duplicate_of, **(extra or {})})
+    target = groups.notify_group(after.group)
+    out = [NewNotification(group=target.name, channel=spec.name, kind=kind, payload=summary, tag=tag)
+           for spec in target.channels if spec.type != "email"]  # e-mail channels reach the team, not the asker
+    if cfg.asker_email and email_in_use(groups):
+        address = asker_address(after.user, cfg)
+        if address is None:
+            log.info("escalation %s: asker %r has no e-mail address (set peers.asker_email_domain); "
+                     "not e-mailed", after.id, after.user)
+        else:
+            out.append(NewNotification(group=after.group, channel=ASKER_CHANNEL, kind=kind,
+                                       payload={**summary, "asker_email": address}, tag=tag))
+    return out
+
+
 class Outbox:
     """Delivers pending notifications of an `EscalationStore` through the groups' channels."""
 
@@ -85,6 +158,11 @@ class Outbox:
         return base * random.uniform(0.8, 1.2)
 
     def _channel(self, note: Notification) -> tuple[Channel, tuple[str, ...]]:
+        if note.channel == ASKER_CHANNEL:  # the asker's own mailbox, whatever the group's channels
+            address = str(note.payload.get("asker_email") or "")
+            if not address:
+                raise DeliveryError(f"notification {note.key} names no asker address", permanent=True)
+            return EmailChannel(f"{note.group}/{ASKER_CHANNEL}", (address,), self.cfg, env=self.env), (address,)
         group = self.groups.get(note.group)
         spec = group.channel(note.channel) if group else None
         if group is None or spec is None:

@@ -30,8 +30,8 @@ from ..errors import (
 from ..route import Router, Routing
 from ..search import clean_question
 from .groups import Group, Groups
-from .outbox import DeliveryReport, Outbox, escalation_summary, notifications_for
-from .store import Escalation, EscalationStore, SqliteStore
+from .outbox import DeliveryReport, Outbox, asker_notices, escalation_summary, notifications_for
+from .store import Escalation, EscalationStore, NewNotification, Notify, SqliteStore
 
 if TYPE_CHECKING:
     from ..kb import KnowledgeBase
@@ -238,12 +238,24 @@ class PeerLoop:
                                 routing=routing.to_dict(), decision=decision_data, seen=seen_items,
                                 attachments=files, notify=notify)
         log.info("escalated %s to %s (%s)", esc.id, esc.group, routing.reason)
-        if self.cfg.deliver_on_escalate if deliver is None else deliver:
-            try:
-                self.outbox.deliver(escalation_id=esc.id)
-            except Exception:  # delivery problems never lose the stored escalation
-                log.exception("delivering notifications of %s failed; they stay in the outbox", esc.id)
+        self._deliver_now(esc.id, deliver)
         return self.store.get(esc.id, history=True)
+
+    def _deliver_now(self, escalation_id: str, deliver: bool | None = None) -> None:
+        """Send an escalation's due notifications now (``peers.deliver_on_escalate``); whatever fails
+        stays in the outbox for the next `deliver`, and never undoes the stored change."""
+        if not (self.cfg.deliver_on_escalate if deliver is None else deliver):
+            return
+        try:
+            self.outbox.deliver(escalation_id=escalation_id)
+        except Exception:  # delivery problems never lose the stored change
+            log.exception("delivering notifications of %s failed; they stay in the outbox", escalation_id)
+
+    def _asker_notify(self, extra: dict[str, Any] | None = None) -> Notify:
+        """The store's ``notify``: the asker's notices for a change, committed with the change."""
+        def notify(before: Escalation, after: Escalation) -> list[NewNotification]:
+            return asker_notices(before, after, self.groups, self.cfg, extra)
+        return notify
 
     def _visible_to(self, asker: frozenset[str] | None, group: str) -> Callable[[str], bool]:
         """Whether a document may be shown in an escalation of ``group``: the asker (``asker``; None for
@@ -332,8 +344,9 @@ class PeerLoop:
         if verify:
             self._check_expert(esc, by)
         self.store.record_answer(escalation_id, text, by=by, verified=verify,
-                                 authorize=self._authorize_change(by))
+                                 authorize=self._authorize_change(by), notify=self._asker_notify())
         self.index_answer(escalation_id)
+        self._deliver_now(escalation_id)
         return self.store.get(escalation_id, history=True)
 
     def review(self, escalation_id: str, *, verified: bool | None = None, accepted: bool | None = None,
@@ -341,8 +354,9 @@ class PeerLoop:
         esc = self.store.get(escalation_id)
         if verified is not None:
             self._check_expert(esc, by)
-        self.store.review(escalation_id, verified=verified, accepted=accepted, by=by)
+        self.store.review(escalation_id, verified=verified, accepted=accepted, by=by, notify=self._asker_notify())
         self.index_answer(escalation_id)
+        self._deliver_now(escalation_id)
         return self.store.get(escalation_id, history=True)
 
     def answer_document(self, esc: Escalation, *, extra_questions: Sequence[str] = (),
@@ -410,8 +424,15 @@ class PeerLoop:
             raise NotFoundError(f"no document {doc_id!r} in the index")
         if doc.kind != "answer":
             raise InvalidEscalationError(f"{doc_id} is a page, not an answer; answer the question instead")
-        esc = self.store.close_duplicate(escalation_id, doc_id, by=by)
+        # The asker's notice carries the earlier answer only when everyone may read it: the asker's
+        # groups are not stored with the question, so a restricted answer is named by its id alone.
+        earlier: dict[str, Any] = {"id": doc.id}
+        if not doc.allowed_groups:
+            earlier.update(title=doc.title, answer=doc.text, url=doc.url)
+        esc = self.store.close_duplicate(escalation_id, doc_id, by=by,
+                                         notify=self._asker_notify({"duplicate": earlier}))
         self._add_phrasing(doc, esc.question)
+        self._deliver_now(escalation_id)
         return self.store.get(escalation_id, history=True)
 
     def _add_phrasing(self, doc: Document, question: str, *, refit: bool = True) -> bool:

@@ -134,16 +134,24 @@ class Notification:
 
 @dataclass(frozen=True)
 class NewNotification:
-    """What to put in the outbox with a new escalation or reminder."""
+    """What to put in the outbox with a new escalation, a reminder or a notice to the asker."""
 
     group: str
     channel: str
     kind: str
     payload: dict[str, Any]
+    #: Distinguishes repeatable notices of one kind (``r3``: the answer's third revision); empty: once ever.
+    tag: str = ""
 
     def key(self, escalation_id: str) -> str:
-        """The idempotency key: one message of a kind per escalation and channel, ever."""
-        return f"{escalation_id}/{self.group}/{self.channel}/{self.kind}"
+        """The idempotency key: one message of a kind (and tag) per escalation and channel, ever."""
+        key = f"{escalation_id}/{self.group}/{self.channel}/{self.kind}"
+        return f"{key}/{self.tag}" if self.tag else key
+
+
+#: Called inside a write transaction with the escalation before and after the change; returns the
+#: outbox entries committed with it (the asker's notices), so a change and its notices are never apart.
+Notify = Callable[[Escalation, Escalation], Sequence[NewNotification]]
 
 
 @runtime_checkable
@@ -158,11 +166,13 @@ class EscalationStore(Protocol):
     def list(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,
              user: str | None = None, limit: int = 100) -> list[Escalation]: ...
     def record_answer(self, escalation_id: str, text: str, *, by: str | None, verified: bool,
-                      authorize: Callable[[Escalation], bool] | None = None) -> Escalation: ...
+                      authorize: Callable[[Escalation], bool] | None = None,
+                      notify: Notify | None = None) -> Escalation: ...
     def review(self, escalation_id: str, *, verified: bool | None, accepted: bool | None,
-               by: str | None) -> Escalation: ...
+               by: str | None, notify: Notify | None = None) -> Escalation: ...
     def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool: ...
-    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None) -> Escalation: ...
+    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None,
+                        notify: Notify | None = None) -> Escalation: ...
     def unindexed(self) -> list[Escalation]: ...
     def answered(self) -> Iterator[Escalation]: ...
     def duplicates(self) -> list[tuple[str, str]]: ...
@@ -383,6 +393,15 @@ class SqliteStore:
             (item.key(eid), eid, item.group, item.channel, item.kind,
              json.dumps(item.payload, ensure_ascii=False), now, now))
 
+    def _finish(self, con: sqlite3.Connection, before: Escalation, notify: Notify | None, now: float) -> Escalation:
+        """The changed escalation, with the outbox entries ``notify`` gives for the change written in the
+        caller's transaction (an error in ``notify`` rolls the change back: no change without its notices)."""
+        after = self._load(con, before.id)
+        if notify is not None:
+            for item in notify(before, after):
+                self._enqueue(con, before.id, item, now)
+        return after
+
     def get(self, escalation_id: str, *, history: bool = False) -> Escalation:
         with self._connect() as con:
             return self._load(con, escalation_id, history)
@@ -411,12 +430,14 @@ class SqliteStore:
             return [self._load(con, i) for i in ids]
 
     def record_answer(self, escalation_id: str, text: str, *, by: str | None, verified: bool,
-                      authorize: Callable[[Escalation], bool] | None = None) -> Escalation:
+                      authorize: Callable[[Escalation], bool] | None = None,
+                      notify: Notify | None = None) -> Escalation:
         """Store a peer's answer; a later answer replaces the earlier one, which stays in the history.
 
         ``authorize(current)`` runs inside the write transaction, so the check and the change see the
         same state: it raises to refuse the change and returns whether an existing verified mark
         survives it (without ``authorize`` it does not).  ``verified`` marks the new text verified.
+        ``notify(before, after)`` gives the outbox entries written in the same transaction.
         """
         now = time.time()
         with self._write() as con:
@@ -442,11 +463,11 @@ class SqliteStore:
             elif esc.verified and not is_verified:
                 self._event(con, escalation_id, "unverified", by,
                             {"reason": "the verified answer was changed by someone who may not verify it"}, at=now)
-            return self._load(con, escalation_id)
+            return self._finish(con, esc, notify, now)
 
     def review(self, escalation_id: str, *, verified: bool | None, accepted: bool | None,
-               by: str | None) -> Escalation:
-        """Mark an answer accepted (by the asker) and/or verified (by an expert)."""
+               by: str | None, notify: Notify | None = None) -> Escalation:
+        """Mark an answer accepted (by the asker) and/or verified (by an expert); ``notify`` as in `record_answer`."""
         now = time.time()
         with self._write() as con:
             esc = self._load(con, escalation_id)
@@ -462,7 +483,7 @@ class SqliteStore:
                 self._event(con, escalation_id, "verified" if verified else "unverified", by, at=now)
             if accepted is not None:
                 self._event(con, escalation_id, "accepted" if accepted else "unaccepted", by, at=now)
-            return self._load(con, escalation_id)
+            return self._finish(con, esc, notify, now)
 
     def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool:
         """Record that ``revision`` of the answer is searchable (False if a newer one arrived meanwhile)."""
@@ -474,7 +495,9 @@ class SqliteStore:
                 self._event(con, escalation_id, "indexed", None, {"doc_id": doc_id, "revision": revision}, at=now)
             return bool(cur.rowcount)
 
-    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None) -> Escalation:
+    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None,
+                        notify: Notify | None = None) -> Escalation:
+        """Close an open escalation as a duplicate of answer ``doc_id``; ``notify`` as in `record_answer`."""
         now = time.time()
         with self._write() as con:
             esc = self._load(con, escalation_id)
@@ -483,7 +506,7 @@ class SqliteStore:
             con.execute("UPDATE escalations SET status = 'duplicate', duplicate_of = ?, updated = ? WHERE id = ?",
                         (doc_id, now, escalation_id))
             self._event(con, escalation_id, "closed_duplicate", by, {"doc_id": doc_id}, at=now)
-            return self._load(con, escalation_id)
+            return self._finish(con, esc, notify, now)
 
     def unindexed(self) -> list[Escalation]:
         """Answered escalations whose current answer is not in the index yet."""

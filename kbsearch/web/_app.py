@@ -236,10 +236,37 @@ class WebApp:
         h.setdefault("Cache-Control", "no-store")
 
     def view(self, who: Identity, escalation: Any) -> dict[str, Any]:
-        """`_escalation_view` for ``who``: documents in it that the caller may not see are left out."""
+        """`_escalation_view` for ``who``: documents in it that the caller may not see are left out.
+
+        A question closed as a duplicate also shows the earlier answer (``duplicate_answer``: title,
+        text, url) when the caller may read it, so the asker finds it on the page.
+        """
         def visible(doc_id: str) -> bool:
             return self.kb.get(doc_id, user_groups=list(who.groups)) is not None
-        return _escalation_view(escalation, visible)
+        out = _escalation_view(escalation, visible)
+        dup = out.get("duplicate_of")
+        if isinstance(dup, str) and has_kb(self.kb, "get"):
+            doc = self.kb.get(dup, user_groups=list(who.groups))
+            out["duplicate_answer"] = ({"title": doc.title, "text": doc.text, "url": doc.url}
+                                       if doc is not None else None)
+        return out
+
+    def verify_rights(self, who: Identity) -> dict[str, list[str]]:
+        """Which peer groups list the caller as an expert (``expert_of``), and for which of the caller's
+        groups an answer may be marked verified (``may_verify``: expert, or the group has no experts):
+        the library's rule (`PeerLoop._check_expert`), so the page offers the box only where it works."""
+        if who.anonymous or not has_kb(self.kb, "groups"):
+            return {"expert_of": [], "may_verify": []}
+        expert_of, may_verify = [], []
+        for group in call_kb(self.kb, "groups"):
+            name, experts = getattr(group, "name", None), tuple(getattr(group, "experts", ()) or ())
+            if not isinstance(name, str):
+                continue
+            if who.user in experts:
+                expert_of.append(name)
+            if name in who.groups and (who.user in experts or not experts):
+                may_verify.append(name)
+        return {"expert_of": expert_of, "may_verify": may_verify}
 
     # -- input helpers ----------------------------------------------------------------------
     def identity(self, request: Request) -> Identity:
@@ -355,7 +382,8 @@ class WebApp:
         return self.json({"status": "ok", "generation": self.kb.generation_path.name, "features": features})
 
     def on_me(self, request: Request) -> Response:
-        return self.json(self.identity(request).to_dict())
+        who = self.identity(request)
+        return self.json({**who.to_dict(), **self.verify_rights(who)})
 
     def on_groups(self, request: Request) -> Response:
         self.identity(request)

@@ -117,6 +117,7 @@ READER = textwrap.dedent("""
     root, stop = Path(sys.argv[1]), Path(sys.argv[2])
     done, errors, seen = 0, [], set()
     kb = KnowledgeBase.open(root, create=False)
+    seen.add(kb.generation_path.name)  # the version before any write: the loop then sees later ones
     print("ready", flush=True)
     while not stop.exists() or done < 20:
         try:

@@ -48,7 +48,12 @@ def test_ask_escalate_notify_answer_ask_again(tmp_path: Path, hook_env: WebhookS
     again = kb.ask(QUESTION, user="carl@example.com")
     assert again.action.value in ("answer", "suggest")
     assert again.ranked[0] == answer_doc_id(esc.id)
-    assert len(hook_env.keys()) == 1 and len(sink.messages) == 1  # asking again escalated nothing
+    # The answer reached the asker (e-mail and an event naming them); asking again escalated nothing.
+    assert hook_env.keys("/it") == [f"{esc.id}/it-support/webhook/escalated",
+                                    f"{esc.id}/it-support/webhook/answered/r1"]
+    assert hook_env.requests[1]["json"]["escalation"]["asker"] == "ana@example.com"
+    assert [m["to"] for m in sink.messages] == [["it-team@example.com"], ["ana@example.com"]]
+    assert answer in sink.messages[1]["msg"].get_payload(decode=True).decode()
 
     # Marked outdated: still findable (ranked lower), never used to answer.
     kb.mark_outdated(answer_doc_id(esc.id))

@@ -159,7 +159,8 @@ def test_twenty_threads_escalating_and_answering(kb: KnowledgeBase, hook_env: We
     # Every notification was written and delivered exactly once.
     assert kb.deliver_notifications().pending == 0
     keys = hook_env.keys()
-    assert len(keys) == len(set(keys)) == 60
+    assert len(keys) == len(set(keys)) == 60 + 40  # each new question, and each answer for its asker
+    assert sum(k.endswith("/escalated") for k in keys) == 60 and sum("/answered/" in k for k in keys) == 40
     with sqlite3.connect(kb.root / "peers.sqlite3") as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 

@@ -212,7 +212,7 @@ def test_a_reindex_started_while_one_runs_exits_75_or_waits_its_turn(tmp_path, s
     index = h.build_index(tmp_path / "idx")
     sources = write_sources(tmp_path / "crawlers", site.url)
     hold = Hold(tmp_path / "hold-1")
-    a = start_reindex(h, index, sources, hooks=hold.hooks)
+    a = start_reindex(h, index, sources, "--full", hooks=hold.hooks)  # --full: nothing changed, yet it rebuilds
     hold.wait(a)  # a holds the reindex lock until released
     b = start_reindex(h, index, sources)
     skipped = b.communicate(timeout=120)
@@ -224,7 +224,7 @@ def test_a_reindex_started_while_one_runs_exits_75_or_waits_its_turn(tmp_path, s
     # With --wait the second one waits its turn and both complete.
     hold = Hold(tmp_path / "hold-2")
     asking = tmp_path / "b-asks-for-the-lock"
-    a = start_reindex(h, index, sources, "--wait", "120", hooks=hold.hooks)
+    a = start_reindex(h, index, sources, "--full", "--wait", "120", hooks=hold.hooks)
     hold.wait(a)
     b = start_reindex(h, index, sources, "--wait", "120", "--json", hooks={"KBT_LOCK_MARK": str(asking)})
     wait_until(asking.exists, b, "it asked for the reindex lock")
@@ -283,7 +283,7 @@ def test_progress_is_a_live_line_on_a_terminal(tmp_path, h):
     empty.mkdir()
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen([h.KBSEARCH, "reindex", "--index", str(index), "--sources", str(empty)],
+        proc = subprocess.Popen([h.KBSEARCH, "reindex", "--full", "--index", str(index), "--sources", str(empty)],
                                 stdout=subprocess.PIPE, stderr=slave, text=True, env=_env())
         os.close(slave)
         out, _ = proc.communicate(timeout=120)

@@ -1,4 +1,5 @@
-// kbsearch page: ask, see answers, say if they helped, ask the peers; experts answer their group's questions.
+// kbsearch page: ask, see answers, say if they helped, ask the peers, follow "My questions";
+// experts answer their group's questions.  "#esc=<id>" (the link in notifications) opens one question.
 // No framework, no build step. Everything from the server is inserted as text, except the snippet's
 // <mark> highlights, which are rebuilt from parsed text nodes (nothing else of it survives).
 "use strict";
@@ -7,10 +8,13 @@
   const TOKEN_KEY = "kbsearch-token";
 
   // A portal may hand the page a signed token in the URL fragment (never sent to servers or logs).
+  // It is taken out of the address at once; the rest of the fragment (e.g. esc=<id>) stays.
   const frag = new URLSearchParams(location.hash.slice(1));
   if (frag.get("token")) {
     sessionStorage.setItem(TOKEN_KEY, frag.get("token"));
-    history.replaceState(null, "", location.pathname + location.search);
+    frag.delete("token");
+    const rest = frag.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
   }
   const token = sessionStorage.getItem(TOKEN_KEY);
 
@@ -64,7 +68,7 @@
   }
 
   // ---- state ----
-  let me = { user: null, groups: [] };
+  let me = { user: null, groups: [], may_verify: [] };
   let groups = [];
   let current = null; // {question, decision}
 
@@ -182,12 +186,82 @@
       const esc = await api("escalations", { method: "POST", body: fd });
       $("#escalate-form").hidden = true;
       $("#escalate-form").reset();
-      setStatus("Sent to " + (esc.group || "the peers") + ". Ask again later to see their answer.", "done");
+      setStatus("Sent to " + (esc.group || "the peers") + " — reference ", "done");
+      const ref = document.createElement("a");
+      ref.id = "sent-ref";
+      ref.href = "#esc=" + encodeURIComponent(esc.id);
+      ref.textContent = esc.id;
+      $("#status").append(ref, document.createTextNode(". Their answer will appear under My questions."));
     } catch (e) {
       setStatus(e.message, "error");
     } finally {
       $("#esc-send").disabled = false;
     }
+  }
+
+  // ---- one question as a card: asker's view, expert's queue, deep link ----
+  const STATES = { asked: "waiting for an answer", escalated: "waiting for an answer", answered: "answered",
+                   accepted: "answered · accepted", verified: "answered · verified", duplicate: "answered before" };
+
+  function hint(box, text) { const p = document.createElement("p"); p.className = "hint"; p.textContent = text; box.appendChild(p); }
+
+  // Everything from the server goes in as text; the answer form only where the caller may answer,
+  // and its verify box only for groups whose answers the caller may verify (GET /api/me may_verify).
+  function escCard(esc) {
+    const node = $("#esc-template").content.firstElementChild.cloneNode(true);
+    node.dataset.escId = esc.id;
+    node.dataset.status = esc.status || "";
+    node.querySelector(".meta").textContent = [esc.group, esc.user, (esc.created || "").slice(0, 16).replace("T", " ")].filter(Boolean).join(" · ");
+    node.querySelector(".q").textContent = esc.question;
+    node.querySelector(".state").textContent = STATES[esc.status] || esc.status || "";
+    node.querySelector(".details").textContent = esc.note || "";
+    const ref = node.querySelector(".ref-link");
+    ref.textContent = esc.id;
+    ref.href = "#esc=" + encodeURIComponent(esc.id);
+    const photo = (esc.attachments || []).find((a) => String(a.content_type || "").startsWith("image/"));
+    if (photo) loadPhoto(esc.id, photo.id, node.querySelector(".photo"));
+    const box = node.querySelector(".answer");
+    const dup = esc.duplicate_answer;
+    if (esc.answer) {
+      box.hidden = false;
+      node.querySelector(".answer-by").textContent = "Answer" + (esc.answered_by ? " from " + esc.answered_by : "") + (esc.verified ? " (verified)" : "");
+      node.querySelector(".answer-text").textContent = esc.answer;
+    } else if (esc.status === "duplicate") {
+      box.hidden = false;
+      node.querySelector(".answer-by").textContent = "Answered before" + (dup && dup.title ? ": " + dup.title : "");
+      node.querySelector(".answer-text").textContent = dup ? dup.text || "" : "The answer is in a place you cannot open; ask the group.";
+      const href = dup && safeUrl(dup.url);
+      if (href) { const p = node.querySelector(".answer-link"); p.hidden = false; p.firstElementChild.href = href; p.firstElementChild.textContent = href; }
+    }
+    const form = node.querySelector(".answer-form");
+    if (esc.open && me.user && me.groups.includes(esc.group)) {
+      form.hidden = false;
+      if (!(me.may_verify || []).includes(esc.group)) form.querySelector("label.check").remove();
+      form.addEventListener("submit", (ev) => answer(ev, esc, node));
+    } else {
+      form.remove();
+    }
+    return node;
+  }
+
+  // ---- my questions and deep links ----
+  async function loadMine(focusId) {
+    const one = $("#esc-one");
+    const box = $("#mine");
+    one.textContent = "";
+    if (focusId) {
+      try { one.appendChild(escCard(await api("escalations/" + encodeURIComponent(focusId)))).classList.add("focus"); }
+      catch (e) { const p = document.createElement("p"); p.className = "status error"; p.textContent = e.message; one.appendChild(p); }
+    }
+    try {
+      const items = (await api("escalations?mine=1&status=all")).escalations || [];
+      box.textContent = "";
+      if (!items.length) hint(box, "You have not sent a question to the peers yet.");
+      for (const esc of items) box.appendChild(escCard(esc));
+    } catch (e) {
+      box.textContent = e.message;
+    }
+    document.body.dataset.mine = "loaded";
   }
 
   // ---- experts ----
@@ -198,19 +272,8 @@
       const items = data.escalations || [];
       $("#open-count").textContent = items.length ? String(items.length) : "";
       box.textContent = "";
-      if (!items.length) { const p = document.createElement("p"); p.className = "hint"; p.textContent = "No open questions. Well done!"; box.appendChild(p); return; }
-      const tpl = $("#esc-template");
-      for (const esc of items) {
-        const node = tpl.content.firstElementChild.cloneNode(true);
-        node.dataset.escId = esc.id;
-        node.querySelector(".meta").textContent = [esc.group, esc.user, (esc.created || "").slice(0, 16).replace("T", " ")].filter(Boolean).join(" · ");
-        node.querySelector(".q").textContent = esc.question;
-        node.querySelector(".details").textContent = esc.note || "";
-        const photo = (esc.attachments || []).find((a) => String(a.content_type || "").startsWith("image/"));
-        if (photo) loadPhoto(esc.id, photo.id, node.querySelector(".photo"));
-        node.querySelector(".answer-form").addEventListener("submit", (ev) => answer(ev, esc, node));
-        box.appendChild(node);
-      }
+      if (!items.length) { hint(box, "No open questions. Well done!"); return; }
+      for (const esc of items) box.appendChild(escCard(esc));
     } catch (e) {
       box.textContent = e.message;
     }
@@ -231,7 +294,8 @@
     if (!text) return;
     form.querySelector("button").disabled = true;
     try {
-      await api("escalations/" + encodeURIComponent(esc.id) + "/answer", { method: "POST", body: { text, verify: form.elements.verify.checked } });
+      const verify = !!(form.elements.verify && form.elements.verify.checked);
+      await api("escalations/" + encodeURIComponent(esc.id) + "/answer", { method: "POST", body: { text, verify } });
       node.classList.add("answered");
       form.textContent = "Answered. Thank you!";
       loadQueue();
@@ -241,12 +305,20 @@
     }
   }
 
-  function show(view) {
-    $("#view-ask").hidden = view !== "ask";
-    $("#view-expert").hidden = view !== "expert";
-    $("#tab-ask").classList.toggle("active", view === "ask");
-    $("#tab-expert").classList.toggle("active", view === "expert");
+  function show(view, escId) {
+    for (const name of ["ask", "mine", "expert"]) {
+      $("#view-" + name).hidden = view !== name;
+      $("#tab-" + name).classList.toggle("active", view === name);
+    }
     if (view === "expert") loadQueue();
+    if (view === "mine") loadMine(escId);
+  }
+
+  // "#esc=<id>" opens that question (the asker's, or one of the caller's group); the server decides.
+  function route() {
+    const id = new URLSearchParams(location.hash.slice(1)).get("esc");
+    if (id) show("mine", id);
+    return !!id;
   }
 
   async function init() {
@@ -256,13 +328,17 @@
     $("#esc-cancel").addEventListener("click", () => { $("#escalate-form").hidden = true; });
     $("#tab-ask").addEventListener("click", () => show("ask"));
     $("#tab-expert").addEventListener("click", () => show("expert"));
+    $("#tab-mine").addEventListener("click", () => show("mine"));
+    window.addEventListener("hashchange", route);
     try {
       me = await api("me");
       $("#who").textContent = me.user ? me.user + (me.groups.length ? " · " + me.groups.join(", ") : "") : "not signed in";
+      if (me.user) $("#tab-mine").hidden = false;
       if (me.user && me.groups.length) { $("#tab-expert").hidden = false; loadQueue(); }
     } catch (e) { setStatus(e.message, "error"); }
     try { groups = (await api("groups")).groups || []; } catch (e) { groups = []; }
-    if (new URLSearchParams(location.search).get("view") === "expert") show("expert");
+    const view = new URLSearchParams(location.search).get("view");
+    if (!route() && (view === "expert" || view === "mine")) show(view);
     document.body.dataset.ready = "1";
   }
   init();
