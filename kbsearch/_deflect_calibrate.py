@@ -174,12 +174,18 @@ class Calibration:
                 prob = np.where(encoded, s_prob, prob)
         return prob
 
-    def uncovered_prob(self, feats: np.ndarray) -> np.ndarray:
-        """P(candidate is right) of rows of documents outside the answer model."""
+    def uncovered_prob(self, feats: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+        """P(candidate is right) of rows of documents outside the answer model; ``order``: their
+        search-order columns (`_deflect_pages.order_features`), read when the scorer was fitted with them."""
         if not self.uncovered_scorer:
             return self.candidate_prob(feats)
         u_mean, u_scale, u_coef, (u_icept,) = (np.asarray(a, dtype=float) for a in self.uncovered_scorer)
-        z = (np.asarray(feats, dtype=float) - u_mean) / u_scale
+        feats = np.asarray(feats, dtype=float)
+        if len(u_mean) > feats.shape[-1]:  # fitted with search's order
+            extra = len(u_mean) - feats.shape[-1]
+            order = np.zeros((*feats.shape[:-1], extra)) if order is None else np.asarray(order, dtype=float)
+            feats = np.concatenate([feats, order], axis=-1)
+        z = (feats - u_mean) / u_scale
         return 1.0 / (1.0 + np.exp(-(z @ u_coef + u_icept)))
 
     def confidence(self, prob: float | np.ndarray) -> float | np.ndarray:
@@ -432,7 +438,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     index outside the model (1 - covered / total), the weight those hold-outs get on the curve
     (at least `MIN_SEARCH_WEIGHT`; all of it when ``docs`` are a sample of a larger index).
     """
-    from ._deflect_pages import SearchPlan
+    from ._deflect_pages import ORDER_COLUMNS, SearchPlan
     started = time.perf_counter()
     rows_X: list[np.ndarray] = []
     rows_y: list[np.ndarray] = []
@@ -444,6 +450,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     folds_used = 0
     searched: list[bool] = []   # per query of per_query: sent down the search path
     row_uncovered: list[np.ndarray] = []  # per row: a document scored as outside the model
+    row_order: list[np.ndarray] = []  # per row: search's order (`order_features`; zeros off search)
     sample_only = searcher is not None and uncovered_share >= 0.5
     plan_report: dict[str, int] = {}
     for fold in range(cfg.calibration_folds):
@@ -473,10 +480,12 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         texts = [q.text or "?" for q in fold_queries]
         chunk = 512
 
-        def add(feats: np.ndarray, labels: np.ndarray, uncovered: np.ndarray, q: HoldoutQuery, by_search: bool) -> None:
+        def add(feats: np.ndarray, labels: np.ndarray, uncovered: np.ndarray, q: HoldoutQuery, by_search: bool,
+                order: np.ndarray | None = None) -> None:
             nonlocal begin
             if len(labels) == 0:
                 return
+            row_order.append(np.zeros((len(labels), ORDER_COLUMNS)) if order is None else order)
             rows_X.append(feats)
             rows_y.append(labels)
             row_uncovered.append(uncovered)
@@ -502,9 +511,9 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
                     for name in ("phrasing_match", "tfidf", "bm25", "semantic", "classifier"):
                         if name in row:
                             row[name] = np.where(allowed, row[name], 0.0 if name != "classifier" else -1.0)
-                    feats, labels, uncovered = plan.with_search_hits(
+                    feats, labels, uncovered, order = plan.with_search_hits(
                         model, searcher, q, row, feats, (cands == target).astype(int), cands, body_chars)
-                    add(feats, labels, uncovered, q, True)
+                    add(feats, labels, uncovered, q, True, order)
     # Hold-outs sent down the search path stand for the decisions on documents outside the model.
     # On the threshold curve they weigh what the index outside the model weighs: nothing when the
     # model covers it all (they then only teach the scorer of uncovered candidates).
@@ -527,12 +536,14 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     y = np.concatenate(rows_y)
     w = np.concatenate(rows_w)
     uncovered_rows = np.concatenate(row_uncovered)
+    order_X = np.vstack(row_order)
     fb_X = np.array([f.features for f in feedback if len(f.features) == len(FEATURES)], dtype=float)
     fb_y = np.array([int(f.helpful) for f in feedback if len(f.features) == len(FEATURES)], dtype=int)
     if len(fb_X):
         fb_w = np.full(len(fb_X), cfg.feedback_weight * w_in)
         X, y, w = np.vstack([X, fb_X]), np.concatenate([y, fb_y]), np.concatenate([w, fb_w])
         uncovered_rows = np.concatenate([uncovered_rows, np.zeros(len(fb_X), dtype=bool)])
+        order_X = np.vstack([order_X, np.zeros((len(fb_X), ORDER_COLUMNS))])
     if y.sum() == 0 or y.sum() == len(y):
         cal = Calibration.prior()
         cal.report.update(documents=len(docs), holdout_questions=len(queries))
@@ -540,12 +551,15 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     if len(fb_X):
         row_searched = np.concatenate([row_searched, np.zeros(len(fb_X), dtype=bool)])
 
-    def fit(mask: np.ndarray, semantic: bool = True, norm: np.ndarray | None = None
+    def fit(mask: np.ndarray, semantic: bool = True, norm: np.ndarray | None = None, order: bool = False
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         # Weights scaled so the regulariser sees a sensible effective sample size (that of ``norm``).
         norm = mask if norm is None else norm
         ww = w[mask] * int(norm.sum()) / w[norm].sum()
-        return _fit_scorer(X[mask] if semantic else _without_semantic(X[mask]), y[mask], ww, cfg.seed)
+        Xm = X[mask] if semantic else _without_semantic(X[mask])
+        if order:  # search's order of the hits (`_deflect_pages.order_features`)
+            Xm = np.hstack([Xm, order_X[mask]])
+        return _fit_scorer(Xm, y[mask], ww, cfg.seed)
 
     # Covered candidates are scored as without search (their rows of the searched questions repeat
     # them), unless every question went through search; uncovered ones by a scorer of their own.
@@ -562,12 +576,12 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         semantic_scorer = [a.tolist() if hasattr(a, "tolist") else [a] for a in fit(encoded, norm=covered)]
     uncovered_scorer: list[list[float]] = []
     if 0 < y[uncovered_rows].sum() < uncovered_rows.sum():
-        uncovered_scorer = [a.tolist() if hasattr(a, "tolist") else [a] for a in fit(uncovered_rows)]
+        uncovered_scorer = [a.tolist() if hasattr(a, "tolist") else [a] for a in fit(uncovered_rows, order=True)]
     scorer = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                          iso_x=[], iso_y=[], semantic_scorer=semantic_scorer, uncovered_scorer=uncovered_scorer)
     prob = scorer.candidate_prob(X)
     if uncovered_rows.any():
-        prob[uncovered_rows] = scorer.uncovered_prob(X[uncovered_rows])
+        prob[uncovered_rows] = scorer.uncovered_prob(X[uncovered_rows], order_X[uncovered_rows])
     top_p, top_ok, top_w, top_seg, top_ev = [], [], [], [], []
     rival_p, rival_seg, rival_ev, rival_w = [], [], [], []
     top_kind = [k for *_rest, k in curve_queries]

@@ -39,8 +39,41 @@ SENTENCE_CACHE_DOCS = 4096
 _cache_lock = threading.Lock()
 
 
-def sample_pages(engine: Any, n: int, seed: int) -> list[Document]:
-    """Up to ``n`` pages of the index, drawn at random (reproducibly): bounded work at any index size."""
+#: Pages drawn per page kept by `sample_pages` at most (generic headings are skipped).
+SAMPLE_DRAWS = 4
+#: A heading is generic (a pseudo-question no reader would ask, whose section search cannot single
+#: out) when it recurs among the drawn pages, or none of its words is rarer among the index's titles
+#: than in this many sections (at least `GENERIC_TITLE_MIN_DF`) ...
+GENERIC_TITLE_SHARE = 0.0005
+GENERIC_TITLE_MIN_DF = 20
+#: ... or it has fewer words than this (index terms: "B", "Navigation", "Examples").
+MIN_TITLE_TERMS = 2
+
+
+def specific_titles(engine: Any, docs: Sequence[Document]) -> list[bool]:
+    """For each of ``docs``, whether its title is specific enough to be a pseudo-question: not repeated
+    among ``docs``, at least `MIN_TITLE_TERMS` index terms, one of which is rare among the index's
+    titles (a heading's document frequency tells "Description" from "Resizing an ext4 volume")."""
+    from collections import Counter
+
+    from .index import analyze
+
+    norm = [" ".join(d.title.split()).casefold() for d in docs]
+    seen = Counter(norm)
+    # Section numbers ("71.3.") are no words: "71.3. Restrictions" is as generic as "Restrictions".
+    terms = [[t for t in dict.fromkeys(analyze(d.title)) if any(c.isalpha() for c in t)] for d in docs]
+    df = engine.doc_frequencies(sorted({t for ts in terms for t in ts})) if any(terms) else {}
+    limit = max(GENERIC_TITLE_MIN_DF, GENERIC_TITLE_SHARE * engine.doc_count())
+    return [bool(n) and seen[n] == 1 and len(ts) >= MIN_TITLE_TERMS
+            and min(df[t]["title"] for t in ts) <= limit for n, ts in zip(norm, terms)]
+
+
+def sample_pages(engine: Any, n: int, seed: int, specific: bool = False) -> list[Document]:
+    """Up to ``n`` pages of the index, drawn at random (reproducibly): bounded work at any index size.
+
+    ``specific``: pages whose title is a usable pseudo-question (`specific_titles`), from up to
+    `SAMPLE_DRAWS` × ``n`` drawn pages.
+    """
     if n <= 0:
         return []
     from whoosh import query
@@ -49,9 +82,16 @@ def sample_pages(engine: Any, n: int, seed: int) -> list[Document]:
 
     searcher = engine._searcher()
     docnums = sorted(searcher.docs_for_query(query.Term("kind", "page")))
-    if len(docnums) > n:
-        docnums = sorted(random.Random(seed).sample(docnums, n))
-    return [_from_fields(searcher.stored_fields(d)) for d in docnums]
+    draws = n * SAMPLE_DRAWS if specific else n
+    if len(docnums) > draws:
+        docnums = sorted(random.Random(seed).sample(docnums, draws))
+    docs = [_from_fields(searcher.stored_fields(d)) for d in docnums]
+    if not specific:
+        return docs
+    keep = [d for d, ok in zip(docs, specific_titles(engine, docs)) if ok]
+    if len(keep) > n:
+        keep = sorted(random.Random(seed + 1).sample(keep, n), key=keep.index)
+    return keep
 
 
 def sentence_features(model: AnswerModel, question: str, docs: Sequence[Document],
@@ -104,6 +144,21 @@ def uncovered_features(model: AnswerModel, question: str, docs: Sequence[Documen
     if sem is not None:
         feats[:, _SEM], feats[:, _SEM_MARGIN], feats[:, _ENCODED] = sem[:, 0], sem[:, 1], 1.0
     return feats
+
+
+#: Columns the uncovered scorer reads besides `FEATURES`: where search put the hit (1 / (1 + rank)
+#: among the uncovered hits) and its BM25 relative to the best of them.  The scorer then orders hits
+#: at least as search does unless its other features show better.
+ORDER_COLUMNS = 2
+
+
+def order_features(hits: Sequence[Any]) -> np.ndarray:
+    """(n, `ORDER_COLUMNS`): search's order of ``hits`` (as `search_hits` returns them)."""
+    if not hits:
+        return np.zeros((0, ORDER_COLUMNS))
+    bm25 = np.array([float(getattr(h, "bm25", 0.0) or 0.0) for h in hits])
+    top = float(bm25.max())
+    return np.column_stack([1.0 / (1.0 + np.arange(len(hits))), bm25 / top if top > 0 else np.zeros(len(hits))])
 
 
 def search_hits(searcher: Any, question: str, groups: frozenset[str] | None, k: int,
@@ -217,12 +272,13 @@ class SearchPlan:
 
     def with_search_hits(self, model: AnswerModel, searcher: Any, query: Any, row: dict[str, Any],
                          feats: np.ndarray, labels: np.ndarray, cands: np.ndarray,
-                         body_chars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The model's candidates of ``query`` and search's, margins joint: (features, labels, uncovered)."""
+                         body_chars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The model's candidates of ``query`` and search's, margins joint: (features, labels, uncovered,
+        search-order columns (`order_features`; zeros for the model's candidates))."""
         covered = {d: i for d, i in model.index.items() if d not in self.uncovered}
         hits = search_hits(searcher, query.text or "?", None, self.k, covered, self.absent)
         if not hits:
-            return feats, labels, np.zeros(len(labels), dtype=bool)
+            return feats, labels, np.zeros(len(labels), dtype=bool), np.zeros((len(labels), ORDER_COLUMNS))
         # A document of the split is seen as the split has it (phrasings held out), not as indexed.
         docs = [self.train.get(h.document.id, h.document) for h in hits]
         page = uncovered_features(model, query.text or "?", docs, row, body_chars)
@@ -233,5 +289,6 @@ class SearchPlan:
         links = [model.docs[c].url or model.docs[c].id for c in cands] + [d.url or d.id for d in docs]
         rows = joint_margins(list(feats) + list(page), links, len(cands))
         uncovered = np.r_[np.zeros(len(cands), dtype=bool), np.ones(len(docs), dtype=bool)]
-        return np.vstack(rows), np.concatenate([labels, page_labels]).astype(int), uncovered
+        order = np.vstack([np.zeros((len(cands), ORDER_COLUMNS)), order_features(hits)])
+        return np.vstack(rows), np.concatenate([labels, page_labels]).astype(int), uncovered, order
 

@@ -27,7 +27,7 @@ import numpy as np
 from ._deflect_calibrate import (SEGMENTS, Calibration, Feedback, calibrate, estimate_unanswerable_share,
                                  has_evidence, segment_of)
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
-from ._deflect_pages import joint_margins, sample_pages, search_hits, uncovered_features
+from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
 from ._word_vectors import load_word_vectors
@@ -170,7 +170,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     covers_all = total <= cfg.max_model_docs
     docs = list(engine.iter_documents() if covers_all else engine.iter_documents(kind="answer"))
     if not covers_all:
-        docs += sample_pages(engine, cfg.calibration_pages, cfg.seed)
+        docs += sample_pages(engine, cfg.calibration_pages, cfg.seed, specific=True)
     usable = [d for d in docs if phrasings_of(d) or d.text.strip()]
     if not usable:
         return {"documents": 0, "seconds": round(time.perf_counter() - started, 2)}
@@ -309,6 +309,8 @@ class _Scored:
     snippet: str = ""
     #: The document itself when it was just read (search hits), so it need not be read again.
     document: Document | None = None
+    #: Search hits: search's order of the hit (`_deflect_pages.order_features`).
+    order: np.ndarray | None = None
 
 
 class Deflector:
@@ -422,7 +424,8 @@ class Deflector:
             feats = uncovered_features(model, question, docs, row_scores, body_chars)
         else:
             feats = self._search_features(question, searcher, searcher.prepare(question), cands)
-        return [_Scored(DocInfo.of(d), 0.0, f, document=d) for d, f in zip(docs, feats)]
+        order = order_features(cands)
+        return [_Scored(DocInfo.of(d), 0.0, f, document=d, order=o) for d, f, o in zip(docs, feats, order)]
 
     def _joint_margins(self, covered: list[_Scored], pages: list[_Scored]) -> list[_Scored]:
         """All candidates, their margins taken against every other candidate (`joint_margins`), scored."""
@@ -430,7 +433,8 @@ class Deflector:
         rows = joint_margins([s.features for s in everything], [s.info.url or s.info.id for s in everything],
                              len(covered))
         probs = np.concatenate([self.cal.candidate_prob(np.vstack(rows[:len(covered)])) if covered else np.zeros(0),
-                                self.cal.uncovered_prob(np.vstack(rows[len(covered):]))])
+                                self.cal.uncovered_prob(np.vstack(rows[len(covered):]),
+                                                        np.vstack([s.order for s in pages]))])
         for s, f, p in zip(everything, rows, probs):
             s.features, s.prob = f, float(p)
         return everything
