@@ -13,7 +13,8 @@ every question of the set (500 real rephrasings + 125 out of scope) is decided t
 `deflect.decide_many`.  Printed: the share of rephrasings answered right, the precision of the
 answers (out-of-scope questions answered count as wrong), the suggest / escalate shares, and the
 ratio inside / alone.  ``--recalibrate`` refits only the deflection step on the cached big index
-(the same code path as the rebuild's), so code versions can be compared on one index.
+(the same code path as the rebuild's, with no previous calibration to step from, as in a fresh
+build), so code versions can be compared on one index.
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ def inside(qs: list[dict], size: int, reuse: bool, recalibrate: bool) -> dict:
     else:
         kb = KnowledgeBase.open(settings=s)
         if recalibrate:
+            # As a fresh build calibrates: no previous calibration to step from (the cached index's
+            # last one would bound the thresholds, so runs would depend on the one before).
+            from kbsearch import deflect
+            deflect._live_calibration = lambda kb: None  # type: ignore[assignment]
             t0 = time.perf_counter()
             steps: dict = {}
             kb._after_build(kb._current(), steps)

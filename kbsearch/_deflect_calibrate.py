@@ -69,8 +69,15 @@ def perturb(text: str, rng: random.Random, keep: float = 0.6, max_tokens: int = 
     return " ".join(kept[:max_tokens])
 
 
-def make_holdout(docs: Sequence[Document], cfg: DeflectConfig) -> tuple[list[Document], list[HoldoutQuery]]:
-    """Split the archive: the documents to fit on (phrasings held out) and the hold-out questions."""
+def make_holdout(docs: Sequence[Document], cfg: DeflectConfig, *, pages_by_rephrasing: bool = False
+                 ) -> tuple[list[Document], list[HoldoutQuery]]:
+    """Split the archive: the documents to fit on (phrasings held out) and the hold-out questions.
+
+    ``pages_by_rephrasing``: pages are asked for by their heading with words dropped, never found
+    from their text alone (a sample of a large index: its sections are found by search, as a
+    reader's rephrasing of the heading would find them; with the heading hidden, search finds the
+    section only by words of its body, which no scorer of real questions should learn from).
+    """
     rng = random.Random(cfg.seed)
     order = list(range(len(docs)))
     rng.shuffle(order)
@@ -98,7 +105,7 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig) -> tuple[list[Doc
             # is a real question, as long as people write them; the thread keeps title and answer.
             queries.append(HoldoutQuery(extra[0], doc.id, "phrasing"))
             train.append(doc.replace(questions=tuple(q for q in doc.questions if not _same_text(q, extra[0]))))
-        elif phr and doc.text.strip() and rng.random() < 0.5:
+        elif phr and doc.text.strip() and not (pages_by_rephrasing and doc.kind == "page") and rng.random() < 0.5:
             # Title held out: the thread must be found from its answer (harder than real life) ...
             queries.append(HoldoutQuery(phr[0], doc.id, "title"))
             train.append(doc.replace(title="", questions=tuple(q for q in doc.questions if q != phr[0]),
@@ -459,7 +466,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         if fold and (len(queries) >= cfg.calibration_queries // 2 or len(docs) > 5000 or sample_only):
             break
         fold_cfg = replace(cfg, seed=cfg.seed + fold)
-        train, fold_queries = make_holdout(docs, fold_cfg)
+        train, fold_queries = make_holdout(docs, fold_cfg, pages_by_rephrasing=sample_only)
         if len(train) < 2 or sum(q.answer is not None for q in fold_queries) < 3:
             continue
         plan = None
