@@ -50,6 +50,10 @@ GENERIC_TITLE_MIN_DF = 20
 MIN_TITLE_TERMS = 2
 
 
+def _norm_title(title: str) -> str:
+    return " ".join(title.split()).casefold()
+
+
 def specific_titles(engine: Any, docs: Sequence[Document]) -> list[bool]:
     """For each of ``docs``, whether its title is specific enough to be a pseudo-question: not repeated
     among ``docs``, at least `MIN_TITLE_TERMS` index terms, one of which is rare among the index's
@@ -58,7 +62,7 @@ def specific_titles(engine: Any, docs: Sequence[Document]) -> list[bool]:
 
     from .index import analyze
 
-    norm = [" ".join(d.title.split()).casefold() for d in docs]
+    norm = [_norm_title(d.title) for d in docs]
     seen = Counter(norm)
     # Section numbers ("71.3.") are no words: "71.3. Restrictions" is as generic as "Restrictions".
     terms = [[t for t in dict.fromkeys(analyze(d.title)) if any(c.isalpha() for c in t)] for d in docs]
@@ -284,8 +288,16 @@ class SearchPlan:
         page = uncovered_features(model, query.text or "?", docs, row, body_chars)
         target = self.train.get(query.answer) if query.answer else None
         url = target.url if target is not None else ""
-        page_labels = np.array([int(query.answer is not None and (d.id == query.answer or bool(url) and d.url == url))
-                                for d in docs])
+        # A sample of a large index is asked for by headings: a copy of the target section (the same
+        # heading elsewhere: another version or mirror of the manual) answers its heading as well.
+        title = _norm_title(target.title) if target is not None and self.every else ""
+
+        def right(d: Document) -> bool:
+            return query.answer is not None and (d.id == query.answer or bool(url) and d.url == url
+                                                 or bool(title) and _norm_title(d.title) == title)
+        page_labels = np.array([int(right(d)) for d in docs])
+        if title:
+            labels = np.array([int(lab or right(model.docs[c])) for lab, c in zip(labels, cands)], dtype=int)
         links = [model.docs[c].url or model.docs[c].id for c in cands] + [d.url or d.id for d in docs]
         rows = joint_margins(list(feats) + list(page), links, len(cands))
         uncovered = np.r_[np.zeros(len(cands), dtype=bool), np.ones(len(docs), dtype=bool)]

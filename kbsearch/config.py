@@ -317,7 +317,7 @@ class DeflectConfig:
     candidates_per_signal: int = 5
     #: Search hits outside the answer model (pages of a large index, answers added since the last
     #: rebuild) considered per question; each costs a vectorisation of its text the first time.
-    page_candidates: int = 5
+    page_candidates: int = 10
     #: Possible answers shown with SUGGEST (and listed with ANSWER).
     suggestions: int = 3
     #: Weight of one feedback example relative to one hold-out question.
