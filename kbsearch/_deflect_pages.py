@@ -204,6 +204,8 @@ MIN_UNCOVERED, MAX_UNCOVERED = 0.15, 0.8
 #: Search-path hold-outs at most when the model covers the index (they only teach the uncovered
 #: scorer there; CLINC150's calibration cost ~60 s more CPU with 600 on the loaded bench machine).
 COVERED_SEARCH_QUERIES = 200
+#: Search hits per search-path hold-out there (as before `deflect.page_candidates` became 10).
+COVERED_PAGE_CANDIDATES = 5
 
 
 class SearchPlan:
@@ -252,7 +254,10 @@ class SearchPlan:
         chosen = {j for j, i in enumerate(keep) if i in picked}
         train_ids = {d.id for d in train}
         absent = frozenset(d.id for d in docs if d.id not in train_ids)
-        return cls(new_queries, chosen, uncovered, absent, {d.id: d for d in train}, cfg.page_candidates, every)
+        # Where the model covers the index, few hits are ever uncovered: the scorer learns from the
+        # first `COVERED_PAGE_CANDIDATES` (bounded calibration cost).
+        k = cfg.page_candidates if every else min(cfg.page_candidates, COVERED_PAGE_CANDIDATES)
+        return cls(new_queries, chosen, uncovered, absent, {d.id: d for d in train}, k, every)
 
     @property
     def every(self) -> bool:
