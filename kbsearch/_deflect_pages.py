@@ -303,7 +303,10 @@ class SearchPlan:
         page_labels = np.array([int(right(d)) for d in docs])
         if title:
             labels = np.array([int(lab or right(model.docs[c])) for lab, c in zip(labels, cands)], dtype=int)
-        links = [model.docs[c].url or model.docs[c].id for c in cands] + [d.url or d.id for d in docs]
+        # ... and is one answer with it, as the parts of one page are (no rival in the margins).
+        def link(d: Document) -> str:
+            return "title:" + title if title and _norm_title(d.title) == title else d.url or d.id
+        links = [link(model.docs[c]) for c in cands] + [link(d) for d in docs]
         rows = joint_margins(list(feats) + list(page), links, len(cands))
         uncovered = np.r_[np.zeros(len(cands), dtype=bool), np.ones(len(docs), dtype=bool)]
         order = np.vstack([np.zeros((len(cands), ORDER_COLUMNS)), order_features(hits)])
