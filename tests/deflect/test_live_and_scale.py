@@ -112,3 +112,55 @@ def test_threshold_step_clamps_and_can_be_lifted(tmp_path: Path) -> None:
         kb.settings.deflect.max_threshold_step = 1.0
         assert Deflector(kb.generation_path, None, anchored).thresholds(kb.settings)["answer"] == pytest.approx(free)
         assert anchor_thresholds(None, kb.settings) == {} and anchor_thresholds(Calibration.prior(), kb.settings) == {}
+
+
+class _TitleEngine:
+    """The two engine calls `specific_titles` makes, over a list of titles."""
+
+    def __init__(self, titles: list[str]) -> None:
+        from kbsearch.index import analyze
+
+        self.terms = [set(analyze(t)) for t in titles]
+
+    def doc_count(self) -> int:
+        return len(self.terms)
+
+    def doc_frequencies(self, terms: list[str]) -> dict[str, dict[str, int]]:
+        return {t: {"title": sum(t in ts for ts in self.terms)} for t in terms}
+
+
+def test_generic_headings_are_no_pseudo_questions() -> None:
+    """Headings that repeat, have one word, or only common words are left out of the sampled
+    pseudo-questions; a specific heading is kept."""
+    from kbsearch._deflect_pages import specific_titles
+
+    index = ["Description"] * 30 + ["Examples of usage"] * 25 + ["Resizing an ext4 volume online"]
+    engine = _TitleEngine(index)
+    docs = [Document(id=str(i), kind="page", title=t, text="x") for i, t in enumerate(
+        ["Description", "Navigation", "31.6. Restrictions", "Examples of usage", "Resizing an ext4 volume online",
+         "Twice here", "Twice here"])]
+    assert specific_titles(engine, docs) == [False, False, False, False, True, False, False]
+
+
+def test_uncovered_scorer_reads_search_order() -> None:
+    """Search's order of the hits is a feature of the uncovered scorer: with nothing else to tell two
+    hits apart, the first one search found scores higher; a scorer without it still applies."""
+    import numpy as np
+
+    from kbsearch._deflect_model import FEATURES
+    from kbsearch._deflect_pages import ORDER_COLUMNS, order_features
+
+    class Hit:
+        def __init__(self, bm25: float) -> None:
+            self.bm25 = bm25
+
+    order = order_features([Hit(4.0), Hit(2.0)])
+    assert order.shape == (2, ORDER_COLUMNS) and order[0, 0] > order[1, 0] and order[0, 1] == 1.0
+    n = len(FEATURES) + ORDER_COLUMNS
+    cal = Calibration(mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES), coef=[0.0] * len(FEATURES),
+                      intercept=0.0, iso_x=[], iso_y=[],
+                      uncovered_scorer=[[0.0] * n, [1.0] * n, [0.0] * len(FEATURES) + [1.0, 1.0], [0.0]])
+    feats = np.zeros((2, len(FEATURES)))
+    p = cal.uncovered_prob(feats, order)
+    assert p[0] > p[1]
+    assert np.allclose(cal.uncovered_prob(feats), 0.5)
