@@ -69,8 +69,15 @@ def perturb(text: str, rng: random.Random, keep: float = 0.6, max_tokens: int = 
     return " ".join(kept[:max_tokens])
 
 
-def make_holdout(docs: Sequence[Document], cfg: DeflectConfig) -> tuple[list[Document], list[HoldoutQuery]]:
-    """Split the archive: the documents to fit on (phrasings held out) and the hold-out questions."""
+def make_holdout(docs: Sequence[Document], cfg: DeflectConfig, *, pages_by_rephrasing: bool = False
+                 ) -> tuple[list[Document], list[HoldoutQuery]]:
+    """Split the archive: the documents to fit on (phrasings held out) and the hold-out questions.
+
+    ``pages_by_rephrasing``: pages are asked for by their heading with words dropped, never found
+    from their text alone (a sample of a large index: its sections are found by search, as a
+    reader's rephrasing of the heading would find them; with the heading hidden, search finds the
+    section only by words of its body, which no scorer of real questions should learn from).
+    """
     rng = random.Random(cfg.seed)
     order = list(range(len(docs)))
     rng.shuffle(order)
@@ -98,10 +105,11 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig) -> tuple[list[Doc
             # is a real question, as long as people write them; the thread keeps title and answer.
             queries.append(HoldoutQuery(extra[0], doc.id, "phrasing"))
             train.append(doc.replace(questions=tuple(q for q in doc.questions if not _same_text(q, extra[0]))))
-        elif phr and doc.text.strip() and rng.random() < 0.5:
+        elif phr and doc.text.strip() and not (pages_by_rephrasing and doc.kind == "page") and rng.random() < 0.5:
             # Title held out: the thread must be found from its answer (harder than real life) ...
             queries.append(HoldoutQuery(phr[0], doc.id, "title"))
-            train.append(doc.replace(title="", questions=tuple(q for q in doc.questions if q != phr[0])))
+            train.append(doc.replace(title="", questions=tuple(q for q in doc.questions if q != phr[0]),
+                                     headings=tuple(h for h in doc.headings if not _same_text(h, phr[0]))))
         else:
             # ... or a rephrasing with words dropped (easier than real life): together, in between.
             if phr:
@@ -146,6 +154,12 @@ class Calibration:
     # classifier): [mean, scale, coef, [intercept]] over all `FEATURES` (empty: none).  The main
     # scorer never sees the encoder's features, so the other candidates are scored as without it.
     semantic_scorer: list[list[float]] = field(default_factory=list)
+    # The previous calibration's answer thresholds ("all", "0", "1": by segment) at the settings of
+    # the refit: this one's may move at most ``deflect.max_threshold_step`` from them (empty: free).
+    anchor: dict[str, float] = field(default_factory=dict)
+    # The scorer of candidates outside the answer model (search hits: pages of a large index, answers
+    # written after the rebuild), fitted on hold-outs decided that way; same layout as above.
+    uncovered_scorer: list[list[float]] = field(default_factory=list)
 
     # -- applying ------------------------------------------------------------------------------------
     def candidate_prob(self, feats: np.ndarray) -> np.ndarray:
@@ -166,6 +180,20 @@ class Calibration:
                 s_prob = 1.0 / (1.0 + np.exp(-(((feats - s_mean) / s_scale) @ s_coef + s_icept)))
                 prob = np.where(encoded, s_prob, prob)
         return prob
+
+    def uncovered_prob(self, feats: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+        """P(candidate is right) of rows of documents outside the answer model; ``order``: their
+        search-order columns (`_deflect_pages.order_features`), read when the scorer was fitted with them."""
+        if not self.uncovered_scorer:
+            return self.candidate_prob(feats)
+        u_mean, u_scale, u_coef, (u_icept,) = (np.asarray(a, dtype=float) for a in self.uncovered_scorer)
+        feats = np.asarray(feats, dtype=float)
+        if len(u_mean) > feats.shape[-1]:  # fitted with search's order
+            extra = len(u_mean) - feats.shape[-1]
+            order = np.zeros((*feats.shape[:-1], extra)) if order is None else np.asarray(order, dtype=float)
+            feats = np.concatenate([feats, order], axis=-1)
+        z = (feats - u_mean) / u_scale
+        return 1.0 / (1.0 + np.exp(-(z @ u_coef + u_icept)))
 
     def confidence(self, prob: float | np.ndarray) -> float | np.ndarray:
         if not self.iso_x:
@@ -380,6 +408,21 @@ def threshold_for(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, target: float
     return float((c[i] + c[i + 1]) / 2) if i + 1 < c.size else float(c[i])
 
 
+#: Least share of the hold-out curve's weight given to hold-outs decided through search, even when
+#: the model covers the whole index: answers written after the rebuild are decided that way.
+MIN_SEARCH_WEIGHT = 0.1
+
+
+def _search_weights(searched: np.ndarray, uncovered_share: float) -> np.ndarray:
+    """Per hold-out query, the factor that gives the searched ones ``uncovered_share`` of the weight
+    (at least `MIN_SEARCH_WEIGHT`, at most 1) and the others the rest; ones where either is missing."""
+    n_s, n = int(searched.sum()), len(searched)
+    if n_s == 0 or n_s == n:
+        return np.ones(n)
+    share = min(max(uncovered_share, MIN_SEARCH_WEIGHT), 1.0 - 1e-3)
+    return np.where(searched, share * n / n_s, (1.0 - share) * n / (n - n_s))
+
+
 def _fit_scorer(X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     from sklearn.linear_model import LogisticRegression
 
@@ -392,11 +435,17 @@ def _fit_scorer(X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> tuple
 
 
 def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, body_chars: int,
-              feedback: Sequence[Feedback] = (), encoder: Any = None) -> Calibration:
+              feedback: Sequence[Feedback] = (), encoder: Any = None, searcher: Any = None,
+              uncovered_share: float = 0.0) -> Calibration:
     """Fit the candidate scorer, confidence map and threshold curve from hold-outs of ``docs``.
 
     ``encoder``: the sentence encoder the answering model will use (`AnswerModel.attach_encoder`).
+    ``searcher``: the new generation's, to send hold-outs down the path of documents the model
+    does not cover (`_deflect_pages.search_holdouts`); ``uncovered_share``: the share of the
+    index outside the model (1 - covered / total), the weight those hold-outs get on the curve
+    (at least `MIN_SEARCH_WEIGHT`; all of it when ``docs`` are a sample of a larger index).
     """
+    from ._deflect_pages import ORDER_COLUMNS, SearchPlan
     started = time.perf_counter()
     rows_X: list[np.ndarray] = []
     rows_y: list[np.ndarray] = []
@@ -406,40 +455,81 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     classifier = False
     begin = 0
     folds_used = 0
+    searched: list[bool] = []   # per query of per_query: sent down the search path
+    row_uncovered: list[np.ndarray] = []  # per row: a document scored as outside the model
+    row_order: list[np.ndarray] = []  # per row: search's order (`order_features`; zeros off search)
+    sample_only = searcher is not None and uncovered_share >= 0.5
+    plan_report: dict[str, int] = {}
     for fold in range(cfg.calibration_folds):
         # Small archives give few hold-out questions per split: repeat with other splits (cheap there).
-        if fold and (len(queries) >= cfg.calibration_queries // 2 or len(docs) > 5000):
+        # A sample of a large index is calibrated through search only, in one split (bounded).
+        if fold and (len(queries) >= cfg.calibration_queries // 2 or len(docs) > 5000 or sample_only):
             break
         fold_cfg = replace(cfg, seed=cfg.seed + fold)
-        train, fold_queries = make_holdout(docs, fold_cfg)
+        train, fold_queries = make_holdout(docs, fold_cfg, pages_by_rephrasing=sample_only)
         if len(train) < 2 or sum(q.answer is not None for q in fold_queries) < 3:
             continue
+        plan = None
+        if searcher is not None and fold == 0 and cfg.calibration_search_queries > 0:
+            plan = SearchPlan.make(docs, train, fold_queries, cfg, uncovered_share, every=sample_only)
+            fold_queries = plan.queries
+            plan_report = plan.report()
         model = AnswerModel.fit(train, body_chars=body_chars, min_phrasings=cfg.min_phrasings,
                                 max_classes=cfg.max_classes, covers_all=True, vec=vec, C=cfg.classifier_c,
                                 max_per_class=cfg.calibration_max_per_class)
         if model is None:
             continue
         model.attach_encoder(encoder, train)
+        model.page_encoder = encoder
         classifier = classifier or model.clf_coef is not None
         folds_used += 1
         queries += fold_queries
         texts = [q.text or "?" for q in fold_queries]
         chunk = 512
+
+        def add(feats: np.ndarray, labels: np.ndarray, uncovered: np.ndarray, q: HoldoutQuery, by_search: bool,
+                order: np.ndarray | None = None) -> None:
+            nonlocal begin
+            if len(labels) == 0:
+                return
+            row_order.append(np.zeros((len(labels), ORDER_COLUMNS)) if order is None else order)
+            rows_X.append(feats)
+            rows_y.append(labels)
+            row_uncovered.append(uncovered)
+            searched.append(by_search)
+            per_query.append((begin, begin + len(labels), np.zeros(0, int), -1, q.answer is not None, q.kind))
+            begin += len(labels)
         for start in range(0, len(texts), chunk):
             scores = model.scores(texts[start:start + chunk])
             for r in range(min(chunk, len(texts) - start)):
                 q = fold_queries[start + r]
-                cands = model.candidates(scores, r, cfg.candidates_per_signal)
-                if cands.size == 0:
-                    continue
-                feats = model.features(scores, r, cands)
                 target = model.index.get(q.answer, -1) if q.answer else -1
-                rows_X.append(feats)
-                rows_y.append((cands == target).astype(int))
-                per_query.append((begin, begin + len(cands), cands, target, q.answer is not None, q.kind))
-                begin += len(cands)
-    n_in = sum(1 for p in per_query if p[4])
-    n_out = len(per_query) - n_in
+                if plan is None or not plan.every:  # the model's own candidates, as without search
+                    cands = model.candidates(scores, r, cfg.candidates_per_signal)
+                    if cands.size:
+                        add(model.features(scores, r, cands), (cands == target).astype(int),
+                            np.zeros(len(cands), dtype=bool), q, False)
+                if plan is not None and plan.searched(start + r):
+                    # Again through search, the plan's uncovered documents outside the model.
+                    allowed = plan.allowed(model)
+                    cands = model.candidates(scores, r, cfg.candidates_per_signal, allowed)
+                    feats = model.features(scores, r, cands, allowed) if cands.size else np.zeros((0, len(FEATURES)))
+                    row = {k: v[r] for k, v in scores.items()}
+                    for name in ("phrasing_match", "tfidf", "bm25", "semantic", "classifier"):
+                        if name in row:
+                            row[name] = np.where(allowed, row[name], 0.0 if name != "classifier" else -1.0)
+                    feats, labels, uncovered, order = plan.with_search_hits(
+                        model, searcher, q, row, feats, (cands == target).astype(int), cands, body_chars)
+                    add(feats, labels, uncovered, q, True, order)
+    # Hold-outs sent down the search path stand for the decisions on documents outside the model.
+    # On the threshold curve they weigh what the index outside the model weighs: nothing when the
+    # model covers it all (they then only teach the scorer of uncovered candidates).
+    searched_arr = np.array(searched, dtype=bool)
+    on_curve = ~searched_arr if uncovered_share <= 0 and not searched_arr.all() else np.ones(len(searched_arr), bool)
+    c_scale = _search_weights(searched_arr[on_curve], uncovered_share) if uncovered_share > 0 else np.ones(int(on_curve.sum()))
+    curve_queries = [p for p, keep in zip(per_query, on_curve) if keep]
+    n_in = sum(1 for p in curve_queries if p[4])
+    n_out = len(curve_queries) - n_in
     if n_in < 5 or n_out < 1 or len(docs) < MIN_DOCUMENTS:
         cal = Calibration.prior()
         cal.report.update(documents=len(docs), holdout_questions=len(queries))
@@ -448,40 +538,66 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     w_in = (1.0 - share) / n_in
     w_out = share / n_out if n_out else 0.0
     rows_w = [np.full(e - b, w_in if ok else w_out) for b, e, _c, _t, ok, _k in per_query]
+    row_searched = np.concatenate([np.full(e - b, by) for (b, e, *_r), by in zip(per_query, searched_arr)])
     X = np.vstack(rows_X)
     y = np.concatenate(rows_y)
     w = np.concatenate(rows_w)
+    uncovered_rows = np.concatenate(row_uncovered)
+    order_X = np.vstack(row_order)
     fb_X = np.array([f.features for f in feedback if len(f.features) == len(FEATURES)], dtype=float)
     fb_y = np.array([int(f.helpful) for f in feedback if len(f.features) == len(FEATURES)], dtype=int)
     if len(fb_X):
         fb_w = np.full(len(fb_X), cfg.feedback_weight * w_in)
         X, y, w = np.vstack([X, fb_X]), np.concatenate([y, fb_y]), np.concatenate([w, fb_w])
+        uncovered_rows = np.concatenate([uncovered_rows, np.zeros(len(fb_X), dtype=bool)])
+        order_X = np.vstack([order_X, np.zeros((len(fb_X), ORDER_COLUMNS))])
     if y.sum() == 0 or y.sum() == len(y):
         cal = Calibration.prior()
         cal.report.update(documents=len(docs), holdout_questions=len(queries))
         return cal
-    # Scale weights so the regulariser sees a sensible effective sample size.
-    w_fit = w * len(y) / w.sum()
-    mean, scale, coef, intercept = _fit_scorer(_without_semantic(X), y, w_fit, cfg.seed)
+    if len(fb_X):
+        row_searched = np.concatenate([row_searched, np.zeros(len(fb_X), dtype=bool)])
+
+    def fit(mask: np.ndarray, semantic: bool = True, norm: np.ndarray | None = None, order: bool = False
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        # Weights scaled so the regulariser sees a sensible effective sample size (that of ``norm``).
+        norm = mask if norm is None else norm
+        ww = w[mask] * int(norm.sum()) / w[norm].sum()
+        Xm = X[mask] if semantic else _without_semantic(X[mask])
+        if order:  # search's order of the hits (`_deflect_pages.order_features`)
+            Xm = np.hstack([Xm, order_X[mask]])
+        return _fit_scorer(Xm, y[mask], ww, cfg.seed)
+
+    # Covered candidates are scored as without search (their rows of the searched questions repeat
+    # them), unless every question went through search; uncovered ones by a scorer of their own.
+    covered = ~row_searched if (~row_searched).any() else ~uncovered_rows
+    if not (0 < y[covered].sum() < covered.sum()):
+        covered = np.ones(len(y), dtype=bool)
+    mean, scale, coef, intercept = fit(covered, semantic=False)
     # Candidates with sentence vectors (no classifier of their own) get a scorer of their own that
     # reads the encoder too; the others keep the scorer above, so the encoder cannot move what it
     # was not needed for.
     semantic_scorer: list[list[float]] = []
-    encoded = X[:, _ENCODED] > 0.5
+    encoded = covered & (X[:, _ENCODED] > 0.5)
     if 0 < y[encoded].sum() < encoded.sum():
-        s_mean, s_scale, s_coef, s_icept = _fit_scorer(X[encoded], y[encoded], w_fit[encoded], cfg.seed)
-        semantic_scorer = [s_mean.tolist(), s_scale.tolist(), s_coef.tolist(), [s_icept]]
-    prob = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
-                       iso_x=[], iso_y=[], semantic_scorer=semantic_scorer).candidate_prob(X)
+        semantic_scorer = [a.tolist() if hasattr(a, "tolist") else [a] for a in fit(encoded, norm=covered)]
+    uncovered_scorer: list[list[float]] = []
+    if 0 < y[uncovered_rows].sum() < uncovered_rows.sum():
+        uncovered_scorer = [a.tolist() if hasattr(a, "tolist") else [a] for a in fit(uncovered_rows, order=True)]
+    scorer = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
+                         iso_x=[], iso_y=[], semantic_scorer=semantic_scorer, uncovered_scorer=uncovered_scorer)
+    prob = scorer.candidate_prob(X)
+    if uncovered_rows.any():
+        prob[uncovered_rows] = scorer.uncovered_prob(X[uncovered_rows], order_X[uncovered_rows])
     top_p, top_ok, top_w, top_seg, top_ev = [], [], [], [], []
-    rival_p, rival_seg, rival_ev = [], [], []
-    top_kind = [k for *_rest, k in per_query]
+    rival_p, rival_seg, rival_ev, rival_w = [], [], [], []
+    top_kind = [k for *_rest, k in curve_queries]
     row_seg = (X[:, _HAS_CLASSIFIER] > 0.5).astype(int)  # `segment_of` of every row
-    for b, e, cands, target, ok, _kind in per_query:
+    for (b, e, cands, target, ok, _kind), f in zip(curve_queries, c_scale):
         j = int(np.argmax(prob[b:e]))
         top_p.append(prob[b + j])
-        top_ok.append(int(cands[j] == target))
-        top_w.append(w_in if ok else w_out)
+        top_ok.append(int(y[b + j]))  # the rows' labels (search hits included)
+        top_w.append((w_in if ok else w_out) * f)
         top_seg.append(int(row_seg[b + j]))
         top_ev.append(has_evidence(X[b + j]))
         if not ok:
@@ -491,6 +607,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
                 rival_p.append(float(prob[r]))
                 rival_seg.append(1 - top_seg[-1])
                 rival_ev.append(has_evidence(X[r]))
+                rival_w.append(w_out * f)
     if len(fb_X):
         pf = prob[len(prob) - len(fb_X):]
         top_p += list(pf)
@@ -505,13 +622,14 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
                       iso_x=iso_x, iso_y=iso_y, curve_conf=[round(float(c), 6) for c in conf],
                       curve_ok=[int(k) for k in tk], curve_w=[float(x) for x in tw], curve_kind=top_kind,
                       curve_segment=top_seg, unanswerable_share=share, semantic_scorer=semantic_scorer,
+                      uncovered_scorer=uncovered_scorer,
                       rival_conf=[round(float(c), 6) if e else 0.0
                                   for c, e in zip(np.interp(rival_p, iso_x, iso_y), rival_ev)],
-                      rival_segment=rival_seg, rival_w=[w_out] * len(rival_p))
+                      rival_segment=rival_seg, rival_w=rival_w)
     tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
     taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
     answered = answered_at(cal, cfg.target_precision, cfg.simulated_margin)
-    in_mask = np.array([p[4] for p in per_query] + [True] * len(fb_X))
+    in_mask = np.array([p[4] for p in curve_queries] + [True] * len(fb_X))
     cal.report = {
         "method": "holdout",
         "documents": len(docs),
@@ -521,6 +639,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         "classifier": classifier,
         "sentence_encoder": encoder.name if encoder is not None and semantic_scorer else None,
         "folds": folds_used,
+        **plan_report,
         "target_precision": cfg.target_precision,
         "answer_threshold": round(tau, 4),
         "answer_thresholds": {name: round(t, 4) for name, t in taus.items()},

@@ -142,6 +142,8 @@ class AnswerModel:
         self.encoder: Any = None
         self.sem: np.ndarray | None = None          # (rows, dim) float32 unit vectors
         self.sem_owners = np.zeros(0, dtype=np.int32)  # doc index of each row (sorted ascending)
+        # The sentence encoder for documents outside the model (`_deflect_pages.sentence_features`).
+        self.page_encoder: Any = None
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -152,7 +154,8 @@ class AnswerModel:
         state = self.__dict__.copy()
         del state["_extra_lock"]
         state["_extra_cache"] = OrderedDict()
-        state["encoder"] = state["sem"] = None
+        state["encoder"] = state["sem"] = state["page_encoder"] = None
+        state.pop("_sentence_cache", None)
         state["sem_owners"] = np.zeros(0, dtype=np.int32)
         return state
 
@@ -282,6 +285,7 @@ class AnswerModel:
             qv = self.encoder.encode(questions)
             sem[:, self._sem_docs] = np.maximum.reduceat(qv @ self.sem.T, self._sem_starts, axis=1)
             out["semantic"] = sem
+            out["question_sentence"] = qv  # reused for documents outside the model
         return out
 
     def features(self, scores: dict[str, np.ndarray], row: int, cands: np.ndarray,
@@ -439,7 +443,9 @@ class AnswerModel:
             word_vectors = {"name": dense.name, "sha256": dense.digest, "path": str(dense.path)}
         meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
                 "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder,
-                "word_vectors": word_vectors, "classifier_encoder": classifier_encoder}
+                "word_vectors": word_vectors, "classifier_encoder": classifier_encoder,
+                "page_encoder": ({"name": self.page_encoder.name, "sha256": self.page_encoder.digest,
+                                  "path": str(self.page_encoder.model_dir)} if self.page_encoder is not None else None)}
         faults.checkpoint("deflect.model-arrays-written")
         write_json(path / "model.json", meta, ensure_ascii=False)  # last: it says which arrays to read
 
@@ -472,6 +478,7 @@ class AnswerModel:
         stored: dict[str, Any] = {}
         for key, what, loader in (("encoder", "sentence encoder", load_encoder),
                                   ("classifier_encoder", "sentence encoder", load_encoder),
+                                  ("page_encoder", "sentence encoder", load_encoder),
                                   ("word_vectors", "word vectors", load_word_vectors)):
             if meta.get(key):
                 stored[key] = _stored_resource(meta[key], loader)
@@ -495,6 +502,7 @@ class AnswerModel:
             model.sem = np.load(path / "semantic.npy")
             model.sem_owners = np.load(path / "semantic_owners.npy")
             model._sem_index()
+        model.page_encoder = stored.get("page_encoder")
         return model
 
 

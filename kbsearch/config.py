@@ -308,13 +308,22 @@ class DeflectConfig:
     classifier_c: float = 1.0
     #: Page sections are modelled too when the index holds at most this many documents.
     max_model_docs: int = 20_000
+    #: A larger index is calibrated on this many of its pages, drawn at random (their headings are
+    #: pseudo-questions that must find their own section through search), besides its answers.
+    calibration_pages: int = 1000
+    #: Hold-out questions decided through search as documents outside the answer model (pages of
+    #: a large index, answers written after the rebuild), at most; they cost a search each.
+    calibration_search_queries: int = 600
+    #: Most the answer threshold moves from one calibration to the next (a refit, a reindex), so a
+    #: handful of new answers and asks cannot swing it; 1.0: no bound.
+    max_threshold_step: float = 0.1
     #: Characters of a document's body used by the answer model.
     body_chars: int = 1500
     #: Candidates taken from each signal (classifier, phrasings, TF-IDF, BM25) before scoring.
     candidates_per_signal: int = 5
     #: Search hits outside the answer model (pages of a large index, answers added since the last
     #: rebuild) considered per question; each costs a vectorisation of its text the first time.
-    page_candidates: int = 5
+    page_candidates: int = 10
     #: Possible answers shown with SUGGEST (and listed with ANSWER).
     suggestions: int = 3
     #: Weight of one feedback example relative to one hold-out question.

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ._deflect_calibrate import (Calibration, Feedback, calibrate, estimate_unanswerable_share, has_evidence,
-                                 segment_of)
+from ._deflect_calibrate import (SEGMENTS, Calibration, Feedback, calibrate, estimate_unanswerable_share,
+                                 has_evidence, segment_of)
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
+from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
 from ._word_vectors import load_word_vectors
@@ -37,10 +38,6 @@ from .documents import Document
 log = logging.getLogger(__name__)
 
 _WORDS = re.compile(r"(?u)\b\w\w+\b")
-#: (score, margin) feature columns whose margin is taken against the best other candidate.
-_MARGIN_PAIRS = ((FEATURES.index("phrasing_match"), FEATURES.index("phrasing_margin")),
-                 (FEATURES.index("tfidf"), FEATURES.index("tfidf_margin")),
-                 (FEATURES.index("semantic"), FEATURES.index("semantic_margin")))
 #: Floor of the answer threshold: a decision below this confidence never deflects.
 MIN_ANSWER_CONFIDENCE = 0.05
 #: Phrasing match (TF-IDF cosine) from which a question repeats a document's phrasing word for word.
@@ -105,6 +102,9 @@ class Decision:
     features: list[float] = field(default_factory=list)
     #: Group of the best candidate (a fallback for routing when no peer routing is configured).
     nearest_group: str | None = None
+    #: ESCALATE only: the closest candidates found, best first (``answers`` stays empty: none of them
+    #: is likely enough to show as an answer, but the asker and the peers can see what was found).
+    closest: list[Answer] = field(default_factory=list)
 
     @property
     def answer(self) -> Answer | None:
@@ -132,19 +132,36 @@ class Decision:
         return {
             "id": self.id, "question": self.question, "action": self.action.value,
             "confidence": round(self.confidence, 4), "why": self.why,
-            "answers": [a.to_dict() for a in self.answers], "signals": {k: round(v, 4) for k, v in self.signals.items()},
+            "answers": [a.to_dict() for a in self.answers], "closest": [a.to_dict() for a in self.closest],
+            "signals": {k: round(v, 4) for k, v in self.signals.items()},
             "ranked": self.ranked, "thresholds": self.thresholds, "routing": plain(self.routing),
             "escalation": plain(self.escalation), "generation": self.generation, "seconds": round(self.seconds, 4),
         }
 
 
 # -- fitting (called from KnowledgeBase._after_build) --------------------------------------------------
+def anchor_thresholds(previous: Calibration | None, settings: Settings) -> dict[str, float]:
+    """The answer thresholds ``previous`` (the calibration being replaced) decides with under
+    ``settings``, overall and per segment: the next calibration's may move a bounded step from
+    them.  Empty when there is nothing to hold on to (no previous calibration, or only the prior)."""
+    if previous is None or previous.report.get("method") != "holdout":
+        return {}
+    deflector = Deflector(Path("."), None, previous)
+    return {("all" if seg is None else str(seg)): deflector.thresholds(settings, seg)["answer"]
+            for seg in (None, *sorted(set(SEGMENTS.values())))}
+
+
 def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback] | None = None,
-                   asked: list[list[float]] | None = None) -> dict[str, Any]:
+                   asked: list[list[float]] | None = None, previous: Calibration | None = None) -> dict[str, Any]:
     """Fit and store the answer model and its calibration for a freshly built ``generation``.
 
     ``asked``: the logged features of recent questions, to estimate how many of them were
-    unanswerable (`estimate_unanswerable_share`).
+    unanswerable (`estimate_unanswerable_share`).  ``previous``: the calibration this one
+    replaces; the answer thresholds move at most ``deflect.max_threshold_step`` from its.
+
+    An index larger than ``deflect.max_model_docs`` is modelled by its peer answers and a sample of
+    ``deflect.calibration_pages`` pages; the rest of its pages reach decisions through search, and
+    calibration sends its hold-outs down that path (`_deflect_pages.SearchPlan`).
     """
     started = time.perf_counter()
     cfg = settings.deflect
@@ -152,6 +169,8 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     total = engine.doc_count()
     covers_all = total <= cfg.max_model_docs
     docs = list(engine.iter_documents() if covers_all else engine.iter_documents(kind="answer"))
+    if not covers_all:
+        docs += sample_pages(engine, cfg.calibration_pages, cfg.seed, specific=True)
     usable = [d for d in docs if phrasings_of(d) or d.text.strip()]
     if not usable:
         return {"documents": 0, "seconds": round(time.perf_counter() - started, 2)}
@@ -173,18 +192,26 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
         except ValueError:
             log.warning("deflection: no usable text; questions will be escalated")
             return {"documents": 0}
-        final.start(usable, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
+        # Sampled pages of a large index calibrate (through search, as they are decided); the model
+        # covers them only when there are no answers to cover (it needs documents to exist).
+        covered_docs = usable if covers_all or not any(d.kind == "answer" for d in usable) else \
+            [d for d in usable if d.kind == "answer"]
+        final.start(covered_docs, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
                                  max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c))
         # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
         fresh = [d for d in usable if not d.outdated]
-        cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [], encoder=encoder)
+        cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [], encoder=encoder,
+                        searcher=getattr(generation, "searcher", None),
+                        uncovered_share=0.0 if covers_all else 1.0 - len(usable) / max(1, total))
         model = final.result()
     if model is None:
         return {"documents": 0}
     if not cal.report.get("classifier"):
         # The classifier is only used when calibration saw one (its scores must mean what they meant there).
         model = model.without_classifier()
-    model.attach_encoder(encoder, usable)
+    model.attach_encoder(encoder, covered_docs)
+    model.page_encoder = encoder if cal.semantic_scorer or cal.uncovered_scorer else None  # outside the model
+    cal.anchor = anchor_thresholds(previous, settings)
     vec.forget()
     model.vec.forget()  # a copy when the model came from a worker
     scored_asks = np.array([f for f in asked or [] if len(f) == len(FEATURES)], dtype=float)
@@ -282,6 +309,8 @@ class _Scored:
     snippet: str = ""
     #: The document itself when it was just read (search hits), so it need not be read again.
     document: Document | None = None
+    #: Search hits: search's order of the hit (`_deflect_pages.order_features`).
+    order: np.ndarray | None = None
 
 
 class Deflector:
@@ -305,7 +334,7 @@ class Deflector:
     def thresholds(self, settings: Settings, segment: int | None = None) -> dict[str, float]:
         """The answer / suggest thresholds; ``segment`` is the best candidate's (see `segment_of`)."""
         cfg = settings.deflect
-        key = (cfg.target_precision, cfg.suggest_confidence, cfg.simulated_margin, segment,
+        key = (cfg.target_precision, cfg.suggest_confidence, cfg.simulated_margin, segment, cfg.max_threshold_step,
                cfg.unanswerable_share, cfg.learn_unanswerable_share)
         cached = self._thresholds.get(key)
         if cached is not None:
@@ -315,8 +344,12 @@ class Deflector:
         if cfg.learn_unanswerable_share and isinstance(estimate, (int, float)):
             share = max(share, min(float(estimate), MAX_LEARNED_SHARE))
         # Never answer at (almost) no confidence, whatever the hold-out curve says.
-        answer = max(self.cal.threshold(cfg.target_precision, cfg.simulated_margin, segment, share),
-                     MIN_ANSWER_CONFIDENCE)
+        answer = self.cal.threshold(cfg.target_precision, cfg.simulated_margin, segment, share)
+        anchor = self.cal.anchor.get("all" if segment is None else str(segment))
+        if anchor is not None:  # a bounded step from the previous calibration's (`anchor_thresholds`)
+            step = max(cfg.max_threshold_step, 0.0)
+            answer = min(max(answer, anchor - step), anchor + step)
+        answer = max(answer, MIN_ANSWER_CONFIDENCE)
         suggest = min(max(cfg.suggest_confidence, 0.0), answer)
         out = {"answer": round(answer, 4), "suggest": round(suggest, 4), "target_precision": cfg.target_precision,
                "unanswerable_share": round(share, 4)}
@@ -376,46 +409,34 @@ class Deflector:
         return out
 
     def _page_candidates(self, question: str, groups: frozenset[str] | None, searcher: Any,
-                         model: AnswerModel | None, row_scores: dict[str, np.ndarray] | None = None,
+                         model: AnswerModel | None, row_scores: dict[str, Any] | None = None,
                          body_chars: int = 1500, page_candidates: int = 5) -> list[_Scored]:
         """Search hits outside the answer model (pages of a large index, answers added since the
-        last rebuild), described by the same features so they compete on equal terms.  They are
+        last rebuild), described by the same features as covered documents, sentence vectors
+        included (`_deflect_pages.uncovered_features`), so they compete on equal terms.  They are
         scored by `_joint_margins`, once their margins count each other."""
         covered = model.index if model is not None else {}
-        prepared = searcher.prepare(question)
-        cands = [c for c in searcher.candidates(prepared, groups, page_candidates) if c.document.id not in covered]
+        cands = search_hits(searcher, question, groups, page_candidates, covered)
         if not cands:
             return []
         docs: list[Document] = [c.document for c in cands]
         if model is not None and row_scores is not None:
-            feats = model.extra_features(question, docs, row_scores, body_chars)
+            feats = uncovered_features(model, question, docs, row_scores, body_chars)
         else:
-            feats = self._search_features(question, searcher, prepared, cands)
-        return [_Scored(DocInfo.of(d), 0.0, f, document=d) for d, f in zip(docs, feats)]
+            feats = self._search_features(question, searcher, searcher.prepare(question), cands)
+        order = order_features(cands)
+        return [_Scored(DocInfo.of(d), 0.0, f, document=d, order=o) for d, f, o in zip(docs, feats, order)]
 
     def _joint_margins(self, covered: list[_Scored], pages: list[_Scored]) -> list[_Scored]:
-        """All candidates, their margins taken against every other candidate, pages included.
-
-        A page's margins were taken against the answer model's documents only, and a covered
-        document's against the model only; two pages with the same heading (an "Installation"
-        section on every product page) would each look like a clear winner.  Candidates with the
-        same link are one answer (a section cut in parts) and do not compete.
-        """
+        """All candidates, their margins taken against every other candidate (`joint_margins`), scored."""
         everything = covered + pages
-        links = [s.info.url or s.info.id for s in everything]
-        first_page = len(covered)
-        for s in everything:
-            s.features = s.features.copy()
-        for score_col, margin_col in _MARGIN_PAIRS:
-            values = [s.features[score_col] for s in everything]
-            for i, s in enumerate(everything):
-                # Covered documents are already in every margin; the pages are what is missing.
-                rivals = [values[j] for j in range(first_page, len(everything)) if j != i and links[j] != links[i]]
-                if rivals:
-                    s.features[margin_col] = min(s.features[margin_col], values[i] - max(rivals))
-        probs = self.cal.candidate_prob(np.vstack([s.features for s in everything]))
-        for s, p in zip(everything, probs):
-            s.prob = float(p)
+        rows = joint_margins([s.features for s in everything], [s.info.url or s.info.id for s in everything],
+                             len(covered))
+        probs = np.concatenate([self.cal.candidate_prob(np.vstack(rows[:len(covered)])) if covered else np.zeros(0),
+                                self.cal.uncovered_prob(np.vstack(rows[len(covered):]),
+                                                        np.vstack([s.order for s in pages]))])
+        for s, f, p in zip(everything, rows, probs):
+            s.features, s.prob = f, float(p)
         return everything
 
     @staticmethod
@@ -470,6 +491,7 @@ class Deflector:
             why += f"; the closest match '{best_overall.info.title}' is outdated and never used to answer"
         shown = fresh[: cfg.suggestions] if action is not Action.ESCALATE else []
         answers = [self._answer(s) for s in shown]
+        closest = [self._answer(s) for s in fresh[: cfg.suggestions]] if action is Action.ESCALATE else []
         signals: dict[str, float] = {}
         if top is not None:
             signals = dict(answers[0].signals) if answers else self._answer(top).signals
@@ -479,7 +501,7 @@ class Deflector:
             id=uuid.uuid4().hex, question=question, action=action, confidence=conf, answers=answers, why=why,
             signals=signals, ranked=[s.info.id for s in scored[:10]], thresholds=th,
             generation=self.path.name, features=[float(x) for x in top.features] if top is not None else [],
-            nearest_group=best_overall.info.group if best_overall is not None else None,
+            nearest_group=best_overall.info.group if best_overall is not None else None, closest=closest,
         )
 
     @staticmethod
@@ -532,6 +554,14 @@ def _searcher_if_needed(kb: Any, deflector: Deflector) -> Any:
     return None
 
 
+def _live_calibration(kb: Any) -> Calibration | None:
+    """The calibration questions are decided with now (before a rebuild or refit replaces it)."""
+    try:
+        return Calibration.load(kb.generation_path)
+    except Exception:  # no live generation yet, or an unreadable file: nothing to hold on to
+        return None
+
+
 def after_build(kb: Any, generation: Any) -> dict[str, Any]:
     """Fit the deflection model of ``generation``, learning from the usage log's feedback too."""
     from .usage import open_usage
@@ -544,7 +574,7 @@ def after_build(kb: Any, generation: Any) -> dict[str, Any]:
             feedback = [Feedback(f, h) for f, h in usage.training_examples(kb.settings.deflect.max_feedback)]
             asked = usage.recent_features(kb.settings.deflect.share_estimate_asks)
             usage.close()
-        return fit_deflection(generation, kb.settings, feedback, asked)
+        return fit_deflection(generation, kb.settings, feedback, asked, previous=_live_calibration(kb))
     except MemoryError:
         raise
     except Exception as exc:  # the index itself is fine; questions escalate until the next rebuild
@@ -614,6 +644,14 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
                 decision.why += "; the best answer is marked outdated"
         a.snippet = make_snippet(doc.text or " ".join(doc.questions), terms or words, kb.settings.search.snippet_chars)
         kept.append(a)
+    closest = []
+    for a in decision.closest:  # the same live checks: never a document the caller may not see
+        doc = just_read.get(a.id) or kb.get(a.id, user_groups=ALL_GROUPS if grp is None else grp)
+        if doc is None or doc.outdated:
+            continue
+        a.snippet = make_snippet(doc.text or " ".join(doc.questions), terms or words, kb.settings.search.snippet_chars)
+        closest.append(a)
+    decision.closest = closest
     if len(kept) != len(decision.answers):
         if decision.action is Action.ANSWER and (not kept or kept[0].id != decision.answers[0].id):
             decision.action = Action.SUGGEST if kept else Action.ESCALATE

@@ -1,0 +1,141 @@
+"""Pages are answers at any size: the StackFAQ threads as 100 intranet pages, alone and inside ~100k.
+
+    PYTHONPATH=. .venv/bin/python bench/scale_bench.py                  # alone, then inside the corpus
+    PYTHONPATH=. .venv/bin/python bench/scale_bench.py --reuse           # reuse the big index as it is
+    PYTHONPATH=. .venv/bin/python bench/scale_bench.py --reuse --recalibrate  # refit deflection only
+
+Each shared StackFAQ thread becomes one ``kind: page`` document (title = the thread's question, text =
+its answer, no alternate phrasings).  *Alone*: a fresh index of those 100 pages.  *Inside*: the same
+pages among every page section of the bench corpus (bench/corpus.py: Debian manuals, ~99k sections;
+its peer-answer threads are left out, so no answer covers these questions).  Both are built with
+`KnowledgeBase.rebuild` (calibrated on the index alone: no label of the questions is used), then
+every question of the set (500 real rephrasings + 125 out of scope) is decided through
+`deflect.decide_many`.  Printed: the share of rephrasings answered right, the precision of the
+answers (out-of-scope questions answered count as wrong), the suggest / escalate shares, and the
+ratio inside / alone.  ``--recalibrate`` refits only the deflection step on the cached big index
+(the same code path as the rebuild's, with no previous calibration to step from, as in a fresh
+build), so code versions can be compared on one index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _faq  # noqa: E402
+import corpus  # noqa: E402
+
+
+def _decide(kb, qs: list[dict]) -> tuple[dict, float]:
+    from kbsearch.deflect import decide_many
+    from kbsearch.search import ALL_GROUPS
+
+    t0 = time.perf_counter()
+    decisions = decide_many(kb, [q["question"] for q in qs], groups=ALL_GROUPS, route=False)
+    seconds = time.perf_counter() - t0
+    relevant = ["faq:" + q["answer_ids"][0] if q["answer_ids"] else None for q in qs]
+    return _faq.rates(decisions, relevant), seconds
+
+
+def _calibration(kb) -> dict:
+    from kbsearch._deflect_calibrate import Calibration
+
+    cal = Calibration.load(kb.generation_path)
+    rep = cal.report if cal is not None else {}
+    return {k: rep.get(k) for k in ("method", "documents", "holdout_answerable", "holdout_unanswerable",
+                                    "answer_thresholds", "holdout_deflection", "search_holdouts", "uncovered_targets")}
+
+
+def alone(qs: list[dict]) -> dict:
+    from kbsearch import KnowledgeBase, Settings
+
+    with tempfile.TemporaryDirectory(prefix="kbsearch-scale-") as tmp:
+        s = Settings.load()
+        s.index.path = Path(tmp) / "index"
+        kb = KnowledgeBase.open(settings=s, create=True)
+        try:
+            t0 = time.perf_counter()
+            kb.rebuild(_faq.as_pages(_faq.threads()))
+            build = time.perf_counter() - t0
+            r, secs = _decide(kb, qs)
+            return {**r, "documents": kb.stats().documents, "build_s": round(build, 1),
+                    "decide_s": round(secs, 1), "calibration": _calibration(kb)}
+        finally:
+            kb.close()
+
+
+def inside(qs: list[dict], size: int, reuse: bool, recalibrate: bool) -> dict:
+    from kbsearch import Document, KnowledgeBase, Settings
+
+    path = corpus.build(size)
+    root = corpus.DATA / f"kb-scale-{size}"
+    s = Settings.load()
+    s.index.path = root
+    build = 0.0
+    if not (reuse and root.exists()):
+        shutil.rmtree(root, ignore_errors=True)
+        kb = KnowledgeBase.open(settings=s, create=True)
+        pages = (Document.from_dict(d) for d in corpus.iter_docs(path) if d.get("kind") == "page")
+        t0 = time.perf_counter()
+
+        def everything():
+            yield from _faq.as_pages(_faq.threads())
+            yield from pages
+        kb.rebuild(everything())
+        build = time.perf_counter() - t0
+    else:
+        kb = KnowledgeBase.open(settings=s)
+        if recalibrate:
+            # As a fresh build calibrates: no previous calibration to step from (the cached index's
+            # last one would bound the thresholds, so runs would depend on the one before).
+            from kbsearch import deflect
+            deflect._live_calibration = lambda kb: None  # type: ignore[assignment]
+            t0 = time.perf_counter()
+            steps: dict = {}
+            kb._after_build(kb._current(), steps)
+            build = time.perf_counter() - t0
+    try:
+        r, secs = _decide(kb, qs)
+        return {**r, "documents": kb.stats().documents, "build_s": round(build, 1), "decide_s": round(secs, 1),
+                "calibration": _calibration(kb)}
+    finally:
+        kb.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=100_000)
+    ap.add_argument("--reuse", action="store_true", help="reuse the cached big index")
+    ap.add_argument("--recalibrate", action="store_true", help="with --reuse: refit the deflection step")
+    ap.add_argument("--skip-alone", action="store_true")
+    ap.add_argument("--skip-inside", action="store_true")
+    args = ap.parse_args()
+    qs = _faq.questions()
+    out: dict = {}
+    if not args.skip_alone:
+        out["alone"] = alone(qs)
+        print(json.dumps({"alone": out["alone"]}), flush=True)
+    if not args.skip_inside:
+        out["inside"] = inside(qs, args.size, args.reuse, args.recalibrate)
+        print(json.dumps({"inside": out["inside"]}), flush=True)
+    print("\n| index | documents | answered right | precision | answered | suggested | escalated | top-1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in out.items():
+        print(f"| {name} | {r['documents']} | {r['answered_right']:.3f} | {r['precision']:.3f} | {r['answered']:.3f} "
+              f"| {r['suggested']:.3f} | {r['escalated']:.3f} | {r['top1']:.3f} |")
+    if "alone" in out and "inside" in out:
+        ratio = out["inside"]["answered_right"] / max(out["alone"]["answered_right"], 1e-9)
+        print(f"\nanswered right inside / alone: {ratio:.3f} (goal >= 0.9); precision >= 0.85 on both: "
+              f"{out['alone']['precision'] >= 0.85 and out['inside']['precision'] >= 0.85}")
+
+
+if __name__ == "__main__":
+    main()
