@@ -7,6 +7,9 @@ answers); both score decisions the same way (`rates`).
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +52,18 @@ def rates(decisions: list[Any], relevant: list[str | None]) -> dict[str, float]:
         "escalated": round(sum(str(d.action) == "escalate" for d in decisions) / n, 4),
         "top1": round(len(top) / max(1, len(answerable)), 4),
     }
+
+
+@contextmanager
+def fresh_kb(prefix: str) -> Iterator[Any]:
+    """A new, empty knowledge base in a temporary folder (default settings), closed and removed after."""
+    from kbsearch import KnowledgeBase, Settings
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        s = Settings.load()
+        s.index.path = Path(tmp) / "index"
+        kb = KnowledgeBase.open(settings=s, create=True)
+        try:
+            yield kb
+        finally:
+            kb.close()

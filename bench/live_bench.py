@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--new", type=int, default=20, help="threads answered after the rebuild (the first N)")
     args = ap.parse_args()
-    from kbsearch import Document, KnowledgeBase, Settings
+    from kbsearch import Document
     from kbsearch.deflect import decide_many
     from kbsearch.peers.service import answer_doc_id
     from kbsearch.search import ALL_GROUPS
@@ -38,30 +37,24 @@ def main() -> None:
     threads = _faq.threads()
     new, old = threads[:args.new], threads[args.new:]
     qs = _faq.questions()
-    with tempfile.TemporaryDirectory(prefix="kbsearch-live-") as tmp:
-        s = Settings.load()
-        s.index.path = Path(tmp) / "index"
-        kb = KnowledgeBase.open(settings=s, create=True)
-        try:
+    with _faq.fresh_kb("kbsearch-live-") as kb:
+        t0 = time.perf_counter()
+        kb.rebuild(Document(id=t["id"], title=t["title"], questions=tuple(t.get("questions") or ()),
+                            text=t["answer"], kind="answer", source="archive") for t in old)
+        build = time.perf_counter() - t0
+        doc_of: dict[str, str] = {t["id"]: t["id"] for t in old}
+        latencies, answerable = [], 0
+        for t in new:
+            esc = kb.escalate(t["title"], user="asker", group="general", deliver=False)
             t0 = time.perf_counter()
-            kb.rebuild(Document(id=t["id"], title=t["title"], questions=tuple(t.get("questions") or ()),
-                                text=t["answer"], kind="answer", source="archive") for t in old)
-            build = time.perf_counter() - t0
-            doc_of: dict[str, str] = {t["id"]: t["id"] for t in old}
-            latencies, answerable = [], 0
-            for t in new:
-                esc = kb.escalate(t["title"], user="asker", group="general", deliver=False)
-                t0 = time.perf_counter()
-                kb.answer(esc.id, t["answer"], by="peer")
-                doc_of[t["id"]] = answer_doc_id(esc.id)
-                d = kb.ask(t["title"], user="asker")
-                latencies.append(time.perf_counter() - t0)
-                answerable += str(d.action) == "answer" and bool(d.answers) and d.answers[0].id == doc_of[t["id"]]
-            t0 = time.perf_counter()
-            decisions = decide_many(kb, [q["question"] for q in qs], groups=ALL_GROUPS, route=False)
-            decide = time.perf_counter() - t0
-        finally:
-            kb.close()
+            kb.answer(esc.id, t["answer"], by="peer")
+            doc_of[t["id"]] = answer_doc_id(esc.id)
+            d = kb.ask(t["title"], user="asker")
+            latencies.append(time.perf_counter() - t0)
+            answerable += str(d.action) == "answer" and bool(d.answers) and d.answers[0].id == doc_of[t["id"]]
+        t0 = time.perf_counter()
+        decisions = decide_many(kb, [q["question"] for q in qs], groups=ALL_GROUPS, route=False)
+        decide = time.perf_counter() - t0
     new_ids = {t["id"] for t in new}
     groups = {"new (t0-t%d, answered after the rebuild)" % (args.new - 1): lambda q: q["answer_ids"][0] in new_ids,
               "archive (rebuilt)": lambda q: q["answer_ids"][0] not in new_ids}

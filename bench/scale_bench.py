@@ -24,7 +24,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -56,21 +55,13 @@ def _calibration(kb) -> dict:
 
 
 def alone(qs: list[dict]) -> dict:
-    from kbsearch import KnowledgeBase, Settings
-
-    with tempfile.TemporaryDirectory(prefix="kbsearch-scale-") as tmp:
-        s = Settings.load()
-        s.index.path = Path(tmp) / "index"
-        kb = KnowledgeBase.open(settings=s, create=True)
-        try:
-            t0 = time.perf_counter()
-            kb.rebuild(_faq.as_pages(_faq.threads()))
-            build = time.perf_counter() - t0
-            r, secs = _decide(kb, qs)
-            return {**r, "documents": kb.stats().documents, "build_s": round(build, 1),
-                    "decide_s": round(secs, 1), "calibration": _calibration(kb)}
-        finally:
-            kb.close()
+    with _faq.fresh_kb("kbsearch-scale-") as kb:
+        t0 = time.perf_counter()
+        kb.rebuild(_faq.as_pages(_faq.threads()))
+        build = time.perf_counter() - t0
+        r, secs = _decide(kb, qs)
+        return {**r, "documents": kb.stats().documents, "build_s": round(build, 1),
+                "decide_s": round(secs, 1), "calibration": _calibration(kb)}
 
 
 def inside(qs: list[dict], size: int, reuse: bool, recalibrate: bool) -> dict:
