@@ -95,18 +95,26 @@ def feedback_cmd(decision_id: str, helpful: str, user: str | None, comment: str 
 @click.option("--decisions", "decisions_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one JSON line per question: id, deflect, answer_id, ranked, confidence.")
 @click.option("--details", is_flag=True, help="With --json: add timings, calibration and the reliability table.")
+@click.option("--replay", is_flag=True,
+              help="Replay production: decide the first half (by SHA-1 of the id), feed its outcomes back "
+                   "(helpful, escalations closed as duplicates or unanswerable), rebuild, score the second half.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), envvar="KBSEARCH_CONFIG",
               help="TOML config file (e.g. a [deflect] target_precision).")
-def eval_cmd(set_dir: Path, as_json: bool, decisions_file: Path | None, details: bool, config_file: Path | None) -> None:
+def eval_cmd(set_dir: Path, as_json: bool, decisions_file: Path | None, details: bool, replay: bool,
+             config_file: Path | None) -> None:
     """Evaluate deflection on SET_DIR (archive.jsonl + questions.jsonl) with a fresh temporary index.
 
     The index is built and calibrated from the archive alone; the questions' labels are used only to score.
+    With --replay the scores are the second half's, after learning from the first half's outcomes
+    (decision lines then carry "phase": 1 or 2).
 
     \b
     Example:
       kbsearch eval ../shared/data/eval/clinc150 --json --decisions decisions.jsonl
+      kbsearch eval ../shared/data/eval/stackfaq --replay --json
     """
     from .evaluate import evaluate
+    from .replay import replay as run_replay
 
     settings = load_settings(None, config_file)
     show = sys.stderr.isatty()
@@ -114,7 +122,8 @@ def eval_cmd(set_dir: Path, as_json: bool, decisions_file: Path | None, details:
     def progress(stage: str, done: int, total: int) -> None:
         click.echo(f"\r{stage}: {done:,}/{total:,}   ", err=True, nl=False)
 
-    report = evaluate(set_dir, settings=settings, decisions_file=decisions_file, progress=progress if show else None)
+    run = run_replay if replay else evaluate
+    report = run(set_dir, settings=settings, decisions_file=decisions_file, progress=progress if show else None)
     if show:
         click.echo("", err=True)
     if as_json:
@@ -123,6 +132,8 @@ def eval_cmd(set_dir: Path, as_json: bool, decisions_file: Path | None, details:
 
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
+    if replay:
+        click.echo(f"replay: first half's outcomes {report.replay.get('outcomes')}; second half scored")
     click.echo(f"{report.set_name}: {report.questions} questions in {report.seconds:.1f}s "
                f"(build+calibrate {report.build_seconds:.1f}s, decide {report.decide_seconds:.1f}s)")
     for key in ("accuracy", "in_scope_accuracy", "oos_recall", "deflection_rate", "deflection_precision",

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ._deflect_outcomes import MIN_SEGMENT_OUTCOMES, OUTCOME, blend
 from ._deflect_model import FEATURES, MODEL_DIR, AnswerModel, phrasings_of, tokens
 from ._deflect_vectors import Vectorizer
 from .config import DeflectConfig
@@ -56,6 +57,9 @@ class Feedback:
 
     features: list[float]
     helpful: bool
+    #: "feedback" (helpful or not), or `_deflect_outcomes.OUTCOME` (any outcome of a logged decision:
+    #: those also set a threshold of their own, `Calibration.with_outcomes`).
+    kind: str = "feedback"
 
 
 def perturb(text: str, rng: random.Random, keep: float = 0.6, max_tokens: int = 24) -> str:
@@ -160,6 +164,8 @@ class Calibration:
     # The scorer of candidates outside the answer model (search hits: pages of a large index, answers
     # written after the rebuild), fitted on hold-outs decided that way; same layout as above.
     uncovered_scorer: list[list[float]] = field(default_factory=list)
+    # ``deflect.outcome_prior`` at the fit: how many outcomes weigh as much as the hold-outs' threshold.
+    outcome_prior: float = 200.0
 
     # -- applying ------------------------------------------------------------------------------------
     def candidate_prob(self, feats: np.ndarray) -> np.ndarray:
@@ -215,8 +221,11 @@ class Calibration:
         if len(self.curve_kind) != len(conf):
             return threshold_for(conf, ok, w, target)
         kinds = np.asarray(self.curve_kind)
-        if segment is not None and len(self.curve_segment) == len(conf):
-            mask = np.asarray(self.curve_segment) == segment
+        if (kinds == OUTCOME).any():  # outcomes set a threshold of their own (`with_outcomes`)
+            keep = kinds != OUTCOME
+            conf, ok, w, kinds = conf[keep], ok[keep], w[keep], kinds[keep]
+        if segment is not None and len(self.curve_segment) == len(self.curve_conf):
+            mask = np.asarray(self.curve_segment)[np.asarray(self.curve_kind) != OUTCOME] == segment
             if (mask & _answerable(kinds)).sum() >= MIN_KIND_QUESTIONS:
                 # An unanswerable hold-out whose best candidate fell in the other segment had a
                 # candidate in this one too; with another archive or question it could have been
@@ -230,6 +239,21 @@ class Calibration:
             w = w.copy()
             w[kinds == "thread"] *= _odds(unanswerable_share) / _odds(self.unanswerable_share)
         return threshold_by_kind(conf, ok, w, kinds, target, simulated_margin)
+
+    def with_outcomes(self, threshold: float, target: float, segment: int | None = None) -> float:
+        """``threshold`` (the hold-outs', `threshold`) moved towards the one at which the production
+        outcomes on the curve reach ``target`` (`_deflect_outcomes.blend`); by ``segment`` when it
+        has enough outcomes of its own."""
+        kinds = np.asarray(self.curve_kind)
+        if len(kinds) != len(self.curve_conf) or not (kinds == OUTCOME).any():
+            return threshold
+        mask = kinds == OUTCOME
+        if segment is not None and len(self.curve_segment) == len(kinds):
+            seg = mask & (np.asarray(self.curve_segment) == segment)
+            if seg.sum() >= MIN_SEGMENT_OUTCOMES:
+                mask = seg
+        return blend(threshold, np.asarray(self.curve_conf)[mask], np.asarray(self.curve_ok)[mask], target,
+                     self.outcome_prior)
 
     # -- storage ---------------------------------------------------------------------------------------
     def save(self, gen_dir: Path) -> None:
@@ -308,7 +332,7 @@ REAL_KINDS = frozenset({"phrasing", "feedback"})
 
 def _answerable(kinds: np.ndarray) -> np.ndarray:
     """Curve points of answerable hold-outs: not held-out threads, not feedback (labelled either way)."""
-    return (kinds != "thread") & (kinds != "feedback")
+    return (kinds != "thread") & (kinds != "feedback") & (kinds != OUTCOME)
 
 
 def threshold_by_kind(conf: np.ndarray, ok: np.ndarray, w: np.ndarray, kinds: np.ndarray, target: float,
@@ -545,6 +569,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     uncovered_rows = np.concatenate(row_uncovered)
     order_X = np.vstack(row_order)
     fb_X = np.array([f.features for f in feedback if len(f.features) == len(FEATURES)], dtype=float)
+    fb_kind = [f.kind for f in feedback if len(f.features) == len(FEATURES)]
     fb_y = np.array([int(f.helpful) for f in feedback if len(f.features) == len(FEATURES)], dtype=int)
     if len(fb_X):
         fb_w = np.full(len(fb_X), cfg.feedback_weight * w_in)
@@ -613,7 +638,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         top_p += list(pf)
         top_ok += list(fb_y)
         top_w += [cfg.feedback_weight * w_in] * len(fb_X)
-        top_kind += ["feedback"] * len(fb_X)
+        top_kind += fb_kind
         top_seg += [segment_of(f) for f in fb_X]
         top_ev += [has_evidence(f) for f in fb_X]
     tp, tk, tw = np.array(top_p), np.array(top_ok), np.array(top_w)
@@ -625,9 +650,10 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
                       uncovered_scorer=uncovered_scorer,
                       rival_conf=[round(float(c), 6) if e else 0.0
                                   for c, e in zip(np.interp(rival_p, iso_x, iso_y), rival_ev)],
-                      rival_segment=rival_seg, rival_w=rival_w)
-    tau = cal.threshold(cfg.target_precision, cfg.simulated_margin)
-    taus = {name: cal.threshold(cfg.target_precision, cfg.simulated_margin, seg) for name, seg in SEGMENTS.items()}
+                      rival_segment=rival_seg, rival_w=rival_w, outcome_prior=cfg.outcome_prior)
+    tau = cal.with_outcomes(cal.threshold(cfg.target_precision, cfg.simulated_margin), cfg.target_precision)
+    taus = {name: cal.with_outcomes(cal.threshold(cfg.target_precision, cfg.simulated_margin, seg),
+                                    cfg.target_precision, seg) for name, seg in SEGMENTS.items()}
     answered = answered_at(cal, cfg.target_precision, cfg.simulated_margin)
     in_mask = np.array([p[4] for p in curve_queries] + [True] * len(fb_X))
     cal.report = {
@@ -636,6 +662,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         "holdout_answerable": n_in,
         "holdout_unanswerable": n_out,
         "feedback_examples": int(len(fb_X)),
+        "outcomes": fb_kind.count(OUTCOME),
         "classifier": classifier,
         "sentence_encoder": encoder.name if encoder is not None and semantic_scorer else None,
         "folds": folds_used,

@@ -328,8 +328,15 @@ class DeflectConfig:
     suggestions: int = 3
     #: Weight of one feedback example relative to one hold-out question.
     feedback_weight: float = 5.0
-    #: Feedback examples used at most (the newest).
+    #: Feedback examples used at most (the newest): "helped" / "did not help", and the outcomes of
+    #: escalations (closed as a duplicate, answered anew, closed as unanswerable).
     max_feedback: int = 5000
+    #: How many production outcomes weigh as much as the archive's hold-outs in setting the answer
+    #: threshold: with n outcomes the threshold at which they reach ``target_precision`` counts
+    #: n / (n + outcome_prior).  Lower it to let real traffic take over sooner (a busy service whose
+    #: questions look little like the archive); raise it when outcomes are few or noisy (people
+    #: rarely click "helped").  A rebuild applies a change.
+    outcome_prior: float = 200.0
     #: Random seed of the hold-out split (calibration is reproducible).
     seed: int = 13
 

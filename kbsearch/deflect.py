@@ -27,6 +27,7 @@ import numpy as np
 from ._deflect_calibrate import (SEGMENTS, Calibration, Feedback, calibrate, estimate_unanswerable_share,
                                  has_evidence, segment_of)
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
+from ._deflect_outcomes import OUTCOME, collect
 from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
@@ -349,6 +350,7 @@ class Deflector:
         if anchor is not None:  # a bounded step from the previous calibration's (`anchor_thresholds`)
             step = max(cfg.max_threshold_step, 0.0)
             answer = min(max(answer, anchor - step), anchor + step)
+        answer = self.cal.with_outcomes(answer, cfg.target_precision, segment)  # real traffic's outcomes
         answer = max(answer, MIN_ANSWER_CONFIDENCE)
         suggest = min(max(cfg.suggest_confidence, 0.0), answer)
         out = {"answer": round(answer, 4), "suggest": round(suggest, 4), "target_precision": cfg.target_precision,
@@ -571,7 +573,8 @@ def after_build(kb: Any, generation: Any) -> dict[str, Any]:
         usage = open_usage(kb.root)
         asked: list[list[float]] = []
         if usage.path.exists():
-            feedback = [Feedback(f, h) for f, h in usage.training_examples(kb.settings.deflect.max_feedback)]
+            feedback = [Feedback(f, h, OUTCOME) for f, h in collect(kb.root, kb.settings.deflect.max_feedback,
+                                                                      len(FEATURES))]
             asked = usage.recent_features(kb.settings.deflect.share_estimate_asks)
             usage.close()
         return fit_deflection(generation, kb.settings, feedback, asked, previous=_live_calibration(kb))

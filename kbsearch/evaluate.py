@@ -62,6 +62,8 @@ class EvalReport:
     calibration: dict[str, Any] = field(default_factory=dict)
     reliability: list[dict[str, Any]] = field(default_factory=list)
     expected_calibration_error: float = 0.0
+    #: ``eval --replay`` only: the first half's outcomes and the phases' timings.
+    replay: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in METRIC_KEYS}
@@ -70,7 +72,8 @@ class EvalReport:
         return {**self.to_dict(), "set": self.set_name, "build_seconds": round(self.build_seconds, 2),
                 "decide_seconds": round(self.decide_seconds, 2), "seconds": round(self.seconds, 2),
                 "calibration": self.calibration, "reliability": self.reliability,
-                "expected_calibration_error": self.expected_calibration_error}
+                "expected_calibration_error": self.expected_calibration_error,
+                **({"replay": self.replay} if self.replay else {})}
 
 
 def _read_lines(path: str | Path) -> list[dict[str, Any]]:

@@ -342,12 +342,14 @@ class KnowledgeBase:
         return deflect.decide_many(self, list(questions), groups=groups, progress=progress)
 
     def feedback(self, decision_id: str, helpful: bool, *, user: str | None = None,
-                 comment: str | None = None, escalated: bool = False) -> Any:
+                 comment: str | None = None, escalated: bool = False, answer_id: str | None = None) -> Any:
         """Record "did this answer your question?" for a logged decision; feeds the next calibration.
 
         ``escalated=True`` records that the asker went to the peers after an answer (not helpful).
+        ``answer_id``: which of the answers shown solved it (a SUGGEST's answers are several).
         """
-        return self.usage.add_feedback(decision_id, helpful, escalated=escalated, user=user, comment=comment)
+        return self.usage.add_feedback(decision_id, helpful, escalated=escalated, user=user, comment=comment,
+                                       answer_id=answer_id)
 
     @property
     def usage(self) -> Any:
@@ -437,6 +439,10 @@ class KnowledgeBase:
     def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None = None) -> Any:
         """Close an escalation as a duplicate of answer ``doc_id``; its wording joins that answer's phrasings."""
         return self.peers.close_duplicate(escalation_id, doc_id, by=by)
+
+    def close_unanswerable(self, escalation_id: str, *, by: str | None = None, reason: str = "") -> Any:
+        """Close an escalation as unanswerable (experts only); the next rebuild learns from it."""
+        return self.peers.close_unanswerable(escalation_id, by=by, reason=reason)
 
     def mark_outdated(self, doc_id: str, *, outdated: bool = True, by: str | None = None) -> Document:
         """Mark a document outdated (ranked lower, never used to deflect) or current again."""

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     helpful INTEGER NOT NULL,
     escalated INTEGER NOT NULL DEFAULT 0,
     user TEXT,
-    comment TEXT
+    comment TEXT,
+    answer_id TEXT
 );
 CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
 """
@@ -69,6 +70,8 @@ class FeedbackRecord:
     escalated: bool
     user: str | None
     comment: str | None
+    #: Which of the answers shown helped (a SUGGEST's "this one solved it"); None: the first / not said.
+    answer_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,6 +105,8 @@ class UsageLog:
             self._local.conn = conn
         if not self._ready:
             conn.executescript(_SCHEMA)
+            if "answer_id" not in {r[1] for r in conn.execute("PRAGMA table_info(feedback)")}:
+                conn.execute("ALTER TABLE feedback ADD COLUMN answer_id TEXT")  # a log from before it existed
             self._ready = True
         try:
             yield conn
@@ -142,19 +147,27 @@ class UsageLog:
                            " VALUES (?,?,0,1,?,?)", (decision_id, _now(), user, f"escalated: {escalation_id}"))
 
     def add_feedback(self, decision_id: str, helpful: bool, *, escalated: bool = False, user: str | None = None,
-                     comment: str | None = None) -> FeedbackRecord:
-        """Store feedback on a logged decision; raises `NotFoundError` for an unknown decision."""
+                     comment: str | None = None, answer_id: str | None = None) -> FeedbackRecord:
+        """Store feedback on a logged decision; raises `NotFoundError` for an unknown decision.
+
+        ``answer_id``: which of the answers shown helped (one of the decision's ranked documents)."""
         if not isinstance(helpful, bool):
             raise UsageError("helpful must be true or false")
         if comment is not None and len(comment) > 5000:
             raise UsageError("the comment is too long (at most 5000 characters)")
         with self._db() as db:
-            if db.execute("SELECT 1 FROM asks WHERE id=?", (decision_id,)).fetchone() is None:
+            row = db.execute("SELECT ranked FROM asks WHERE id=?", (decision_id,)).fetchone()
+            if row is None:
                 raise NotFoundError(f"no decision with id {decision_id!r} in the usage log")
+            if answer_id is not None and (not helpful or answer_id not in json.loads(row[0])):
+                raise UsageError(f"answer {answer_id!r} was not among the answers of decision {decision_id!r}"
+                                 if helpful else "answer_id names the answer that helped: only with helpful")
             now = _now()
-            cur = db.execute("INSERT INTO feedback (decision_id, time, helpful, escalated, user, comment)"
-                             " VALUES (?,?,?,?,?,?)", (decision_id, now, int(helpful), int(escalated), user, comment))
-            return FeedbackRecord(int(cur.lastrowid or 0), decision_id, now, helpful, escalated, user, comment)
+            cur = db.execute("INSERT INTO feedback (decision_id, time, helpful, escalated, user, comment, answer_id)"
+                             " VALUES (?,?,?,?,?,?,?)",
+                             (decision_id, now, int(helpful), int(escalated), user, comment, answer_id))
+            return FeedbackRecord(int(cur.lastrowid or 0), decision_id, now, helpful, escalated, user, comment,
+                                  answer_id)
 
     # -- reading -----------------------------------------------------------------------------------
     def asks(self, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:
@@ -183,14 +196,14 @@ class UsageLog:
         return out
 
     def feedback(self, decision_id: str | None = None) -> list[FeedbackRecord]:
-        sql = "SELECT id, decision_id, time, helpful, escalated, user, comment FROM feedback"
+        sql = "SELECT id, decision_id, time, helpful, escalated, user, comment, answer_id FROM feedback"
         args: tuple[Any, ...] = ()
         if decision_id is not None:
             sql += " WHERE decision_id=?"
             args = (decision_id,)
         with self._db() as db:
             rows = db.execute(sql + " ORDER BY id", args).fetchall()
-        return [FeedbackRecord(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5], r[6]) for r in rows]
+        return [FeedbackRecord(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def training_examples(self, limit: int) -> list[tuple[list[float], bool]]:
         """(features of the answer shown, helpful) for the newest ``limit`` feedback on shown answers.
@@ -210,6 +223,22 @@ class UsageLog:
             if feats:
                 out.append((feats, bool(helpful)))
         return out
+
+    def outcome_rows(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` logged decisions that have feedback or an escalation, newest first:
+        action, answer_id (the first answer shown), ranked, features, escalation_id and the latest
+        feedback's helpful / answer_id (None: no feedback).  `_deflect_outcomes` labels them."""
+        if not self.path.exists():
+            return []
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT a.id, a.action, a.answer_id, a.ranked, a.features, a.escalation_id, f.helpful, f.answer_id"
+                " FROM asks a LEFT JOIN feedback f ON f.id = (SELECT MAX(id) FROM feedback WHERE decision_id = a.id)"
+                " WHERE a.escalation_id IS NOT NULL OR f.id IS NOT NULL"
+                " ORDER BY a.time DESC, a.rowid DESC LIMIT ?", (int(limit),)).fetchall()
+        return [{"id": r[0], "action": r[1], "answer_id": r[2], "ranked": json.loads(r[3]),
+                 "features": json.loads(r[4]), "escalation_id": r[5],
+                 "helpful": None if r[6] is None else bool(r[6]), "helped": r[7]} for r in rows]
 
     def last_feedback_id(self) -> int:
         """The id of the newest feedback (0: none): a build records it to tell later whether any came in."""

@@ -449,6 +449,15 @@ class PeerLoop:
         self._deliver_now(escalation_id)
         return self.store.get(escalation_id, history=True)
 
+    def close_unanswerable(self, escalation_id: str, *, by: str | None = None, reason: str = "") -> Escalation:
+        """Close as unanswerable (nothing answers it, none will be written): only the group's experts
+        may; the next rebuild learns that the question's best candidate was no answer."""
+        esc = self.store.get(escalation_id)
+        if not self.is_expert(esc, by):
+            raise PermissionDeniedError(f"{by} is not an expert of {esc.group}; only experts close questions")
+        self.store.close_unanswerable(escalation_id, by=by, reason=reason)
+        return self.store.get(escalation_id, history=True)
+
     def _add_phrasing(self, doc: Document, question: str, *, refit: bool = True) -> bool:
         if any(_same(question, q) for q in (doc.title, *doc.questions)):
             return False

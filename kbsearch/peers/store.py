@@ -2,7 +2,8 @@
 
 Lifecycle: ``asked`` → ``escalated`` (to a group) → ``answered`` → ``accepted`` / ``verified``; the
 answer is ``indexed`` (a timestamp, set once the answer document is searchable); or ``duplicate`` when
-closed as a duplicate of an existing answer.  Every step is also an event in the history.
+closed as a duplicate of an existing answer; or ``unanswerable`` when an expert closes it as nothing
+the group can answer.  Every step is also an event in the history.
 
 `EscalationStore` is the interface; `SqliteStore` (WAL, one file ``peers.sqlite3`` in the index
 directory) is the embedded implementation.  Nothing here uses SQLite-only SQL beyond the connection
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("asked", "escalated")
 ANSWERED_STATUSES = ("answered", "accepted", "verified")
-STATUSES = (*OPEN_STATUSES, *ANSWERED_STATUSES, "duplicate")
+#: Closed without an answer: nothing the group knows answers it (deflection learns it was unanswerable).
+CLOSED_STATUSES = ("duplicate", "unanswerable")
+STATUSES = (*OPEN_STATUSES, *ANSWERED_STATUSES, *CLOSED_STATUSES)
 
 
 def iso(ts: float | None) -> str | None:
@@ -175,6 +178,24 @@ class EscalationStore(Protocol):
     def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool: ...
     def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None,
                         notify: Notify | None = None) -> Escalation: ...
+    def close_unanswerable(self, escalation_id: str, *, by: str | None, reason: str = "") -> Escalation:
+        """Close an open escalation as unanswerable (no answer exists or will be written)."""
+        now = time.time()
+        with self._write() as con:
+            esc = self._load(con, escalation_id)
+            if not esc.open:
+                raise InvalidEscalationError(f"{escalation_id} is already {esc.status}")
+            con.execute("UPDATE escalations SET status = 'unanswerable', updated = ? WHERE id = ?", (now, escalation_id))
+            self._event(con, escalation_id, "closed_unanswerable", by, {"reason": reason[:500]}, at=now)
+            return self._load(con, escalation_id)
+
+    def outcomes(self) -> dict[str, tuple[str, str | None]]:
+        """Escalation id -> (status, the document that answers it: the duplicate's or the new answer's)
+        of every closed or answered escalation (what deflection learns from at the next rebuild)."""
+        with self._connect() as con:
+            return {i: (s, d or a) for i, s, d, a in con.execute(
+                "SELECT id, status, duplicate_of, doc_id FROM escalations WHERE status NOT IN ('asked', 'escalated')")}
+
     def follow(self, escalation_id: str, user: str, *,
                groups: Sequence[str] | None) -> tuple[Escalation, bool]: ...
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
@@ -183,6 +204,8 @@ class EscalationStore(Protocol):
     def unindexed(self) -> list[Escalation]: ...
     def answered(self) -> Iterator[Escalation]: ...
     def duplicates(self) -> list[tuple[str, str]]: ...
+    def close_unanswerable(self, escalation_id: str, *, by: str | None, reason: str = "") -> Escalation: ...
+    def outcomes(self) -> dict[str, tuple[str, str | None]]: ...
     def set_outdated(self, doc_id: str, outdated: bool, *, by: str | None) -> None: ...
     def outdated_marks(self) -> dict[str, bool]: ...
     def attachment(self, escalation_id: str, attachment_id: str) -> Attachment: ...
@@ -523,6 +546,24 @@ class SqliteStore:
                         (doc_id, now, escalation_id))
             self._event(con, escalation_id, "closed_duplicate", by, {"doc_id": doc_id}, at=now)
             return self._finish(con, esc, notify, now)
+
+    def close_unanswerable(self, escalation_id: str, *, by: str | None, reason: str = "") -> Escalation:
+        """Close an open escalation as unanswerable (no answer exists or will be written)."""
+        now = time.time()
+        with self._write() as con:
+            esc = self._load(con, escalation_id)
+            if not esc.open:
+                raise InvalidEscalationError(f"{escalation_id} is already {esc.status}")
+            con.execute("UPDATE escalations SET status = 'unanswerable', updated = ? WHERE id = ?", (now, escalation_id))
+            self._event(con, escalation_id, "closed_unanswerable", by, {"reason": reason[:500]}, at=now)
+            return self._load(con, escalation_id)
+
+    def outcomes(self) -> dict[str, tuple[str, str | None]]:
+        """Escalation id -> (status, the document that answers it: the duplicate's or the new answer's)
+        of every closed or answered escalation (what deflection learns from at the next rebuild)."""
+        with self._connect() as con:
+            return {i: (s, d or a) for i, s, d, a in con.execute(
+                "SELECT id, status, duplicate_of, doc_id FROM escalations WHERE status NOT IN ('asked', 'escalated')")}
 
     def follow(self, escalation_id: str, user: str, *,
                groups: Sequence[str] | None) -> tuple[Escalation, bool]:

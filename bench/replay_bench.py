@@ -1,0 +1,86 @@
+"""Plain `kbsearch eval` and `kbsearch eval --replay` side by side on the same questions.
+
+For each set: the plain eval (built and calibrated from the archive alone, no feedback) is scored on
+the replay's second half (the same questions the replay scores, by SHA-1 of their id), beside the
+replay's figures after learning from the first half's outcomes.  Prints one table row per set and
+the ratios the issue's "done when" asks for (replay / plain answered right; accuracy difference).
+
+    PYTHONPATH=. python bench/replay_bench.py /work/shared/data/eval/{clinc150,stackfaq,semeval2016-qatarliving}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from kbsearch.evaluate import evaluate, load_questions, score
+from kbsearch.replay import replay, replay_order
+
+
+def _decisions(path: Path) -> dict[str, Any]:
+    """Decision lines as the minimal objects `evaluate.score` reads."""
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        action = "answer" if item["deflect"] else item.get("action", "escalate")
+        answers = [SimpleNamespace(id=item["answer_id"])] if item["answer_id"] else []
+        out[item["id"]] = SimpleNamespace(action=SimpleNamespace(value=action), answers=answers,
+                                          ranked=item["ranked"], confidence=item["confidence"], group=None,
+                                          nearest_group=None)
+    return out
+
+
+def answered_right(report: Any) -> float:
+    """Share of questions answered (deflected) with the right answer."""
+    return round((report.deflection_precision or 0.0) * report.deflection_rate, 4)
+
+
+def run(set_dir: Path) -> dict[str, Any]:
+    questions = replay_order(load_questions(set_dir / "questions.jsonl"))
+    second = questions[len(questions) // 2:]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        plain_all = evaluate(set_dir, decisions_file=Path(tmp) / "plain.jsonl")
+        plain_s = time.perf_counter() - t0
+        plain_dec = _decisions(Path(tmp) / "plain.jsonl")
+        t0 = time.perf_counter()
+        rep = replay(set_dir)
+        replay_s = time.perf_counter() - t0
+    plain = score(second, [plain_dec[q.id] for q in second])
+    return {"set": set_dir.name, "plain_all": plain_all.to_dict(), "plain_seconds": round(plain_s, 1),
+            "plain": plain.to_dict(), "replay": rep.to_dict(), "replay_seconds": round(replay_s, 1),
+            "outcomes": rep.replay.get("outcomes"), "plain_right": answered_right(plain),
+            "replay_right": answered_right(rep)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("sets", nargs="+", type=Path)
+    ap.add_argument("--json", action="store_true", help="one JSON object per set")
+    args = ap.parse_args()
+    print("| set | plain: acc / prec / answered right (2nd half) | replay: acc / prec / answered right "
+          "| right ratio | acc diff | first-half outcomes | seconds (plain / replay) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for set_dir in args.sets:
+        r = run(set_dir)
+        if args.json:
+            print(json.dumps(r), file=sys.stderr)
+        p, q = r["plain"], r["replay"]
+
+        def fmt(m: dict[str, Any], right: float) -> str:
+            prec = "n/a" if m["deflection_precision"] is None else f"{m['deflection_precision']:.3f}"
+            return f"{m['accuracy']:.3f} / {prec} / {right:.3f}"
+        ratio = "n/a" if not r["plain_right"] else f"{r['replay_right'] / r['plain_right']:.2f}"
+        print(f"| {r['set']} | {fmt(p, r['plain_right'])} | {fmt(q, r['replay_right'])} | {ratio} "
+              f"| {q['accuracy'] - p['accuracy']:+.3f} | {r['outcomes']} | {r['plain_seconds']} / {r['replay_seconds']} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
