@@ -69,6 +69,8 @@ class IndexStats:
     size_bytes: int
     model_fitted_on: int
     created: str | None
+    #: How deflection decides: "calibrated", or why it only suggests (`deflect.trusted_documents`).
+    deflection: str = "calibrated"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

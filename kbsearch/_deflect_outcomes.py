@@ -86,11 +86,34 @@ def collect(root: Path, limit: int, n_features: int) -> list[tuple[list[float], 
     return out
 
 
-def outcome_threshold(conf: np.ndarray, ok: np.ndarray, target: float) -> float:
-    """The lowest confidence at which the outcomes reach ``target`` precision (>1: never)."""
-    from ._deflect_calibrate import threshold_for
+#: One-sided z of the Wilson lower bound the outcomes' precision must reach the target with (about
+#: 84 %: a threshold that only just reaches the target on the outcomes seen is not trusted).
+WILSON_Z = 1.0
 
-    return threshold_for(conf, ok, np.ones(conf.size), target)
+
+def wilson_lower(right: np.ndarray, n: np.ndarray, z: float = WILSON_Z) -> np.ndarray:
+    """The Wilson score lower bound of precision ``right`` / ``n`` (elementwise)."""
+    n = np.maximum(n, 1e-12)
+    p = right / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+def outcome_threshold(conf: np.ndarray, ok: np.ndarray, target: float) -> float:
+    """The lowest confidence above which the outcomes' precision reaches ``target`` with confidence
+    (its Wilson lower bound does), halfway to the next outcome below; >1: never."""
+    if conf.size == 0:
+        return 1.01
+    order = np.argsort(-conf, kind="stable")
+    c, k = conf[order], ok[order].astype(float)
+    n = np.arange(1, c.size + 1, dtype=float)
+    last_of_run = np.r_[c[1:] != c[:-1], True]
+    good = np.nonzero((wilson_lower(np.cumsum(k), n) >= target) & last_of_run & (c > 0))[0]
+    if good.size == 0:
+        return 1.01
+    i = int(good.max())
+    return float((c[i] + c[i + 1]) / 2) if i + 1 < c.size else float(c[i])
 
 
 def blend(holdout: float, conf: np.ndarray, ok: np.ndarray, target: float, prior: float) -> float:
@@ -107,3 +130,36 @@ def blend(holdout: float, conf: np.ndarray, ok: np.ndarray, target: float, prior
     share = n / (n + prior)
     capped = min(holdout, 1.01)
     return float(share * own + (1.0 - share) * capped)
+
+
+#: Real rephrasings among the answerable hold-outs from which an archive's own evidence is trusted
+#: whatever its size (fewer: its threshold rests on simulated questions alone).
+MIN_REAL_HOLDOUTS = 30
+#: Outcomes whose own threshold must reach the target before they vouch for answering.
+MIN_VOUCHING_OUTCOMES = 30
+
+
+def conservative_reason(cal: Any, documents: int, trusted_documents: int, target: float) -> str | None:
+    """Why a calibration cannot be trusted to ANSWER at ``target`` precision (its decisions then only
+    SUGGEST), or None when it can.
+
+    A hand-set prior (a handful of documents) cannot; nor can an archive of fewer than
+    ``trusted_documents`` documents whose hold-outs hold fewer than `MIN_REAL_HOLDOUTS` real
+    rephrasings (its threshold rests on titles and words-dropped questions of a few pages, which
+    say nothing about off-topic questions that share a word with a page) — until at least
+    `MIN_VOUCHING_OUTCOMES` production outcomes reach the target at some confidence.
+    """
+    kinds = np.asarray(cal.curve_kind)
+    outcomes = kinds == OUTCOME if len(kinds) == len(cal.curve_conf) else np.zeros(0, bool)
+    if outcomes.sum() >= MIN_VOUCHING_OUTCOMES:
+        conf, ok = np.asarray(cal.curve_conf)[outcomes], np.asarray(cal.curve_ok)[outcomes]
+        if outcome_threshold(conf, ok, target) <= 1.0:
+            return None
+    if cal.report.get("method") != "holdout":
+        return "too few documents to calibrate: possible answers are suggested, never given as the answer"
+    real = int((kinds == "phrasing").sum()) if len(kinds) else 0
+    if documents < trusted_documents and real < MIN_REAL_HOLDOUTS:
+        return (f"{documents} documents and {real} real rephrasings to calibrate on (fewer than "
+                f"deflect.trusted_documents={trusted_documents} and {MIN_REAL_HOLDOUTS}): answers are suggested, "
+                f"not given, until {MIN_VOUCHING_OUTCOMES} outcomes (helpful / escalated) show the target holds")
+    return None

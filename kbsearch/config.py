@@ -337,6 +337,12 @@ class DeflectConfig:
     #: questions look little like the archive); raise it when outcomes are few or noisy (people
     #: rarely click "helped").  A rebuild applies a change.
     outcome_prior: float = 200.0
+    #: Archives with fewer documents than this, and fewer than 30 real rephrasings among their
+    #: hold-outs (a few pages, no asked questions), only SUGGEST, never ANSWER, until 30 outcomes of
+    #: their decisions show the target precision holds: their threshold rests on simulated questions,
+    #: and off-topic questions that share a word with a page look like answers.  Lower it to let a
+    #: small hand-checked FAQ answer from the start; `stats` and the rebuild summary say when it applies.
+    trusted_documents: int = 100
     #: Random seed of the hold-out split (calibration is reproducible).
     seed: int = 13
 

@@ -27,7 +27,7 @@ import numpy as np
 from ._deflect_calibrate import (SEGMENTS, Calibration, Feedback, calibrate, estimate_unanswerable_share,
                                  has_evidence, segment_of)
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
-from ._deflect_outcomes import OUTCOME, collect
+from ._deflect_outcomes import OUTCOME, collect, conservative_reason
 from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
@@ -213,6 +213,9 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     model.attach_encoder(encoder, covered_docs)
     model.page_encoder = encoder if cal.semantic_scorer or cal.uncovered_scorer else None  # outside the model
     cal.anchor = anchor_thresholds(previous, settings)
+    cal.report["conservative"] = conservative_reason(cal, len(usable), cfg.trusted_documents, cfg.target_precision)
+    if cal.report["conservative"]:
+        log.warning("deflection: %s", cal.report["conservative"])
     vec.forget()
     model.vec.forget()  # a copy when the model came from a worker
     scored_asks = np.array([f for f in asked or [] if len(f) == len(FEATURES)], dtype=float)
@@ -487,6 +490,9 @@ class Deflector:
             action, why = Action.SUGGEST, f"possible answers, but confidence {conf:.2f} is below {th['answer']:.2f}"
         else:
             action, why = Action.ESCALATE, f"no answer is likely enough (confidence {conf:.2f})"
+        conservative = self.cal.report.get("conservative")
+        if action is Action.ANSWER and conservative:  # too little evidence that the threshold holds
+            action, why = Action.SUGGEST, f"{why}; suggested only: {conservative}"
         if best_overall is not None and best_overall.info.outdated:
             if action is Action.ANSWER:
                 action = Action.SUGGEST

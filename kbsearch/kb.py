@@ -192,10 +192,15 @@ class KnowledgeBase:
                 answers += doc.kind == "answer"
                 restricted += doc.restricted
             size = sum(p.stat().st_size for p in live.path.rglob("*") if p.is_file())
+            from ._deflect_calibrate import Calibration
+
+            cal = Calibration.load(live.path)
+            conservative = cal.report.get("conservative") if cal is not None else "not calibrated yet"
         return IndexStats(
             path=str(self.root), generation=live.path.name, documents=pages + answers, pages=pages,
             answers=answers, restricted=restricted, size_bytes=size,
             model_fitted_on=live.model.fitted_on, created=live.meta.get("created"),
+            deflection=f"suggests only: {conservative}" if conservative else "calibrated",
         )
 
     # -- writing ---------------------------------------------------------------------------
