@@ -12,7 +12,7 @@ from .cli import emit_json, index_option, load_settings, open_kb
 
 
 def register(main: click.Group) -> None:
-    for command in (ask_cmd, feedback_cmd, eval_cmd):
+    for command in (ask_cmd, feedback_cmd, eval_cmd, unanswerable_cmd):
         main.add_command(command)
 
 
@@ -71,10 +71,12 @@ def _plain(snippet: str) -> str:
 @click.argument("helpful", type=click.Choice(["yes", "no"]))
 @click.option("-u", "--user", default=None, help="Who answers.")
 @click.option("--comment", default=None, help="Free text, stored with the feedback.")
+@click.option("--answer", "answer_id", default=None,
+              help="With yes: the id of the answer shown that solved it (a suggestion's answers are several).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored feedback as JSON.")
 @index_option
-def feedback_cmd(decision_id: str, helpful: str, user: str | None, comment: str | None, as_json: bool,
-                 index_path: Path | None, config_file: Path | None) -> None:
+def feedback_cmd(decision_id: str, helpful: str, user: str | None, comment: str | None, answer_id: str | None,
+                 as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
     """Record whether the answer of decision DECISION_ID helped (yes/no); the next rebuild learns from it.
 
     \b
@@ -82,11 +84,35 @@ def feedback_cmd(decision_id: str, helpful: str, user: str | None, comment: str 
       kbsearch feedback 3f2a9c0d1e2b4c5d9e8f7a6b5c4d3e2f yes --user alice
     """
     with open_kb(index_path, config_file) as kb:
-        record = kb.feedback(decision_id, helpful == "yes", user=user, comment=comment)
+        record = kb.feedback(decision_id, helpful == "yes", user=user, comment=comment, answer_id=answer_id)
     if as_json:
         emit_json(record.to_dict())
     else:
         click.echo(f"feedback stored for {decision_id}: {'helpful' if record.helpful else 'not helpful'}")
+
+
+@click.command("unanswerable")
+@click.argument("escalation_id")
+@click.option("--by", default=None, help="Who closes it (an expert of its group, when the group names experts).")
+@click.option("--reason", default="", help="Why, kept in the escalation's history.")
+@click.option("--json", "as_json", is_flag=True, help="Print the escalation as JSON.")
+@index_option
+def unanswerable_cmd(escalation_id: str, by: str | None, reason: str, as_json: bool, index_path: Path | None,
+                     config_file: Path | None) -> None:
+    """Close an escalation as unanswerable: nothing answers it and no answer will be written.
+
+    The next rebuild learns from it that the question's best candidate was no answer.
+
+    \b
+    Example:
+      kbsearch unanswerable esc-1a2b3c4d5e6f --reason "not something IT supports"
+    """
+    with open_kb(index_path, config_file) as kb:
+        esc = kb.close_unanswerable(escalation_id, by=by, reason=reason)
+    if as_json:
+        emit_json(esc.to_dict())
+    else:
+        click.echo(terminal_safe(f"{esc.id}: closed as unanswerable"))
 
 
 @click.command("eval")

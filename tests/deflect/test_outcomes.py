@@ -108,3 +108,20 @@ def test_unanswerable_outcomes_raise_the_threshold(tmp_path: Path) -> None:
         assert answered_before >= 5 and answered_after <= answered_before // 2, (answered_before, answered_after)
         on_topic = kb.ask("how do i clear a paper jam in the printer")
         assert on_topic.action.value == "answer" and on_topic.answers[0].id == "printer"
+
+
+def test_cli_feedback_names_the_answer_and_closes_as_unanswerable(kb: KnowledgeBase) -> None:
+    from click.testing import CliRunner
+
+    from kbsearch.cli import main
+
+    index = str(kb.root)
+    d = kb.ask("paper stuck in the printer tray")
+    runner = CliRunner()
+    res = runner.invoke(main, ["feedback", d.id, "yes", "--answer", d.ranked[0], "--index", index, "--json"])
+    assert res.exit_code == 0, res.output
+    assert kb.usage.feedback(d.id)[-1].answer_id == d.ranked[0]
+    esc = kb.escalate("is there a sauna in the building", deliver=False)
+    res = runner.invoke(main, ["unanswerable", esc.id, "--reason", "no sauna", "--index", index])
+    assert res.exit_code == 0 and "closed as unanswerable" in res.output, res.output
+    assert kb.escalation(esc.id).status == "unanswerable"
