@@ -163,3 +163,17 @@ def conservative_reason(cal: Any, documents: int, trusted_documents: int, target
                 f"deflect.trusted_documents={trusted_documents} and {MIN_REAL_HOLDOUTS}): answers are suggested, "
                 f"not given, until {MIN_VOUCHING_OUTCOMES} outcomes (helpful / escalated) show the target holds")
     return None
+
+
+def outcome_report(cal: Any, target: float, simulated_margin: float) -> dict[str, Any]:
+    """The calibration report's outcome figures: how many, the hold-outs' own threshold, the outcomes'
+    own threshold (Wilson-bounded; >1: never) and the weight the latter gets.  Empty without outcomes."""
+    kinds = np.asarray(cal.curve_kind)
+    if len(kinds) != len(cal.curve_conf) or not (kinds == OUTCOME).any():
+        return {}
+    mask = kinds == OUTCOME
+    conf, ok = np.asarray(cal.curve_conf)[mask], np.asarray(cal.curve_ok)[mask]
+    return {"outcomes_right": int(ok.sum()),
+            "holdout_threshold": round(float(cal.threshold(target, simulated_margin)), 4),
+            "outcome_threshold": round(outcome_threshold(conf, ok, target), 4),
+            "outcome_weight": round(conf.size / (conf.size + cal.outcome_prior), 4) if cal.outcome_prior >= 0 else 0.0}

