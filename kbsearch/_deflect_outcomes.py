@@ -17,12 +17,16 @@ questions, while a handful cannot swing it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from .documents import Document
 
 #: Curve kind of production outcomes (`Calibration.curve_kind`).
 OUTCOME = "outcome"
@@ -177,3 +181,31 @@ def outcome_report(cal: Any, target: float, simulated_margin: float) -> dict[str
             "holdout_threshold": round(float(cal.threshold(target, simulated_margin)), 4),
             "outcome_threshold": round(outcome_threshold(conf, ok, target), 4),
             "outcome_weight": round(conf.size / (conf.size + cal.outcome_prior), 4) if cal.outcome_prior >= 0 else 0.0}
+
+
+def with_confirmed_phrasings(root: Path, documents: Iterable[Document], limit: int) -> Iterator[Document]:
+    """``documents`` with the questions their askers confirmed they answer (`UsageLog.confirmed_questions`)
+    among their phrasings, as a duplicate's wording joins its answer's at once: a rebuild learns from
+    "this solved it" as from an expert's duplicate close."""
+    from .usage import open_usage
+
+    usage = open_usage(root)
+    try:
+        confirmed = usage.confirmed_questions(limit) if limit > 0 else []
+    finally:
+        usage.close()
+    extra: dict[str, list[str]] = {}
+    for doc_id, question in reversed(confirmed):  # oldest first
+        extra.setdefault(doc_id, []).append(question)
+    added = 0
+    for doc in documents:
+        more = extra.get(doc.id)
+        if more:
+            known = {" ".join(q.split()).casefold() for q in (doc.title, *doc.questions)}
+            new = [q for q in dict.fromkeys(more) if " ".join(q.split()).casefold() not in known]
+            if new:
+                doc = doc.replace(questions=(*doc.questions, *new))
+                added += len(new)
+        yield doc
+    if added:
+        log.info("rebuild: %d questions confirmed helpful joined their answers' phrasings", added)

@@ -284,6 +284,15 @@ def _kept_answers(kb: KnowledgeBase, seen: set[str]) -> Iterator[Document]:
             yield item
 
 
+def _confirmed(kb: KnowledgeBase, documents: Iterable[Document]) -> Iterable[Document]:
+    """``documents`` with the questions askers confirmed they answer among their phrasings (``deflect.learn_phrasings``)."""
+    if not kb.settings.deflect.learn_phrasings:
+        return documents
+    from ._deflect_outcomes import with_confirmed_phrasings
+
+    return with_confirmed_phrasings(kb.root, documents, kb.settings.deflect.max_feedback)
+
+
 def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | None) -> BuildReport:
     """`KnowledgeBase.rebuild`: a fresh version from ``documents`` plus the peer store's answers."""
     cfg = kb.settings.index
@@ -308,7 +317,7 @@ def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress
 
             try:
                 with writer:
-                    for doc in documents:
+                    for doc in _confirmed(kb, documents):
                         check(doc)
                         if doc.id in seen:
                             report.duplicates += 1

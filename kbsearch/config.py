@@ -337,6 +337,10 @@ class DeflectConfig:
     #: questions look little like the archive); raise it when outcomes are few or noisy (people
     #: rarely click "helped").  A rebuild applies a change.
     outcome_prior: float = 200.0
+    #: At a rebuild, a question whose asker said an answer solved it joins that answer's phrasings
+    #: (as a duplicate's wording does at once when an expert closes it): the classifier learns how
+    #: people ask.  Turn it off when "helped" is clicked carelessly (it would teach wrong phrasings).
+    learn_phrasings: bool = True
     #: Archives with fewer documents than this, and fewer than 30 real rephrasings among their
     #: hold-outs (a few pages, no asked questions), only SUGGEST, never ANSWER, until 30 outcomes of
     #: their decisions show the target precision holds: their calibration holds out at most a few

@@ -240,6 +240,19 @@ class UsageLog:
                  "features": json.loads(r[4]), "escalation_id": r[5],
                  "helpful": None if r[6] is None else bool(r[6]), "helped": r[7]} for r in rows]
 
+    def confirmed_questions(self, limit: int) -> list[tuple[str, str]]:
+        """(document id, question) of the newest ``limit`` decisions whose latest feedback says that
+        document answered the question: an ANSWER that helped, or the answer a SUGGEST's asker named."""
+        if not self.path.exists():
+            return []
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT COALESCE(f.answer_id, CASE WHEN a.action = 'answer' THEN a.answer_id END), a.question"
+                " FROM feedback f JOIN asks a ON a.id = f.decision_id"
+                " WHERE f.id IN (SELECT MAX(id) FROM feedback GROUP BY decision_id) AND f.helpful = 1"
+                " ORDER BY f.id DESC LIMIT ?", (int(limit),)).fetchall()
+        return [(d, q) for d, q in rows if d]
+
     def last_feedback_id(self) -> int:
         """The id of the newest feedback (0: none): a build records it to tell later whether any came in."""
         if not self.path.exists():

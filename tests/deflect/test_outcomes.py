@@ -73,6 +73,10 @@ def test_outcomes_flow_from_the_usage_log_and_the_store(kb: KnowledgeBase) -> No
     assert sorted(r for _f, r in labelled) == [False, False, True]
     steps = kb.rebuild(list(kb.documents())).steps["deflect"]
     assert steps["outcomes"] == 3 and steps["feedback_examples"] == 3
+    # The question confirmed helpful joined its answer's phrasings at the rebuild (once, however often).
+    assert kb.get("printer").questions.count("printer says paper jam on the third floor") == 1
+    kb.rebuild(list(kb.documents()))
+    assert kb.get("printer").questions.count("printer says paper jam on the third floor") == 1
 
 
 def test_only_experts_close_as_unanswerable(tmp_path: Path) -> None:
