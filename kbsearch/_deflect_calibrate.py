@@ -460,10 +460,12 @@ def _fit_scorer(X: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> tuple
 
 def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, body_chars: int,
               feedback: Sequence[Feedback] = (), encoder: Any = None, searcher: Any = None,
+              unanswerable: Sequence[str] = (),
               uncovered_share: float = 0.0) -> Calibration:
     """Fit the candidate scorer, confidence map and threshold curve from hold-outs of ``docs``.
 
     ``encoder``: the sentence encoder the answering model will use (`AnswerModel.attach_encoder`).
+    ``unanswerable``: real questions closed as unanswerable, held out in every split beside the held-out threads.
     ``searcher``: the new generation's, to send hold-outs down the path of documents the model
     does not cover (`_deflect_pages.search_holdouts`); ``uncovered_share``: the share of the
     index outside the model (1 - covered / total), the weight those hold-outs get on the curve
@@ -491,6 +493,8 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
             break
         fold_cfg = replace(cfg, seed=cfg.seed + fold)
         train, fold_queries = make_holdout(docs, fold_cfg, pages_by_rephrasing=sample_only)
+        # Real questions experts closed as unanswerable stand beside the held-out threads.
+        fold_queries += [HoldoutQuery(q, None, "thread") for q in unanswerable]
         if len(train) < 2 or sum(q.answer is not None for q in fold_queries) < 3:
             continue
         plan = None

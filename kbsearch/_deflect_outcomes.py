@@ -59,10 +59,11 @@ def label(row: dict[str, Any], escalation: tuple[str, str | None] | None) -> boo
     return True if row["action"] == "answer" else None
 
 
-def collect(root: Path, limit: int, n_features: int) -> list[tuple[list[float], bool]]:
-    """(features of the best candidate, right) of the newest ``limit`` decisions with an outcome in the
-    knowledge base at ``root`` (usage log and escalation store); decisions scored with another feature
-    layout are left out."""
+def collect(root: Path, limit: int, n_features: int) -> tuple[list[tuple[list[float], bool]], list[str]]:
+    """What the newest ``limit`` decisions with an outcome in the knowledge base at ``root`` (usage log
+    and escalation store) teach: (features of the best candidate, right) of each (decisions scored
+    with another feature layout are left out), and the questions experts closed as unanswerable
+    (real unanswerable questions for calibration's hold-outs, `calibrate`)."""
     from .peers.service import STORE_FILE
     from .usage import open_usage
 
@@ -81,13 +82,17 @@ def collect(root: Path, limit: int, n_features: int) -> list[tuple[list[float], 
         finally:
             store.close()
     out: list[tuple[list[float], bool]] = []
+    unanswerable: list[str] = []
     for row in rows:
-        right = label(row, escalations.get(row["escalation_id"]) if row["escalation_id"] else None)
+        escalation = escalations.get(row["escalation_id"]) if row["escalation_id"] else None
+        right = label(row, escalation)
         if right is not None and len(row["features"]) == n_features:
             out.append((row["features"], right))
-    log.info("deflection: %d outcomes of logged decisions to learn from (%d right)",
-             len(out), sum(r for _f, r in out))
-    return out
+        if escalation is not None and escalation[0] == "unanswerable":
+            unanswerable.append(row["question"])
+    log.info("deflection: %d outcomes of logged decisions to learn from (%d right; %d closed as unanswerable)",
+             len(out), sum(r for _f, r in out), len(unanswerable))
+    return out, list(dict.fromkeys(unanswerable))
 
 
 #: One-sided z of the Wilson lower bound the outcomes' precision must reach the target with (about

@@ -153,12 +153,15 @@ def anchor_thresholds(previous: Calibration | None, settings: Settings) -> dict[
 
 
 def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback] | None = None,
-                   asked: list[list[float]] | None = None, previous: Calibration | None = None) -> dict[str, Any]:
+                   asked: list[list[float]] | None = None, previous: Calibration | None = None,
+                   unanswerable: list[str] | None = None) -> dict[str, Any]:
     """Fit and store the answer model and its calibration for a freshly built ``generation``.
 
     ``asked``: the logged features of recent questions, to estimate how many of them were
     unanswerable (`estimate_unanswerable_share`).  ``previous``: the calibration this one
     replaces; the answer thresholds move at most ``deflect.max_threshold_step`` from its.
+    ``unanswerable``: real questions experts closed as unanswerable, held out as calibration's
+    unanswerable questions beside the archive's held-out threads.
 
     An index larger than ``deflect.max_model_docs`` is modelled by its peer answers and a sample of
     ``deflect.calibration_pages`` pages; the rest of its pages reach decisions through search, and
@@ -202,6 +205,7 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
         # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
         fresh = [d for d in usable if not d.outdated]
         cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [], encoder=encoder,
+                        unanswerable=unanswerable or (),
                         searcher=getattr(generation, "searcher", None),
                         uncovered_share=0.0 if covers_all else 1.0 - len(usable) / max(1, total))
         model = final.result()
@@ -576,15 +580,17 @@ def after_build(kb: Any, generation: Any) -> dict[str, Any]:
     from .usage import open_usage
 
     feedback: list[Feedback] = []
+    unanswerable: list[str] = []
     try:
         usage = open_usage(kb.root)
         asked: list[list[float]] = []
         if usage.path.exists():
-            feedback = [Feedback(f, h, OUTCOME) for f, h in collect(kb.root, kb.settings.deflect.max_feedback,
-                                                                      len(FEATURES))]
+            examples, unanswerable = collect(kb.root, kb.settings.deflect.max_feedback, len(FEATURES))
+            feedback = [Feedback(f, h, OUTCOME) for f, h in examples]
             asked = usage.recent_features(kb.settings.deflect.share_estimate_asks)
             usage.close()
-        return fit_deflection(generation, kb.settings, feedback, asked, previous=_live_calibration(kb))
+        return fit_deflection(generation, kb.settings, feedback, asked, previous=_live_calibration(kb),
+                              unanswerable=unanswerable)
     except MemoryError:
         raise
     except Exception as exc:  # the index itself is fine; questions escalate until the next rebuild

@@ -226,19 +226,20 @@ class UsageLog:
 
     def outcome_rows(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` logged decisions that have feedback or an escalation, newest first:
-        action, answer_id (the first answer shown), ranked, features, escalation_id and the latest
-        feedback's helpful / answer_id (None: no feedback).  `_deflect_outcomes` labels them."""
+        action, answer_id (the first answer shown), ranked, features, escalation_id, question and the
+        latest feedback's helpful / answer_id as "helped" (None: no feedback).  `_deflect_outcomes` labels them."""
         if not self.path.exists():
             return []
         with self._db() as db:
             rows = db.execute(
-                "SELECT a.id, a.action, a.answer_id, a.ranked, a.features, a.escalation_id, f.helpful, f.answer_id"
+                "SELECT a.id, a.action, a.answer_id, a.ranked, a.features, a.escalation_id, f.helpful, f.answer_id,"
+                " a.question"
                 " FROM asks a LEFT JOIN feedback f ON f.id = (SELECT MAX(id) FROM feedback WHERE decision_id = a.id)"
                 " WHERE a.escalation_id IS NOT NULL OR f.id IS NOT NULL"
                 " ORDER BY a.time DESC, a.rowid DESC LIMIT ?", (int(limit),)).fetchall()
         return [{"id": r[0], "action": r[1], "answer_id": r[2], "ranked": json.loads(r[3]),
                  "features": json.loads(r[4]), "escalation_id": r[5],
-                 "helpful": None if r[6] is None else bool(r[6]), "helped": r[7]} for r in rows]
+                 "helpful": None if r[6] is None else bool(r[6]), "helped": r[7], "question": r[8]} for r in rows]
 
     def confirmed_questions(self, limit: int) -> list[tuple[str, str]]:
         """(document id, question) of the newest ``limit`` decisions whose latest feedback says that

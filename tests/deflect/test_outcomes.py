@@ -69,8 +69,9 @@ def test_outcomes_flow_from_the_usage_log_and_the_store(kb: KnowledgeBase) -> No
     assert closed.status == "unanswerable" and not closed.open
     with pytest.raises(KbsearchError):
         kb.close_unanswerable(esc.id)  # closed already
-    labelled = collect(kb.root, 100, len(FEATURES))
+    labelled, unanswerable = collect(kb.root, 100, len(FEATURES))
     assert sorted(r for _f, r in labelled) == [False, False, True]
+    assert unanswerable == ["what is the wifi password of the canteen"]
     steps = kb.rebuild(list(kb.documents())).steps["deflect"]
     assert steps["outcomes"] == 3 and steps["feedback_examples"] == 3
     # The question confirmed helpful joined its answer's phrasings at the rebuild (once, however often).
