@@ -493,8 +493,10 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
             break
         fold_cfg = replace(cfg, seed=cfg.seed + fold)
         train, fold_queries = make_holdout(docs, fold_cfg, pages_by_rephrasing=sample_only)
-        # Real questions experts closed as unanswerable stand beside the held-out threads.
-        fold_queries += [HoldoutQuery(q, None, "thread") for q in unanswerable]
+        # Real questions experts closed as unanswerable: a quarter stand beside the held-out threads,
+        # the rest are the classifier's negatives (`AnswerModel.fit`), as all of them are at the end.
+        fold_queries += [HoldoutQuery(q, None, "thread") for i, q in enumerate(unanswerable) if (i + fold) % 4 == 0]
+        negatives = [q for i, q in enumerate(unanswerable) if (i + fold) % 4 != 0]
         if len(train) < 2 or sum(q.answer is not None for q in fold_queries) < 3:
             continue
         plan = None
@@ -504,7 +506,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
             plan_report = plan.report()
         model = AnswerModel.fit(train, body_chars=body_chars, min_phrasings=cfg.min_phrasings,
                                 max_classes=cfg.max_classes, covers_all=True, vec=vec, C=cfg.classifier_c,
-                                max_per_class=cfg.calibration_max_per_class)
+                                max_per_class=cfg.calibration_max_per_class, negatives=negatives)
         if model is None:
             continue
         model.attach_encoder(encoder, train)

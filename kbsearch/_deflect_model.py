@@ -226,8 +226,10 @@ class AnswerModel:
     @classmethod
     def fit(cls, documents: Sequence[Document], *, body_chars: int, min_phrasings: int,
             max_classes: int, covers_all: bool, vec: Vectorizer | None = None,
-            classifier: bool = True, C: float = 1.0, max_per_class: int = 0) -> AnswerModel | None:
-        """Fit on ``documents``; None when there is nothing to model."""
+            classifier: bool = True, C: float = 1.0, max_per_class: int = 0,
+            negatives: Sequence[str] = ()) -> AnswerModel | None:
+        """Fit on ``documents``; None when there is nothing to model.  ``negatives``: questions no
+        document answers (closed as unanswerable), which every class of the classifier learns to reject."""
         docs = [d for d in documents if phrasings_of(d) or d.text.strip()]
         if not docs:
             return None
@@ -246,8 +248,12 @@ class AnswerModel:
         terms = TermIndex.fit([terms_text(d, body_chars) for d in docs])
         coef = intercept = classes = None
         if classifier:
-            coef, intercept, classes = fit_classifier(vec.classifier_rows(P, phr_texts), owners, len(docs),
-                                                      min_phrasings, max_classes, C, max_per_class)
+            neg = [q for q in negatives if q.strip()]
+            rows = vec.classifier_rows(P, phr_texts)
+            if neg:
+                rows = sp.vstack([rows, vec.classifier_rows(vec.transform(neg), neg)], format="csr")
+            coef, intercept, classes = fit_classifier(rows, owners, len(docs), min_phrasings, max_classes, C,
+                                                      max_per_class, negatives=len(neg))
         return cls([DocInfo.of(d) for d in docs], vec, P, owners, B, terms, coef, intercept, classes, covers_all)
 
     # -- scoring ---------------------------------------------------------------------------------
@@ -522,10 +528,13 @@ def _stored_resource(stored: dict[str, Any], load: Callable[[str], Any]) -> Any:
 
 
 def fit_classifier(P: sp.csr_matrix, owners: np.ndarray, n_docs: int, min_phrasings: int, max_classes: int,
-                   C: float = 1.0, max_per_class: int = 0) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+                   C: float = 1.0, max_per_class: int = 0,
+                   negatives: int = 0) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """A one-vs-rest linear SVM over the phrasings of documents that have at least ``min_phrasings``.
 
     ``max_per_class`` > 0 keeps only the first that many phrasings of each document (faster fits).
+    ``negatives``: the last that many rows of ``P`` (after the phrasings') are questions of no class:
+    they are fitted as one more class, whose row is dropped, so every class learns to reject them.
     """
     from sklearn.svm import LinearSVC
 
@@ -541,6 +550,9 @@ def fit_classifier(P: sp.csr_matrix, owners: np.ndarray, n_docs: int, min_phrasi
         rank = np.arange(len(owners)) - np.searchsorted(owners, owners)  # position within its document
         rows = rows[rank[rows] < max_per_class]
     y = owners[rows]
+    if negatives:
+        rows = np.concatenate([rows, np.arange(len(owners), len(owners) + negatives)])
+        y = np.concatenate([y, np.full(negatives, n_docs, dtype=y.dtype)])  # the "no answer" class
     svc = LinearSVC(C=C, tol=0.1, max_iter=200, dual=True, random_state=0)
     import warnings
 
@@ -555,6 +567,9 @@ def fit_classifier(P: sp.csr_matrix, owners: np.ndarray, n_docs: int, min_phrasi
     if len(classes) == 2:  # binary LinearSVC has one row; make it one-vs-rest shaped
         coef = np.vstack([-coef[0], coef[0]])
         intercept = np.array([-intercept[0], intercept[0]], dtype=np.float32)
+    if negatives:
+        keep = classes != n_docs
+        coef, intercept, classes = coef[keep], intercept[keep], classes[keep]
     return coef, intercept, classes
 
 

@@ -201,7 +201,8 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
         covered_docs = usable if covers_all or not any(d.kind == "answer" for d in usable) else \
             [d for d in usable if d.kind == "answer"]
         final.start(covered_docs, dict(body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
-                                 max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c))
+                                 max_classes=cfg.max_classes, covers_all=covers_all, vec=vec, C=cfg.classifier_c,
+                                 negatives=list(unanswerable or ())))
         # Calibrate on the non-outdated documents: outdated ones never answer, so they teach nothing.
         fresh = [d for d in usable if not d.outdated]
         cal = calibrate(fresh, vec, cfg, body_chars=cfg.body_chars, feedback=feedback or [], encoder=encoder,
