@@ -12,6 +12,11 @@ outcomes themselves reach the target precision.  The hold-outs' threshold is the
 outcomes' one takes over as they accumulate, with weight n / (n + ``deflect.outcome_prior``), so
 a few hundred outcomes move the operating point to where the target precision holds on real
 questions, while a handful cannot swing it.
+
+The questions themselves teach too: a duplicate's wording joins its answer's phrasings at once
+(`peers.service.PeerLoop.close_duplicate`), a question confirmed helpful at the next rebuild
+(`with_confirmed_phrasings`), and the questions closed as unanswerable become negatives of every
+class of the answer classifier and real unanswerable hold-outs of the calibration (`collect`).
 """
 
 from __future__ import annotations
