@@ -100,9 +100,9 @@ def collect(root: Path, limit: int, n_features: int) -> tuple[list[tuple[list[fl
     return out, list(dict.fromkeys(unanswerable))
 
 
-#: One-sided z of the Wilson lower bound the outcomes' precision must reach the target with (about
-#: 84 %: a threshold that only just reaches the target on the outcomes seen is not trusted).
-WILSON_Z = 1.0
+#: One-sided z of the Wilson lower bound the outcomes' precision must reach the target with (95 %:
+#: a threshold that only just reaches the target on the outcomes seen is not trusted).
+WILSON_Z = 1.645
 
 
 def wilson_lower(right: np.ndarray, n: np.ndarray, z: float = WILSON_Z) -> np.ndarray:
@@ -116,7 +116,9 @@ def wilson_lower(right: np.ndarray, n: np.ndarray, z: float = WILSON_Z) -> np.nd
 
 def outcome_threshold(conf: np.ndarray, ok: np.ndarray, target: float) -> float:
     """The lowest confidence above which the outcomes' precision reaches ``target`` with confidence
-    (its Wilson lower bound does), halfway to the next outcome below; >1: never."""
+    (its Wilson lower bound does), and no lower than answering gains: below the confidence where the
+    outcomes' right answers minus wrong ones, counted from the top, peak, answering more costs more
+    questions (escalated rightly) than it answers right.  Halfway to the next outcome below; >1: never."""
     if conf.size == 0:
         return 1.01
     order = np.argsort(-conf, kind="stable")
@@ -126,7 +128,9 @@ def outcome_threshold(conf: np.ndarray, ok: np.ndarray, target: float) -> float:
     good = np.nonzero((wilson_lower(np.cumsum(k), n) >= target) & last_of_run & (c > 0))[0]
     if good.size == 0:
         return 1.01
-    i = int(good.max())
+    net = np.cumsum(2 * k - 1)
+    peak = int(np.nonzero(last_of_run)[0][np.argmax(net[last_of_run])])
+    i = min(int(good.max()), peak)
     return float((c[i] + c[i + 1]) / 2) if i + 1 < c.size else float(c[i])
 
 

@@ -46,6 +46,11 @@ def test_outcome_threshold_needs_the_lower_bound_to_reach_the_target() -> None:
     assert 0.55 < t < 0.65  # the 40 right ones, minus a few at the edge the bound does not trust
     assert outcome_threshold(conf[:3], ok[:3], 0.85) > 1.0  # three right answers vouch for nothing
     assert wilson_lower(np.array([9.0]), np.array([10.0]))[0] < 0.9
+    # Outcomes right 93 % of the time overall, but wrong more often than right below 0.2: answering
+    # those would cost more questions than it answers, so the threshold stays above them.
+    conf2 = np.r_[np.linspace(0.99, 0.3, 200), np.linspace(0.19, 0.01, 20)]
+    ok2 = np.r_[np.ones(200), np.tile([1, 0, 0, 0], 5)]
+    assert 0.19 < outcome_threshold(conf2, ok2, 0.85) < 0.3
     # A few outcomes hardly move the hold-outs' threshold; many take it over.
     few = blend(0.3, conf[:10], ok[:10], 0.85, prior=200)
     many = blend(0.3, np.tile(conf, 5), np.tile(ok, 5), 0.85, prior=200)
