@@ -49,7 +49,7 @@ def test_outcome_threshold_needs_the_lower_bound_to_reach_the_target() -> None:
     # Outcomes right 93 % of the time overall, but wrong more often than right below 0.2: answering
     # those would cost more questions than it answers, so the threshold stays above them.
     conf2 = np.r_[np.linspace(0.99, 0.3, 200), np.linspace(0.19, 0.01, 20)]
-    ok2 = np.r_[np.ones(200), np.tile([1, 0, 0, 0], 5)]
+    ok2 = np.r_[np.ones(200), np.tile([0, 0, 0, 1], 5)]
     assert 0.19 < outcome_threshold(conf2, ok2, 0.85) < 0.3
     # A few outcomes hardly move the hold-outs' threshold; many take it over.
     few = blend(0.3, conf[:10], ok[:10], 0.85, prior=200)
