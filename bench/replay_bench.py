@@ -6,12 +6,17 @@ replay's figures after learning from the first half's outcomes.  Prints one tabl
 the ratios the issue's "done when" asks for (replay / plain answered right; accuracy difference).
 
     PYTHONPATH=. python bench/replay_bench.py /work/shared/data/eval/{clinc150,stackfaq,semeval2016-qatarliving}
+
+``--baseline CHECKOUT`` also runs that checkout's plain ``kbsearch eval`` (its own code, in a child
+process) on each set, so a second table shows whether any plain figure dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,11 +64,24 @@ def run(set_dir: Path) -> dict[str, Any]:
             "replay_right": answered_right(rep)}
 
 
+PLAIN_KEYS = ("accuracy", "in_scope_accuracy", "oos_recall", "deflection_precision", "p_at_1", "mcc")
+
+
+def baseline(checkout: Path, set_dir: Path) -> dict[str, Any]:
+    """Plain ``kbsearch eval --json --details`` of ``checkout``'s own code on ``set_dir``."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    out = subprocess.run([sys.executable, str(checkout / "cli.py"), "eval", str(set_dir), "--json", "--details"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("sets", nargs="+", type=Path)
     ap.add_argument("--json", action="store_true", help="one JSON object per set")
+    ap.add_argument("--baseline", type=Path, default=None, help="a checkout whose plain eval to compare with")
     args = ap.parse_args()
+    plain_rows = []
     print("| set | plain: acc / prec / answered right (2nd half) | replay: acc / prec / answered right "
           "| right ratio | acc diff | first-half outcomes | seconds (plain / replay) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -80,6 +98,18 @@ def main() -> None:
         print(f"| {r['set']} | {fmt(p, r['plain_right'])} | {fmt(q, r['replay_right'])} | {ratio} "
               f"| {q['accuracy'] - p['accuracy']:+.3f} | {r['outcomes']} | {r['plain_seconds']} / {r['replay_seconds']} |",
               flush=True)
+        if args.baseline is not None:
+            base = baseline(args.baseline, set_dir)
+            if args.json:
+                print(json.dumps({"set": r["set"], "baseline": base}), file=sys.stderr)
+            cells = " | ".join("n/a" if base[k] is None or r["plain_all"][k] is None else
+                               f"{base[k]:.3f} → {r['plain_all'][k]:.3f}" for k in PLAIN_KEYS)
+            plain_rows.append(f"| {r['set']} | {cells} | {base['seconds']:.1f} → {r['plain_seconds']} |")
+    if plain_rows:
+        print("\nplain eval, whole set: baseline → this checkout")
+        print("| set | " + " | ".join(PLAIN_KEYS) + " | seconds |")
+        print("| --- |" + " --- |" * (len(PLAIN_KEYS) + 1))
+        print("\n".join(plain_rows))
 
 
 if __name__ == "__main__":
