@@ -178,24 +178,6 @@ class EscalationStore(Protocol):
     def mark_indexed(self, escalation_id: str, doc_id: str, revision: int) -> bool: ...
     def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None,
                         notify: Notify | None = None) -> Escalation: ...
-    def close_unanswerable(self, escalation_id: str, *, by: str | None, reason: str = "") -> Escalation:
-        """Close an open escalation as unanswerable (no answer exists or will be written)."""
-        now = time.time()
-        with self._write() as con:
-            esc = self._load(con, escalation_id)
-            if not esc.open:
-                raise InvalidEscalationError(f"{escalation_id} is already {esc.status}")
-            con.execute("UPDATE escalations SET status = 'unanswerable', updated = ? WHERE id = ?", (now, escalation_id))
-            self._event(con, escalation_id, "closed_unanswerable", by, {"reason": reason[:500]}, at=now)
-            return self._load(con, escalation_id)
-
-    def outcomes(self) -> dict[str, tuple[str, str | None]]:
-        """Escalation id -> (status, the document that answers it: the duplicate's or the new answer's)
-        of every closed or answered escalation (what deflection learns from at the next rebuild)."""
-        with self._connect() as con:
-            return {i: (s, d or a) for i, s, d, a in con.execute(
-                "SELECT id, status, duplicate_of, doc_id FROM escalations WHERE status NOT IN ('asked', 'escalated')")}
-
     def follow(self, escalation_id: str, user: str, *,
                groups: Sequence[str] | None) -> tuple[Escalation, bool]: ...
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,

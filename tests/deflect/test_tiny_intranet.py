@@ -7,7 +7,6 @@ third floor leaks water" was ANSWERED with the printer page at confidence 1.0.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
