@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ._deflect_vectors import _CHAR, _WORD, Rows, SentenceProjection, TermIndex, Vectorizer
-from .documents import Document
+from .documents import Document, phrasings
 from .storage import _faults as faults
 from .storage import save_npy, save_sparse, write_json
 
@@ -55,16 +55,8 @@ FEATURES: tuple[str, ...] = (
 )
 
 
-def phrasings_of(doc: Document) -> list[str]:
-    """The ways a document names its question: title, alternate phrasings, last heading."""
-    out = [doc.title, *doc.questions]
-    if doc.headings and doc.headings[-1] != doc.title:
-        out.append(doc.headings[-1])
-    seen: dict[str, None] = {}
-    for p in out:
-        if p and p.strip():
-            seen.setdefault(" ".join(p.split()), None)
-    return list(seen)
+#: The ways a document names its question (`documents.phrasings`).
+phrasings_of = phrasings
 
 
 def doc_body(doc: Document, chars: int) -> str:

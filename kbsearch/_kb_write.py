@@ -30,6 +30,8 @@ from .errors import InvalidDocumentError, KbsearchError
 from .index import EngineIndex
 from .rerank import Reservoir, TfidfModel, VectorCache, fit_on, sample_item
 from .storage._faults import checkpoint
+from .vectors import VectorBuilder
+from .vectors import append as append_vectors
 
 if TYPE_CHECKING:
     from .kb import KnowledgeBase, Progress
@@ -119,6 +121,15 @@ def publish(kb: KnowledgeBase, gen: Path, meta: dict[str, Any], what: str, paren
     gens.remove_stale(kb.root, kb.settings.index.keep_generations)
 
 
+def _vector_encoder(kb: KnowledgeBase) -> Any:
+    """The sentence encoder documents' phrasing vectors are written with, or None (none written)."""
+    if kb.settings.deflect.dense_candidates <= 0:
+        return None
+    from ._encoder import load_encoder
+
+    return load_encoder(kb.settings.deflect.encoder)
+
+
 def _discard(gen: Path) -> None:
     shutil.rmtree(gen, ignore_errors=True)
 
@@ -136,6 +147,7 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
         try:
             engine = EngineIndex.open(gen)
             done = 0
+            written: list[Document] = []
             try:
                 for batch in batched(documents, cfg.batch_size):
                     latest: dict[str, Document] = {}
@@ -150,6 +162,8 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
                         for doc in latest.values():
                             status = writer.add(doc)
                             setattr(report, status, getattr(report, status) + 1)
+                            if status != "unchanged":
+                                written.append(doc)
                     done += len(batch)
                     if progress:
                         progress(done)
@@ -165,6 +179,10 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
             else:
                 meta["changes_since_build"] = int(meta.get("changes_since_build", 0)) + report.changed
                 checkpoint("add.committed")
+                encoder = _vector_encoder(kb)
+                if encoder is not None:
+                    append_vectors(gen, written, encoder.encode, encoder.name)
+                    checkpoint("add.vectors")
                 if refit and failure is None:
                     report.model_refitted = refit_into(kb, gen, meta)
                 publish(kb, gen, meta, "add", live.path)
@@ -298,9 +316,13 @@ def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress
             writer = engine.writer(fresh=True, limitmb=cfg.writer_limitmb)
             sample = Reservoir(kb.settings.rerank.fit_sample)
             seen: set[str] = set()
+            encoder = _vector_encoder(kb)
+            vectors = VectorBuilder(gen, encoder.encode, encoder.name) if encoder is not None else None
 
             def take(doc: Document) -> None:
                 writer.add(doc)
+                if vectors is not None:
+                    vectors.offer(doc)
                 sample.offer(sample_item(doc, kb.settings.rerank.doc_chars))
                 report.documents += 1
                 if progress and report.documents % 500 == 0:
@@ -319,10 +341,17 @@ def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress
                     for doc in _kept_answers(kb, seen):
                         take(doc)
                         report.answers_kept += 1
+            except BaseException:
+                if vectors is not None:
+                    vectors.cancel()
+                raise
             finally:
                 engine.close()
             del seen
             checkpoint("rebuild.indexed")
+            if vectors is not None:
+                report.steps["vectors"] = {"phrasings": vectors.finish()}
+                checkpoint("rebuild.vectors")
             model = TfidfModel.fit(sample.items)
             del sample
             model.save(gen)

@@ -324,6 +324,11 @@ class DeflectConfig:
     #: Search hits outside the answer model (pages of a large index, answers added since the last
     #: rebuild) considered per question; each costs a vectorisation of its text the first time.
     page_candidates: int = 10
+    #: Documents found by meaning (the nearest sentence vectors of their titles and phrasings)
+    #: considered beside search's hits: a rephrasing that shares no rare word with its page still
+    #: finds it.  Needs the sentence encoder; the vectors are written when documents are indexed
+    #: (a rebuild of ~100k sections takes a few minutes more).  0: none, and no vectors are written.
+    dense_candidates: int = 10
     #: Possible answers shown with SUGGEST (and listed with ANSWER).
     suggestions: int = 3
     #: Weight of one feedback example relative to one hold-out question.

@@ -20,7 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from ._word_vectors import load_word_vectors
 from .access import visible_words
 from .config import Settings
 from .documents import Document
+from .errors import IndexCorruptError
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +400,7 @@ class Deflector:
                         for name in ("phrasing_match", "tfidf", "bm25"):
                             row[name] = np.where(allowed, row[name], 0.0)
                     pages = self._page_candidates(q, groups, searcher, model, row, cfg.body_chars,
-                                                  cfg.page_candidates)
+                                                  cfg.page_candidates, cfg.dense_candidates)
                     if pages:
                         scored = self._joint_margins(scored, pages)
                 # A question asked before, word for word, is first answered by what answered it then
@@ -410,13 +412,14 @@ class Deflector:
 
     def _page_candidates(self, question: str, groups: frozenset[str] | None, searcher: Any,
                          model: AnswerModel | None, row_scores: dict[str, Any] | None = None,
-                         body_chars: int = 1500, page_candidates: int = 5) -> list[_Scored]:
+                         body_chars: int = 1500, page_candidates: int = 5,
+                         dense_candidates: int = 0) -> list[_Scored]:
         """Search hits outside the answer model (pages of a large index, answers added since the
         last rebuild), described by the same features as covered documents, sentence vectors
         included (`_deflect_pages.uncovered_features`), so they compete on equal terms.  They are
         scored by `_joint_margins`, once their margins count each other."""
         covered = model.index if model is not None else {}
-        cands = search_hits(searcher, question, groups, page_candidates, covered)
+        cands = search_hits(searcher, question, groups, page_candidates, covered, dense_k=dense_candidates)
         if not cands:
             return []
         docs: list[Document] = [c.document for c in cands]
@@ -536,6 +539,23 @@ def _deflector(kb: Any) -> Deflector:
     return deflector
 
 
+_T = TypeVar("_T")
+
+
+def _on_live_version(kb: Any, work: Callable[[], _T]) -> _T:
+    """Run ``work`` (it reads the live version's files); if a writer in another process removed that
+    version meanwhile (writers keep only `index.keep_generations`), run it again on the new one."""
+    for _attempt in range(3):
+        path = kb.generation_path
+        try:
+            return work()
+        except (FileNotFoundError, IndexCorruptError):
+            if path.exists():
+                raise
+            log.info("version %s was removed while being read; reading the live one", path.name)
+    return work()
+
+
 def _file_identity(path: Path) -> tuple[int, int, int]:
     """(device, inode, mtime) of a file, zeros when missing: equal means the very same file content."""
     try:
@@ -591,15 +611,20 @@ def decide_many(kb: Any, questions: list[str], *, groups: Any = None, route: boo
     max_chars = kb.settings.search.max_question_chars
     texts = [clean_question(q, max_chars) for q in questions]
     grp = normalise_groups(groups)
-    deflector = _deflector(kb)
-    searcher = _searcher_if_needed(kb, deflector)
-    engine = kb._current().engine
     out: list[Decision] = []
     step = 256
     for start in range(0, len(texts), step):
         batch = texts[start:start + step]
-        words = [visible_words(t, engine, grp) for t in batch]
-        for text, scored in zip(batch, deflector.score(words, grp, kb.settings, searcher, engine=engine)):
+
+        def score(batch: list[str] = batch) -> tuple[Deflector, list[list[_Scored]]]:
+            deflector = _deflector(kb)
+            searcher = _searcher_if_needed(kb, deflector)
+            engine = kb._current().engine
+            words = [visible_words(t, engine, grp) for t in batch]
+            return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine)
+
+        deflector, scores = _on_live_version(kb, score)
+        for text, scored in zip(batch, scores):
             decision = deflector.decision(text, scored, kb.settings)
             if route and decision.action is not Action.ANSWER and hasattr(kb, "route"):
                 decision.routing = kb.route(text, groups=ALL_GROUPS if grp is None else grp)
@@ -620,11 +645,16 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
     started = time.perf_counter()
     text = clean_question(question, kb.settings.search.max_question_chars)
     grp = normalise_groups(groups)
-    deflector = _deflector(kb)
-    searcher = _searcher_if_needed(kb, deflector)
-    engine = kb._current().engine
-    usable = visible_words(text, engine, grp)  # the words this caller may match with (`access`)
-    scored = deflector.score([usable], grp, kb.settings, searcher, engine=engine)[0]
+
+    def score() -> tuple[Deflector, list[list[_Scored]]]:
+        deflector = _deflector(kb)
+        searcher = _searcher_if_needed(kb, deflector)
+        engine = kb._current().engine
+        usable = visible_words(text, engine, grp)  # the words this caller may match with (`access`)
+        return deflector, deflector.score([usable], grp, kb.settings, searcher, engine=engine)
+
+    deflector, scores = _on_live_version(kb, score)
+    scored = scores[0]
     decision = deflector.decision(text, scored, kb.settings)
     words = {w.lower() for w in _WORDS.findall(text)}
     from .index import analyze

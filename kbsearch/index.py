@@ -177,11 +177,12 @@ def _from_fields(stored: dict[str, Any]) -> Document:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A document retrieved by BM25F, before re-ranking."""
+    """A document retrieved by BM25F (or by meaning: ``bm25`` 0, ``similarity`` its cosine), before re-ranking."""
 
     document: Document
     bm25: float
     content_hash: str
+    similarity: float | None = None
 
 
 def _write_codec() -> Any:
@@ -581,6 +582,21 @@ class EngineIndex:
             return False
         mask = self._mask(searcher, user_groups)
         return not mask or docnum not in mask
+
+    def current(self, doc_id: str, content_hash: str, user_groups: frozenset[str] | None) -> Candidate | None:
+        """``doc_id`` as a candidate if the index still holds it with exactly ``content_hash`` and the
+        user may see it (a hit found elsewhere, by meaning, checked against this index); else None."""
+        searcher = self._searcher()
+        docnum = searcher.document_number(id=doc_id)
+        if docnum is None:
+            return None
+        mask = self._mask(searcher, user_groups)
+        if mask and docnum in mask:
+            return None
+        stored = searcher.stored_fields(docnum)
+        if stored["meta"]["hash"] != content_hash:
+            return None
+        return Candidate(_from_fields(stored), 0.0, content_hash)
 
     def get(self, doc_id: str) -> Document | None:
         stored = self._searcher().document(id=doc_id)

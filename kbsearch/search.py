@@ -21,6 +21,7 @@ from .documents import Hit, ScoreParts
 from .errors import InvalidQuestionError
 from .index import NAME_FIELDS, TEXT_FIELDS, Candidate, EngineIndex, analyze, term_spans
 from .rerank import Ranker
+from .vectors import Meaning
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,13 @@ class PreparedQuery:
 class Searcher:
     """Runs questions against one generation with one ranker."""
 
-    def __init__(self, engine: EngineIndex, ranker: Ranker, cfg: SearchConfig) -> None:
+    def __init__(self, engine: EngineIndex, ranker: Ranker, cfg: SearchConfig,
+                 meaning: Meaning | None = None) -> None:
         self.engine = engine
         self.ranker = ranker
         self.cfg = cfg
+        #: The version's phrasing vectors (`vectors.Meaning`), for `by_meaning`; None: lexical only.
+        self.meaning = meaning
 
     @property
     def boosts(self) -> dict[str, float]:
@@ -157,6 +161,29 @@ class Searcher:
 
     def candidates(self, prepared: PreparedQuery, user_groups: frozenset[str] | None, k: int | None = None) -> list[Candidate]:
         return self.engine.retrieve(prepared.clauses, k or self.cfg.candidates, user_groups)
+
+    def by_meaning(self, question: str, user_groups: frozenset[str] | None, k: int,
+                   skip: Collection[str] = ()) -> list[Candidate]:
+        """Up to ``k`` documents whose phrasings are nearest in meaning to ``question`` (sentence
+        vectors, `vectors.PhrasingVectors`), none of ``skip``, each as the live index holds it now and
+        only if the caller may see it.  ``question`` must already be what the caller may ask with
+        (`access.visible_words`).  Empty without vectors or encoder: the lexical path alone."""
+        if self.meaning is None or k <= 0:
+            return []
+        rows = 4 * k + len(skip) + 16
+        out: list[Candidate] = []
+        seen: set[str] = set()
+        for n in self.meaning.nearest([question], rows)[0]:
+            if n.doc_id in seen or n.doc_id in skip:
+                continue
+            cand = self.engine.current(n.doc_id, n.content_hash, user_groups)
+            if cand is None:
+                continue
+            seen.add(n.doc_id)
+            out.append(Candidate(cand.document, 0.0, cand.content_hash, similarity=n.similarity))
+            if len(out) >= k:
+                break
+        return out
 
     def search(self, question: str, *, limit: int | None = None, user_groups: object = None,
                kinds: Collection[str] | None = None) -> list[Hit]:
