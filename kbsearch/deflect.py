@@ -315,6 +315,17 @@ class _Scored:
     order: np.ndarray | None = None
 
 
+def _as_live(scored: list[_Scored], engine: Any) -> list[_Scored]:
+    """Covered candidates as the live index holds them now: deleted ones dropped, flags current."""
+    kept = []
+    for s in scored:
+        doc = engine.get(s.info.id)
+        if doc is not None:
+            s.info = DocInfo.of(doc)
+            kept.append(s)
+    return kept
+
+
 class Deflector:
     """The answer model and calibration of one generation, ready to decide."""
 
@@ -368,12 +379,14 @@ class Deflector:
         return mask
 
     def score(self, questions: list[str], groups: frozenset[str] | None, settings: Settings,
-              searcher: Any = None, *, engine: Any = None) -> list[list[_Scored]]:
+              searcher: Any = None, *, engine: Any = None, changed: bool = False) -> list[list[_Scored]]:
         """For each question, its candidates with P(right), best first.
 
         ``questions`` are what the caller may ask with (`access.visible_words`).  ``engine``, the live
         index, has the last word on access: a document restricted since the model was fitted is never
-        a candidate.
+        a candidate.  ``changed``: documents changed since the model was fitted (the version's
+        ``changes_since_build``); covered candidates are then read again from ``engine``, so one
+        deleted since is no candidate and one marked outdated since never answers.
         """
         cfg = settings.deflect
         out: list[list[_Scored]] = []
@@ -394,6 +407,8 @@ class Deflector:
                         feats = model.features(scores, r, cands, allowed)
                         probs = self.cal.candidate_prob(feats)
                         scored = [_Scored(model.docs[c], float(p), f) for c, p, f in zip(cands, probs, feats)]
+                        if changed and engine is not None:
+                            scored = _as_live(scored, engine)
                 if searcher is not None and q:
                     row = {k: v[r] for k, v in scores.items()} if scores is not None else None
                     if row is not None and allowed is not None:  # the pages' margins: the caller's documents only
@@ -619,9 +634,11 @@ def decide_many(kb: Any, questions: list[str], *, groups: Any = None, route: boo
         def score(batch: list[str] = batch) -> tuple[Deflector, list[list[_Scored]]]:
             deflector = _deflector(kb)
             searcher = _searcher_if_needed(kb, deflector)
-            engine = kb._current().engine
+            live = kb._current()
+            engine = live.engine
             words = [visible_words(t, engine, grp) for t in batch]
-            return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine)
+            changed = int(live.meta.get("changes_since_build", 0)) > 0
+            return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine, changed=changed)
 
         deflector, scores = _on_live_version(kb, score)
         for text, scored in zip(batch, scores):
@@ -649,9 +666,11 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
     def score() -> tuple[Deflector, list[list[_Scored]]]:
         deflector = _deflector(kb)
         searcher = _searcher_if_needed(kb, deflector)
-        engine = kb._current().engine
+        live = kb._current()
+        engine = live.engine
         usable = visible_words(text, engine, grp)  # the words this caller may match with (`access`)
-        return deflector, deflector.score([usable], grp, kb.settings, searcher, engine=engine)
+        changed = int(live.meta.get("changes_since_build", 0)) > 0
+        return deflector, deflector.score([usable], grp, kb.settings, searcher, engine=engine, changed=changed)
 
     deflector, scores = _on_live_version(kb, score)
     scored = scores[0]
