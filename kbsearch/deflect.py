@@ -30,7 +30,6 @@ from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_
 from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
-from ._word_vectors import load_word_vectors
 from .access import visible_words
 from .config import Settings
 from .documents import Document
@@ -181,14 +180,11 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     if stale:
         log.warning("deflection: %d feedback examples and logged questions were scored by an older kbsearch "
                     "(other features) and are not used", stale)
-    # The sentence encoder, when there is one, takes the word vectors' place in the classifier (both
-    # together ranked no better), so they are not loaded (here, nor in the worker that unpickles them).
-    word_vectors = None if Vectorizer.encodes(encoder, phrasings) else load_word_vectors(cfg.word_vectors)
     with _ModelFit(elsewhere=0 <= cfg.parallel_fit_phrasings <= len(phrasings),
                    encoder=encoder.model_dir if encoder is not None else None) as final:
         try:
             vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable],
-                                 word_vectors=word_vectors, encoder=encoder, sentences=phrasings)
+                                 encoder=encoder, sentences=phrasings)
         except ValueError:
             log.warning("deflection: no usable text; questions will be escalated")
             return {"documents": 0}

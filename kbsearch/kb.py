@@ -232,10 +232,6 @@ class KnowledgeBase:
             from ._encoder import load_encoder
 
             load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
-        if self.settings.deflect.word_vectors not in ("auto", "off"):
-            from ._word_vectors import load_word_vectors
-
-            load_word_vectors(self.settings.deflect.word_vectors)  # likewise named vectors
         return _kb_write.rebuild(self, documents, progress)
 
     def _after_build(self, generation: Generation, steps: dict[str, Any], *, calibrate: bool = True) -> None:
