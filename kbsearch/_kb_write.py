@@ -123,12 +123,18 @@ def _discard(gen: Path) -> None:
     shutil.rmtree(gen, ignore_errors=True)
 
 
-def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | None, refit: bool) -> AddReport:
+def _lock_timeout(kb: KnowledgeBase, lock_timeout: float | None) -> float:
+    """Seconds a write waits for the writer lock: ``lock_timeout``, or ``index.writer_timeout``."""
+    return kb.settings.index.writer_timeout if lock_timeout is None else lock_timeout
+
+
+def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | None, refit: bool,
+        lock_timeout: float | None = None) -> AddReport:
     """`KnowledgeBase.add`, in a fork of the live version published when anything changed."""
     report = AddReport()
     started = time.perf_counter()
     cfg = kb.settings.index
-    with gens.writer_lock(kb.root, cfg.writer_timeout):
+    with gens.writer_lock(kb.root, _lock_timeout(kb, lock_timeout)):
         live = kb._current()
         gen = gens.fork(kb.root, live.path)
         meta = _forked_meta(live)
@@ -180,10 +186,10 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
     return report
 
 
-def delete(kb: KnowledgeBase, ids: Iterable[str]) -> int:
+def delete(kb: KnowledgeBase, ids: Iterable[str], lock_timeout: float | None = None) -> int:
     """`KnowledgeBase.delete`, in a fork of the live version published when anything was deleted."""
     deleted = 0
-    with gens.writer_lock(kb.root, kb.settings.index.writer_timeout):
+    with gens.writer_lock(kb.root, _lock_timeout(kb, lock_timeout)):
         live = kb._current()
         gen = gens.fork(kb.root, live.path)
         try:
@@ -251,8 +257,7 @@ def refit_into(kb: KnowledgeBase, gen: Path, meta: dict[str, Any], timings: dict
 def refit(kb: KnowledgeBase, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
           lock_timeout: float | None = None) -> bool:
     """Refit the live version's models if `refit_into` says so, as a new version; whether it did."""
-    timeout = kb.settings.index.writer_timeout if lock_timeout is None else lock_timeout
-    with gens.writer_lock(kb.root, timeout):
+    with gens.writer_lock(kb.root, _lock_timeout(kb, lock_timeout)):
         live = kb._current()
         gen = gens.fork(kb.root, live.path)
         meta = _forked_meta(live)
@@ -284,12 +289,13 @@ def _kept_answers(kb: KnowledgeBase, seen: set[str]) -> Iterator[Document]:
             yield item
 
 
-def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | None) -> BuildReport:
+def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | None,
+            lock_timeout: float | None = None) -> BuildReport:
     """`KnowledgeBase.rebuild`: a fresh version from ``documents`` plus the peer store's answers."""
     cfg = kb.settings.index
     report = BuildReport()
     started = time.perf_counter()
-    with gens.writer_lock(kb.root, cfg.writer_timeout):
+    with gens.writer_lock(kb.root, _lock_timeout(kb, lock_timeout)):
         gens.remove_stale(kb.root, cfg.keep_generations)
         gen = gens.new_generation_dir(kb.root)
         report.generation = gen.name

@@ -200,19 +200,20 @@ class KnowledgeBase:
 
     # -- writing ---------------------------------------------------------------------------
     def add(self, documents: Iterable[Document], *, progress: Progress | None = None,
-            refit: bool = True) -> AddReport:
+            refit: bool = True, lock_timeout: float | None = None) -> AddReport:
         """Add or update documents by id; unchanged ones are skipped.  The change is a new version.
 
         Writes are committed in batches of ``index.batch_size``: if the stream raises part-way,
         earlier batches are still published and the error says how many (re-running is safe).
         ``refit``: refit a small, grown index's models now (sources and crawls pass False and refit
-        once when they finish; a reindex rebuilds instead).
+        once when they finish; a reindex rebuilds instead).  ``lock_timeout``: seconds to wait for
+        another writer (default ``index.writer_timeout``; then `IndexLockedError`), here and below.
         """
-        return _kb_write.add(self, documents, progress, refit)
+        return _kb_write.add(self, documents, progress, refit, lock_timeout)
 
-    def delete(self, ids: Iterable[str]) -> int:
+    def delete(self, ids: Iterable[str], *, lock_timeout: float | None = None) -> int:
         """Delete documents by id; returns how many existed."""
-        return _kb_write.delete(self, ids)
+        return _kb_write.delete(self, ids, lock_timeout)
 
     def refit(self, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
               lock_timeout: float | None = None) -> bool:
@@ -220,7 +221,8 @@ class KnowledgeBase:
         version; large indexes are refitted by `rebuild`.  Returns whether it refitted."""
         return _kb_write.refit(self, timings, calibrate=calibrate, lock_timeout=lock_timeout)
 
-    def rebuild(self, documents: Iterable[Document], *, progress: Progress | None = None) -> BuildReport:
+    def rebuild(self, documents: Iterable[Document], *, progress: Progress | None = None,
+                lock_timeout: float | None = None) -> BuildReport:
         """Build a new version from ``documents`` and switch to it atomically.
 
         Answered escalations of the peer store that ``documents`` does not hold are added too (they
@@ -232,7 +234,7 @@ class KnowledgeBase:
             from ._encoder import load_encoder
 
             load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
-        return _kb_write.rebuild(self, documents, progress)
+        return _kb_write.rebuild(self, documents, progress, lock_timeout)
 
     def _after_build(self, generation: Generation, steps: dict[str, Any], *, calibrate: bool = True) -> None:
         """Steps that must follow a new corpus model (e.g. deflection calibration); see deflect."""

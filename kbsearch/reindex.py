@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import filelock
-
 from .errors import ConfigError, IndexLockedError, KbsearchError
+from .storage.versions import file_lock
 
 if TYPE_CHECKING:
-    from .kb import BuildReport, KnowledgeBase
+    from .kb import KnowledgeBase
     from .sources import Source
 
 log = logging.getLogger(__name__)
@@ -111,22 +110,16 @@ def run(kb: KnowledgeBase, sources: Sequence[Source], *, full: bool = False, wai
     """Sync ``sources`` into ``kb`` and rebuild it, holding the reindex lock (see the module docstring).
 
     ``wait``: seconds to wait for a running reindex (0: fail at once with `ReindexRunningError`).
-    ``lock_wait``: seconds the final rebuild retries while another writer (e.g. an answer being
+    ``lock_wait``: seconds the final rebuild waits while another writer (e.g. an answer being
     indexed) briefly holds the index's writer lock.
     """
     report = ReindexReport()
     started = time.perf_counter()
     Path(kb.root).mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(lock_path(kb)), timeout=wait if wait > 0 else 0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise ReindexRunningError(
-            f"another reindex of {kb.root} is running" + (f" (waited {wait:g}s)" if wait > 0 else "")
-            + "; this run did nothing") from None
-    report.waited = time.perf_counter() - started
     emit = progress or (lambda event: None)
-    try:
+    with file_lock(lock_path(kb), wait, lambda waited: ReindexRunningError(
+            f"another reindex of {kb.root} is running{waited}; this run did nothing")):
+        report.waited = time.perf_counter() - started
         for source in sources:  # sources add with refit=False: the rebuild below refits once
             _sync_one(kb, source, full, emit, report)
         reason = None if full else _skip_reason(kb, report)
@@ -136,11 +129,10 @@ def run(kb: KnowledgeBase, sources: Sequence[Source], *, full: bool = False, wai
             log.info("reindex: no rebuild (%s)", reason)
         else:
             emit({"stage": "build", "documents": 0})
-            build = _rebuild(kb, lock_wait, lambda n: emit({"stage": "build", "documents": n}))
+            build = kb.rebuild(kb.documents(), progress=lambda n: emit({"stage": "build", "documents": n}),
+                               lock_timeout=lock_wait)
             report.build = build.to_dict()
-    finally:
-        lock.release()
-        report.seconds = time.perf_counter() - started
+    report.seconds = time.perf_counter() - started
     emit({"stage": "done", "summary": report.summary()})
     log.info("%s", report.summary())
     return report
@@ -189,18 +181,3 @@ def _sync_one(kb: KnowledgeBase, source: Source, full: bool, emit: Progress, rep
     report.sources.append(data)
     emit({"stage": "synced", **{k: data.get(k) for k in ("source", "added", "updated", "deleted", "failed")}})
 
-
-def _rebuild(kb: KnowledgeBase, lock_wait: float, progress: Callable[[int], None]) -> BuildReport:
-    deadline = time.monotonic() + lock_wait
-    delay = 0.2
-    while True:
-        try:
-            return kb.rebuild(kb.documents(), progress=progress)
-        except ReindexRunningError:
-            raise
-        except IndexLockedError:
-            if time.monotonic() >= deadline:
-                raise
-            log.info("index writer busy; retrying the rebuild in %.1fs", delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)

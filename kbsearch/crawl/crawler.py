@@ -30,7 +30,7 @@ from .._memory import release_memory
 from .._text import is_blank
 from .._workers import process_pool
 from ..documents import Document, make_id
-from ..errors import IndexLockedError, KbsearchError
+from ..errors import KbsearchError
 from ..sources import SourceReport
 from .extract import ExtractOptions, PageExtract, extract_page
 from .fetch import Credentials, Fetcher, FetchOptions, FetchResult
@@ -132,9 +132,9 @@ class _Writer(threading.Thread):
             started = time.perf_counter()
             try:
                 if batch.delete_ids:
-                    self.deleted += self._patiently(self.kb.delete, batch.delete_ids)
-                if batch.docs:
-                    rep = self._patiently(lambda docs: self.kb.add(docs, refit=False), batch.docs)  # refit after the crawl
+                    self.deleted += self.kb.delete(batch.delete_ids, lock_timeout=WRITE_LOCK_WAIT)
+                if batch.docs:  # refit once after the crawl
+                    rep = self.kb.add(batch.docs, refit=False, lock_timeout=WRITE_LOCK_WAIT)
                     self.added += rep.added
                     self.updated += rep.updated
                     self.unchanged += rep.unchanged
@@ -144,18 +144,6 @@ class _Writer(threading.Thread):
                 self.error = exc
             finally:
                 self.seconds += time.perf_counter() - started
-
-    @staticmethod
-    def _patiently(write: Callable[[Any], Any], arg: Any) -> Any:
-        """Retry a write for a while when another writer (say, an answer being indexed) holds the lock."""
-        deadline = time.monotonic() + WRITE_LOCK_WAIT
-        while True:
-            try:
-                return write(arg)
-            except IndexLockedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
 
 @dataclass

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -393,18 +392,8 @@ class PeerLoop:
 
         ``refit=False`` when the caller (a source sync in a reindex or an import) refits once at its end.
         """
-        deadline = time.monotonic() + self.cfg.index_wait
-        delay = 0.02
         with self._index_lock:
-            while True:
-                try:
-                    self.kb.add(docs, refit=refit)
-                    return
-                except IndexLockedError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
+            self.kb.add(docs, refit=refit, lock_timeout=self.cfg.index_wait)
 
     def index_answer(self, escalation_id: str) -> bool:
         """Make the stored answer searchable now; False (answer kept, indexed later) if the index is busy."""
