@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._content_types import contradicts
 from .._text import clean_text
 from ..access import ALL_GROUPS, may_see, normalise_groups
 from ..documents import Document, make_id
@@ -46,14 +47,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = "escalations"
 STORE_FILE = "peers.sqlite3"
-_MAGIC: dict[str, Any] = {
-    "image/jpeg": lambda b: b[:3] == b"\xff\xd8\xff",
-    "image/png": lambda b: b[:8] == b"\x89PNG\r\n\x1a\n",
-    "image/gif": lambda b: b[:6] in (b"GIF87a", b"GIF89a"),
-    "image/webp": lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP",
-    "image/heic": lambda b: b[4:8] == b"ftyp" and b[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"),
-    "application/pdf": lambda b: b[:5] == b"%PDF-",
-}
 
 
 def answer_doc_id(escalation_id: str) -> str:
@@ -200,8 +193,7 @@ class PeerLoop:
             if len(data) > self.cfg.max_attachment_bytes:
                 raise InvalidEscalationError(f"attachment {filename}: {len(data):,} bytes is over the limit of "
                                              f"{self.cfg.max_attachment_bytes:,}")
-            check = _MAGIC.get(ctype)
-            if check is not None and not check(data):
+            if contradicts(data, ctype):
                 raise InvalidEscalationError(f"attachment {filename}: content is not {ctype}")
             if ctype == "text/plain":
                 try:
