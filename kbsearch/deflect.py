@@ -33,6 +33,7 @@ from ._encoder import load_encoder
 from .access import visible_words
 from .config import Settings
 from .documents import Document
+from .storage.filecache import file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -520,25 +521,10 @@ def _deflector(kb: Any) -> Deflector:
     from ._deflect_model import MODEL_DIR
 
     path = kb.generation_path
-    stamp = tuple(_file_identity(path / MODEL_DIR / name) for name in (CALIBRATION_FILE, "model.json"))
-    cached = getattr(kb, "_deflect_cache", None)
-    if cached is not None and cached[0] == stamp:
-        if cached[1].path == path:
-            return cached[1]
-        deflector = Deflector(path, cached[1].model, cached[1].cal)  # same files, another version
-    else:
-        deflector = Deflector.load(path)
-    kb._deflect_cache = (stamp, deflector)
-    return deflector
-
-
-def _file_identity(path: Path) -> tuple[int, int, int]:
-    """(device, inode, mtime) of a file, zeros when missing: equal means the very same file content."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return (0, 0, 0)
-    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+    return kb._deflect_cache.get(
+        lambda: file_stamp(*(path / MODEL_DIR / name for name in (CALIBRATION_FILE, "model.json"))),
+        lambda _old: Deflector.load(path),
+        lambda d: d if d.path == path else Deflector(path, d.model, d.cal))  # same files, another version
 
 
 def _searcher_if_needed(kb: Any, deflector: Deflector) -> Any:

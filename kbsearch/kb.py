@@ -25,6 +25,7 @@ from .errors import IndexNotFoundError
 from .index import EngineIndex
 from .rerank import TfidfModel, VectorCache
 from .search import ALL_GROUPS
+from .storage.filecache import FileCache
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,12 @@ class KnowledgeBase:
         self.root = root
         self.settings = settings
         self._lock = threading.RLock()
-        self._live: Generation | None = None
+        # The live version, reopened when ``CURRENT`` is another file; loading retires the one replaced,
+        # under the lock that `_using` pins versions with.
+        self._live: FileCache[Generation] = FileCache(self._lock)
         self._retired: list[Generation] = []
-        self._stamp: tuple[int, int] | None = None
+        #: The live version's deflection model and calibration (`deflect._deflector`).
+        self._deflect_cache: FileCache[Any] = FileCache()
         self._cache = VectorCache()
 
     # -- opening ---------------------------------------------------------------------------
@@ -86,30 +90,24 @@ class KnowledgeBase:
 
         Versions never change once published, so one ``stat`` of the pointer tells whether this is current.
         """
-        stamp = gens.pointer_stamp(self.root)
-        live = self._live
-        if live is not None and stamp == self._stamp:
-            return live
-        with self._lock:
-            live = self._live
-            stamp = gens.pointer_stamp(self.root)
-            if live is not None and stamp == self._stamp:
-                return live
-            path = gens.current_generation(self.root)
-            if path is None:
-                raise IndexNotFoundError(f"no index at {self.root}")
-            fresh = Generation(path, self.settings, self._cache)
-            old, self._live, self._stamp = self._live, fresh, stamp
-            # Close what nobody uses any more; the generation just replaced stays open for a
-            # while, as callers that did not pin it may still be reading it.
-            still = []
-            for gen in self._retired:
-                if gen.users:
-                    still.append(gen)
-                else:
-                    gen.close()
-            self._retired = still + ([old] if old is not None else [])
-            return fresh
+        return self._live.get(lambda: gens.pointer_stamp(self.root), self._open_live)
+
+    def _open_live(self, old: Generation | None) -> Generation:
+        """Open the version ``CURRENT`` names; retire ``old`` (called by `_current`, under the lock)."""
+        path = gens.current_generation(self.root)
+        if path is None:
+            raise IndexNotFoundError(f"no index at {self.root}")
+        fresh = Generation(path, self.settings, self._cache)
+        # Close what nobody uses any more; the generation just replaced stays open for a
+        # while, as callers that did not pin it may still be reading it.
+        still = []
+        for gen in self._retired:
+            if gen.users:
+                still.append(gen)
+            else:
+                gen.close()
+        self._retired = still + ([old] if old is not None else [])
+        return fresh
 
     @contextmanager
     def _using(self) -> Iterator[Generation]:
@@ -130,10 +128,11 @@ class KnowledgeBase:
 
     def close(self) -> None:
         with self._lock:
-            for gen in [*self._retired, *([self._live] if self._live else [])]:
+            live = self._live.value
+            for gen in [*self._retired, *([live] if live else [])]:
                 gen.close()
             self._retired = []
-            self._live = None
+            self._live.clear()
 
     def __enter__(self) -> KnowledgeBase:
         return self

@@ -29,6 +29,7 @@ from ..errors import (
 )
 from ..route import Router, Routing
 from ..search import clean_question
+from ..storage.filecache import MISSING, FileCache, file_stamp
 from .groups import Group, Groups
 from .outbox import (
     DeliveryReport,
@@ -119,35 +120,36 @@ class PeerLoop:
             store = SqliteStore(Path(kb.root) / STORE_FILE, busy_timeout=self.cfg.busy_timeout)
         self.store = store
         self.outbox = Outbox(store, self.groups, self.cfg, env=env)
-        self._router: tuple[tuple[Any, ...], Router] | None = None
-        self._router_lock = threading.Lock()
+        self._router: FileCache[Router] = FileCache()
         self._index_lock = threading.RLock()
 
     # -- routing ----------------------------------------------------------------------------
     def router(self) -> Router:
         """The live generation's router (refitted from the documents if that generation has none)."""
         gen = self.kb.generation_path
-        try:  # the file's identity, not the version's name: forked versions share an unchanged router
-            st = (gen / "route" / "router.json").stat()
-            stamp: tuple[Any, ...] = (st.st_dev, st.st_ino, st.st_mtime_ns)
-        except FileNotFoundError:
-            stamp = (str(gen), 0)
-        cached = self._router
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        with self._router_lock:
-            router = Router.load(gen) if len(stamp) == 3 else None
-            described = {g.name for g in self.groups if g.description or g.keywords}
-            if router is not None and not described <= set(router.classes):
-                # Fitted before these groups were configured (the config changed since the rebuild):
-                # refit in memory rather than route with the groups of then.
-                log.info("routing model of %s lacks configured groups %s; refitting it for this process",
-                         gen.name, ", ".join(sorted(described - set(router.classes))))
-                router = None
-            if router is None:
-                router = Router.from_documents(self.kb.documents(), self.groups, self.kb.settings.route)
-            self._router = (stamp, router)
-            return router
+        stored = gen / "route" / "router.json"
+
+        def stamp() -> tuple[object, ...]:
+            """The file's identity, not the version's name: forked versions share an unchanged router
+            (without one, the version's name: its router is fitted from its documents)."""
+            found = file_stamp(stored)
+            return found if found[0] != MISSING else (str(gen),)
+
+        return self._router.get(stamp, lambda _old: self._load_router(gen, stored))
+
+    def _load_router(self, gen: Path, stored: Path) -> Router:
+        """The router stored with ``gen``, or one fitted from the documents (see `router`)."""
+        router = Router.load(gen) if stored.is_file() else None
+        described = {g.name for g in self.groups if g.description or g.keywords}
+        if router is not None and not described <= set(router.classes):
+            # Fitted before these groups were configured (the config changed since the rebuild):
+            # refit in memory rather than route with the groups of then.
+            log.info("routing model of %s lacks configured groups %s; refitting it for this process",
+                     gen.name, ", ".join(sorted(described - set(router.classes))))
+            router = None
+        if router is None:
+            router = Router.from_documents(self.kb.documents(), self.groups, self.kb.settings.route)
+        return router
 
     def route(self, question: str, *, group: str | None = None, groups: object = ALL_GROUPS) -> Routing:
         """Rank the peer groups for ``question`` asked by a member of ``groups`` (its reason names
