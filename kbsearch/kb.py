@@ -265,17 +265,22 @@ class KnowledgeBase:
         if sources is None or isinstance(sources, (str, Path)):
             sources = load_sources(sources if sources is not None else self.settings.web.sources_dir)
         chosen = _reindex.select(list(sources), list(only) if only else None)
-        return _reindex.run(self, chosen, full=full, progress=progress,
-                            wait=self.settings.web.reindex_wait if wait is None else wait)
+        return _reindex.run(self, chosen, live=self._current, rebuild_reason=lambda: _kb_write.rebuild_reason(self),
+                            full=full, progress=progress, wait=self.settings.web.reindex_wait if wait is None else wait)
 
     def report(self, *, days: int = 90, now: datetime | None = None) -> Any:
         """The deflection report of the last ``days`` days from the usage log and the escalation store.
 
         Returns a `report.DeflectionReport` (``.to_dict()``; `report.render_text` / `render_html`).
         """
+        from . import deflect
         from . import report as _report
 
-        return _report.build(self, days=days, now=now)
+        try:
+            deflector = deflect._deflector(self)
+        except IndexNotFoundError:  # nothing built yet
+            deflector = None
+        return _report.build(self, days=days, now=now, deflector=deflector)
 
     # -- crawl ---------------------------------------------------------------------------------
     def crawl(

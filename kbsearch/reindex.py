@@ -28,7 +28,8 @@ from .errors import ConfigError, IndexLockedError, KbsearchError
 from .storage.versions import file_lock
 
 if TYPE_CHECKING:
-    from .kb import KnowledgeBase
+    from ._generations import Generation
+    from ._protocols import Rebuildable
     from .sources import Source
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ReindexReport:
                 "seconds": round(self.seconds, 3), "waited": round(self.waited, 3), "summary": self.summary()}
 
 
-def lock_path(kb: KnowledgeBase) -> Path:
+def lock_path(kb: Rebuildable) -> Path:
     return Path(kb.root) / LOCK_NAME
 
 
@@ -105,10 +106,13 @@ def select(sources: Sequence[Source], only: Sequence[str] | None) -> list[Source
     return [names[n] for n in only]
 
 
-def run(kb: KnowledgeBase, sources: Sequence[Source], *, full: bool = False, wait: float = 0.0,
+def run(kb: Rebuildable, sources: Sequence[Source], *, live: Callable[[], Generation],
+        rebuild_reason: Callable[[], str | None], full: bool = False, wait: float = 0.0,
         progress: Progress | None = None, lock_wait: float = 60.0) -> ReindexReport:
     """Sync ``sources`` into ``kb`` and rebuild it, holding the reindex lock (see the module docstring).
 
+    ``live``: the live version; ``rebuild_reason``: why its models are out of date, or None (then an
+    incremental run that changed nothing skips the rebuild).  The front door passes both.
     ``wait``: seconds to wait for a running reindex (0: fail at once with `ReindexRunningError`).
     ``lock_wait``: seconds the final rebuild waits while another writer (e.g. an answer being
     indexed) briefly holds the index's writer lock.
@@ -122,10 +126,11 @@ def run(kb: KnowledgeBase, sources: Sequence[Source], *, full: bool = False, wai
         report.waited = time.perf_counter() - started
         for source in sources:  # sources add with refit=False: the rebuild below refits once
             _sync_one(kb, source, full, emit, report)
-        reason = None if full else _skip_reason(kb, report)
+        reason = None if full else _skip_reason(report, rebuild_reason)
         if reason is not None:
-            live = kb._current()
-            report.build = {"skipped": reason, "generation": live.path.name, "documents": live.engine.doc_count()}
+            current = live()
+            report.build = {"skipped": reason, "generation": current.path.name,
+                            "documents": current.engine.doc_count()}
             log.info("reindex: no rebuild (%s)", reason)
         else:
             emit({"stage": "build", "documents": 0})
@@ -138,21 +143,19 @@ def run(kb: KnowledgeBase, sources: Sequence[Source], *, full: bool = False, wai
     return report
 
 
-def _skip_reason(kb: KnowledgeBase, report: ReindexReport) -> str | None:
+def _skip_reason(report: ReindexReport, rebuild_reason: Callable[[], str | None]) -> str | None:
     """"nothing changed" when a rebuild would rebuild the same models (then it is skipped), else None.
 
     Nothing changed when every source completed and added, updated and deleted nothing, no document
     changed and no feedback arrived since the last rebuild, and the settings shaping the models are
-    the same (`_kb_write.rebuild_reason`).
+    the same (``rebuild_reason``).
     """
-    from ._kb_write import rebuild_reason
-
     if report.failed or any(int(s.get(k, 0) or 0) for s in report.sources for k in ("added", "updated", "deleted")):
         return None
-    return "nothing changed" if rebuild_reason(kb) is None else None
+    return "nothing changed" if rebuild_reason() is None else None
 
 
-def _sync_one(kb: KnowledgeBase, source: Source, full: bool, emit: Progress, report: ReindexReport) -> None:
+def _sync_one(kb: Rebuildable, source: Source, full: bool, emit: Progress, report: ReindexReport) -> None:
     name = getattr(source, "name", type(source).__name__)
     emit({"stage": "sync", "source": name})
     t0 = time.perf_counter()

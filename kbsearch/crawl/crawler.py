@@ -39,7 +39,7 @@ from .state import CrawlState, PageState
 
 if TYPE_CHECKING:
     from ..config import CrawlConfig
-    from ..kb import KnowledgeBase
+    from .._protocols import DocumentStore
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class _Writer(threading.Thread):
     """Writes batches to the index, then the matching crawl state (index first: a crash in between
     only means the next run re-checks those pages)."""
 
-    def __init__(self, kb: KnowledgeBase, state: CrawlState, source: str, dry_run: bool = False) -> None:
+    def __init__(self, kb: DocumentStore, state: CrawlState, source: str, dry_run: bool = False) -> None:
         super().__init__(name="kbsearch-crawl-writer", daemon=True)
         self.kb, self.state, self.source, self.dry_run = kb, state, source, dry_run
         self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
@@ -165,7 +165,7 @@ class CrawlSpec:
 class Crawler:
     """One crawl of one source into one knowledge base; use `run` once."""
 
-    def __init__(self, kb: KnowledgeBase, spec: CrawlSpec, *, full: bool = False, dry_run: bool = False,
+    def __init__(self, kb: DocumentStore, spec: CrawlSpec, *, full: bool = False, dry_run: bool = False,
                  progress: Progress | None = None) -> None:
         if not spec.start_urls:
             raise KbsearchError(f"source {spec.name!r}: no start URLs")

@@ -42,7 +42,7 @@ from .outbox import (
 from .store import Escalation, EscalationStore, NewNotification, Notify, SqliteStore
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from .._protocols import AnswerIndex
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _decision_dict(decision: Any, visible: Callable[[str], bool]) -> dict[str, A
 class PeerLoop:
     """Escalations, routing, notifications and answers of one knowledge base."""
 
-    def __init__(self, kb: KnowledgeBase, *, store: EscalationStore | None = None,
+    def __init__(self, kb: AnswerIndex, *, store: EscalationStore | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self.kb = kb
         self.cfg = kb.settings.peers
