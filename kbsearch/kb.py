@@ -483,4 +483,4 @@ class KnowledgeBase:
     def _fit_router(self, generation: Generation) -> dict[str, Any]:
         from .route import fit_for_generation
 
-        return fit_for_generation(self, generation)
+        return fit_for_generation(self.settings, generation)
