@@ -294,12 +294,6 @@ class DeflectConfig:
     #: strikethrough); the per-thread classifier reads each text's sentence vector beside its
     #: n-grams (CLINC150 P@1 0.942 -> 0.966).
     encoder: str = "auto"
-    #: Pretrained word vectors (GloVe, not a neural network) beside the per-thread classifier's
-    #: n-grams when there is no sentence encoder, so that words the archive never uses still count
-    #: ("arabic" is a language): "auto" uses those `make setup` installs (``python -m
-    #: kbsearch._word_vectors install``), "off" never, or a folder with ``words.txt`` and
-    #: ``vectors.npy``.  See docs/deflect.md.
-    word_vectors: str = "auto"
     #: Threads with at least this many phrasings (title included) get a per-thread classifier.
     min_phrasings: int = 3
     #: Most classes of the classifier (the threads with the most phrasings win).

@@ -31,11 +31,11 @@ from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_
 from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
-from ._word_vectors import load_word_vectors
 from .access import visible_words
 from .config import Settings
 from .documents import Document
 from .errors import IndexCorruptError
+from .storage.filecache import file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +183,11 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     if stale:
         log.warning("deflection: %d feedback examples and logged questions were scored by an older kbsearch "
                     "(other features) and are not used", stale)
-    # The sentence encoder, when there is one, takes the word vectors' place in the classifier (both
-    # together ranked no better), so they are not loaded (here, nor in the worker that unpickles them).
-    word_vectors = None if Vectorizer.encodes(encoder, phrasings) else load_word_vectors(cfg.word_vectors)
     with _ModelFit(elsewhere=0 <= cfg.parallel_fit_phrasings <= len(phrasings),
                    encoder=encoder.model_dir if encoder is not None else None) as final:
         try:
             vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable],
-                                 word_vectors=word_vectors, encoder=encoder, sentences=phrasings)
+                                 encoder=encoder, sentences=phrasings)
         except ValueError:
             log.warning("deflection: no usable text; questions will be escalated")
             return {"documents": 0}
@@ -542,16 +539,10 @@ def _deflector(kb: Any) -> Deflector:
     from ._deflect_model import MODEL_DIR
 
     path = kb.generation_path
-    stamp = tuple(_file_identity(path / MODEL_DIR / name) for name in (CALIBRATION_FILE, "model.json"))
-    cached = getattr(kb, "_deflect_cache", None)
-    if cached is not None and cached[0] == stamp:
-        if cached[1].path == path:
-            return cached[1]
-        deflector = Deflector(path, cached[1].model, cached[1].cal)  # same files, another version
-    else:
-        deflector = Deflector.load(path)
-    kb._deflect_cache = (stamp, deflector)
-    return deflector
+    return kb._deflect_cache.get(
+        lambda: file_stamp(*(path / MODEL_DIR / name for name in (CALIBRATION_FILE, "model.json"))),
+        lambda _old: Deflector.load(path),
+        lambda d: d if d.path == path else Deflector(path, d.model, d.cal))  # same files, another version
 
 
 _T = TypeVar("_T")
@@ -569,15 +560,6 @@ def _on_live_version(kb: Any, work: Callable[[], _T]) -> _T:
                 raise
             log.info("version %s was removed while being read; reading the live one", path.name)
     return work()
-
-
-def _file_identity(path: Path) -> tuple[int, int, int]:
-    """(device, inode, mtime) of a file, zeros when missing: equal means the very same file content."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return (0, 0, 0)
-    return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
 def _searcher_if_needed(kb: Any, deflector: Deflector) -> Any:

@@ -220,7 +220,7 @@ def test_model_of_an_older_format_is_not_used(tmp_path: Path, change: dict) -> N
         meta = json.loads(meta_path.read_text())
         meta.update(change)
         meta_path.write_text(json.dumps(meta))
-        kb._deflect_cache = None
+        kb._deflect_cache.clear()
         from kbsearch.deflect import Deflector
 
         assert Deflector.load(kb.generation_path).model is None
