@@ -25,6 +25,9 @@ from .vectors import Meaning
 
 log = logging.getLogger(__name__)
 
+#: Rounds of `Searcher.by_meaning` at most, each looking 8 times further than the last.
+MEANING_ROUNDS = 3
+
 __all__ = ["ALL_GROUPS", "PreparedQuery", "Searcher", "clean_question", "make_snippet", "normalise_groups",
            "select_clauses"]
 
@@ -170,20 +173,29 @@ class Searcher:
         (`access.visible_words`).  Empty without vectors or encoder: the lexical path alone."""
         if self.meaning is None or k <= 0:
             return []
-        rows = 4 * k + len(skip) + 16
         out: list[Candidate] = []
-        seen: set[str] = set()
-        for n in self.meaning.nearest([question], rows)[0]:
-            if n.doc_id in seen or n.doc_id in skip:
-                continue
-            cand = self.engine.current(n.doc_id, n.content_hash, user_groups)
-            if cand is None:
-                continue
-            seen.add(n.doc_id)
-            out.append(Candidate(cand.document, 0.0, cand.content_hash, similarity=n.similarity))
-            if len(out) >= k:
+        checked: set[tuple[str, str]] = set()
+        rows, lookups = 4 * k + 16, 0
+        # Skipped, stale and hidden rows take places: look further until k are found (bounded: the
+        # index lookups of hidden or stale rows are what costs).
+        for _round in range(MEANING_ROUNDS):
+            neighbours = self.meaning.nearest([question], rows)[0]
+            for n in neighbours:
+                key = (n.doc_id, n.content_hash)
+                if key in checked:
+                    continue
+                checked.add(key)
+                if n.doc_id in skip or any(c.document.id == n.doc_id for c in out):
+                    continue
+                lookups += 1
+                cand = self.engine.current(n.doc_id, n.content_hash, user_groups)
+                if cand is not None:
+                    out.append(Candidate(cand.document, 0.0, cand.content_hash, similarity=n.similarity))
+            if len(out) >= k or lookups > 8 * k + 64 or not neighbours:
                 break
-        return out
+            rows *= 8
+        out.sort(key=lambda c: -(c.similarity or 0.0))
+        return out[:k]
 
     def search(self, question: str, *, limit: int | None = None, user_groups: object = None,
                kinds: Collection[str] | None = None) -> list[Hit]:

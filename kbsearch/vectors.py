@@ -248,7 +248,7 @@ def _merge(folder: Path, names: list[str]) -> str:
     return _write_segment(folder, np.vstack(keep_m), keep_r)
 
 
-_cache: OrderedDict[tuple[int, int], tuple[np.ndarray, list[list[str]]]] = OrderedDict()
+_cache: OrderedDict[tuple[str, int, int], tuple[np.ndarray, list[list[str]]]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -256,7 +256,7 @@ def _load_segment(folder: Path, name: str) -> tuple[np.ndarray, list[list[str]]]
     path = folder / f"{name}.npy"
     try:
         st = path.stat()
-        key = (st.st_dev, st.st_ino)
+        key = (name, st.st_dev, st.st_ino)  # names are unique: a reused inode is never taken for another
         with _cache_lock:
             hit = _cache.get(key)
             if hit is not None:
