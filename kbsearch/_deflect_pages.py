@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,12 +99,14 @@ def sample_pages(engine: Any, n: int, seed: int, specific: bool = False) -> list
 
 
 def sentence_features(model: AnswerModel, question: str, docs: Sequence[Document],
-                      row: dict[str, Any]) -> np.ndarray | None:
+                      row: dict[str, Any], stored: StoredVectors | None = None) -> np.ndarray | None:
     """(semantic, semantic_margin) of uncovered ``docs`` for one question, or None without an encoder.
 
     A document's phrasings (or, without any, the start of its text) are encoded once per content
     (cached on the model); the question once per decision (kept in ``row``).  The margin is taken
-    against the best covered document, as for covered candidates.
+    against the best covered document, as for covered candidates.  ``stored``: the index's phrasing
+    vectors (`vectors.Meaning.vectors_of`), read instead of encoding a document whose very content
+    they hold.
     """
     encoder = getattr(model, "page_encoder", None)
     if encoder is None or not docs:
@@ -122,6 +124,13 @@ def sentence_features(model: AnswerModel, question: str, docs: Sequence[Document
                 cache.move_to_end(key)
             vectors.append(hit)
     missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing and stored is not None:  # same encoder: `vectors.Meaning` uses only vectors it made
+        found = {i: stored(docs[i].id, keys[i][1]) for i in missing}
+        with _cache_lock:
+            for i, v in found.items():
+                if v is not None:
+                    vectors[i] = cache[keys[i]] = v
+        missing = [i for i in missing if vectors[i] is None]
     if missing:
         texts = [phrasings_of(docs[i]) or [docs[i].text[:1000] or " "] for i in missing]
         encoded = encoder.encode([t for ts in texts for t in ts])
@@ -138,13 +147,23 @@ def sentence_features(model: AnswerModel, question: str, docs: Sequence[Document
     return np.column_stack([sem, sem - best])
 
 
+#: A document's stored phrasing vectors by (id, content hash), or None (`vectors.Meaning.vectors_of`).
+StoredVectors = Callable[[str, str], "np.ndarray | None"]
+
+
+def stored_vectors(searcher: Any) -> StoredVectors | None:
+    """The searcher's stored phrasing vectors, if its version has them."""
+    meaning = getattr(searcher, "meaning", None)
+    return meaning.vectors_of if meaning is not None else None
+
+
 def uncovered_features(model: AnswerModel, question: str, docs: Sequence[Document], row: dict[str, Any],
-                       body_chars: int) -> np.ndarray:
+                       body_chars: int, stored: StoredVectors | None = None) -> np.ndarray:
     """`FEATURES` of documents outside ``model``: words (`AnswerModel.extra_features`) and meaning."""
     feats = model.extra_features(question, docs, row, body_chars)
     if model.clf_coef is not None and "classifier" in row and np.size(row["classifier"]):
         feats[:, FEATURES.index("classifier_margin")] = -1.0 - float(np.max(row["classifier"]))
-    sem = sentence_features(model, question, docs, row)
+    sem = sentence_features(model, question, docs, row, stored)
     if sem is not None:
         feats[:, _SEM], feats[:, _SEM_MARGIN], feats[:, _ENCODED] = sem[:, 0], sem[:, 1], 1.0
     return feats
@@ -313,7 +332,7 @@ class SearchPlan:
             return feats, labels, np.zeros(len(labels), dtype=bool), np.zeros((len(labels), ORDER_COLUMNS))
         # A document of the split is seen as the split has it (phrasings held out), not as indexed.
         docs = [self.train.get(h.document.id, h.document) for h in hits]
-        page = uncovered_features(model, query.text or "?", docs, row, body_chars)
+        page = uncovered_features(model, query.text or "?", docs, row, body_chars, stored_vectors(searcher))
         target = self.train.get(query.answer) if query.answer else None
         url = target.url if target is not None else ""
         # A sample of a large index is asked for by headings: a copy of the target section (the same

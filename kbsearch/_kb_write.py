@@ -369,11 +369,15 @@ def rebuild(kb: FrontDoor, documents: Iterable[Document], progress: Progress | N
             if vectors is not None:
                 report.steps["vectors"] = {"phrasings": vectors.finish()}
                 checkpoint("rebuild.vectors")
+            del vectors, writer
+            release_memory()  # the writer's postings pool: the fits then start lower
             model = TfidfModel.fit(sample.items)
             del sample
             model.save(gen)
             report.model_fitted_on = model.fitted_on
-            meta = new_meta(report.documents, model.fitted_on)
+            del model
+            release_memory()
+            meta = new_meta(report.documents, report.model_fitted_on)
             meta.update(models_digest=models_digest(kb.settings), feedback_seen=_feedback_seen(kb))
             report.index_seconds = time.perf_counter() - started
             staged = Generation(gen, kb.settings, VectorCache(), meta)

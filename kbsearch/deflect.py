@@ -28,7 +28,8 @@ import numpy as np
 from ._deflect_calibrate import (SEGMENTS, Calibration, Feedback, calibrate, estimate_unanswerable_share,
                                  has_evidence, segment_of)
 from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_of
-from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
+from ._deflect_pages import (joint_margins, order_features, sample_pages, search_hits, stored_vectors,
+                             uncovered_features)
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
 from .access import visible_words
@@ -436,7 +437,7 @@ class Deflector:
             return []
         docs: list[Document] = [c.document for c in cands]
         if model is not None and row_scores is not None:
-            feats = uncovered_features(model, question, docs, row_scores, body_chars)
+            feats = uncovered_features(model, question, docs, row_scores, body_chars, stored_vectors(searcher))
         else:
             feats = self._search_features(question, searcher, searcher.prepare(question), cands)
         order = order_features(cands)

@@ -261,6 +261,7 @@ class EngineWriter:
         self._close_searcher()
         if self._writer is not None:
             self._writer.commit()
+            self._writer = None  # its pool of postings (up to ``limitmb``) can go now
         self._done = True
 
     def cancel(self) -> None:
@@ -269,6 +270,7 @@ class EngineWriter:
         self._close_searcher()
         if self._writer is not None:
             self._writer.cancel()
+            self._writer = None
         self._done = True
 
     def __enter__(self) -> EngineWriter:

@@ -111,10 +111,13 @@ def _rows_of(docs: Iterable[Document]) -> tuple[list[str], list[list[str]]]:
     return texts, rows
 
 
-def _write_segment(folder: Path, matrix: np.ndarray, rows: list[list[str]]) -> str:
-    """A new segment file pair (never an existing name); its name."""
+def _write_segment(folder: Path, matrix: np.ndarray, rows: list[list[str]], full: np.ndarray | None) -> str:
+    """A new segment (never an existing name): its rows, its search matrix and, when that is
+    projected, the full vectors (float16: what deciding reads instead of encoding again); its name."""
     name = f"seg-{uuid.uuid4().hex[:12]}"
     write_json(folder / f"{name}.rows.json", rows)
+    if full is not None:
+        save_npy(folder / f"{name}.full.npy", np.asarray(full, dtype=np.float16))
     save_npy(folder / f"{name}.npy", np.ascontiguousarray(matrix, dtype=np.float32))
     return name
 
@@ -178,10 +181,11 @@ class VectorBuilder:
                     pick = np.sort(np.random.default_rng(0).choice(n, size=min(n, PROJECT_SAMPLE), replace=False))
                     projection = _Projection.fit(np.asarray(full[pick], dtype=np.float32), PROJECT_DIMS)
                     matrix = np.vstack([projection(full[i:i + 8192]) for i in range(0, n, 8192)])
+                    segments = [_write_segment(self.folder, matrix, self._rows, full)]
                 else:
                     matrix = _unit(np.asarray(full, dtype=np.float32))
+                    segments = [_write_segment(self.folder, matrix, self._rows, None)]
                 del full
-                segments = [_write_segment(self.folder, matrix, self._rows)]
             else:
                 segments = []
             if projection is not None:
@@ -226,7 +230,7 @@ def append(gen_dir: Path, docs: Sequence[Document], encode: Encode, encoder_name
     proj = manifest.get("projection")
     matrix = _Projection.load(folder / str(proj))(vectors) if proj else _unit(vectors)
     segments = [str(s) for s in manifest.get("segments", [])]  # type: ignore[union-attr]
-    segments.append(_write_segment(folder, matrix, rows))
+    segments.append(_write_segment(folder, matrix, rows, vectors if proj else None))
     if len(segments) > MAX_SEGMENTS:
         segments = segments[:1] + [_merge(folder, segments[1:])]
     write_json(folder / MANIFEST, {**manifest, "segments": segments})
@@ -237,22 +241,43 @@ def _merge(folder: Path, names: list[str]) -> str:
     """One new segment holding ``names``' rows; a document's older rows are dropped for its newest."""
     parts = [_load_segment(folder, n) for n in names]
     latest: dict[str, int] = {}
-    for i, (_m, rows) in enumerate(parts):
-        for doc_id, _h in rows:
+    for i, part in enumerate(parts):
+        for doc_id, _h in part.rows:
             latest[doc_id] = i
-    keep_m, keep_r = [], []
-    for i, (matrix, rows) in enumerate(parts):
-        sel = [j for j, (doc_id, _h) in enumerate(rows) if latest[doc_id] == i]
-        keep_m.append(np.asarray(matrix[sel]))
-        keep_r.extend(rows[j] for j in sel)
-    return _write_segment(folder, np.vstack(keep_m), keep_r)
+    keep_m, keep_f, keep_r = [], [], []
+    projected = all(part.full is not part.matrix for part in parts)
+    for i, part in enumerate(parts):
+        sel = [j for j, (doc_id, _h) in enumerate(part.rows) if latest[doc_id] == i]
+        keep_m.append(np.asarray(part.matrix[sel]))
+        keep_f.append(np.asarray(part.full[sel]))
+        keep_r.extend(part.rows[j] for j in sel)
+    return _write_segment(folder, np.vstack(keep_m), keep_r, np.vstack(keep_f) if projected else None)
 
 
-_cache: OrderedDict[tuple[str, int, int], tuple[np.ndarray, list[list[str]]]] = OrderedDict()
+class _Segment:
+    """One segment, loaded: its search matrix and full vectors (memory-mapped) and its rows."""
+
+    def __init__(self, matrix: np.ndarray, full: np.ndarray, rows: list[list[str]]) -> None:
+        self.matrix = matrix
+        self.full = full
+        self.rows = rows
+        self._where: dict[tuple[str, str], list[int]] | None = None
+
+    def rows_of(self, doc_id: str, content_hash: str) -> list[int]:
+        """The rows of one document's content (its phrasings)."""
+        if self._where is None:
+            where: dict[tuple[str, str], list[int]] = {}
+            for r, (d, h) in enumerate(self.rows):
+                where.setdefault((d, h), []).append(r)
+            self._where = where
+        return self._where.get((doc_id, content_hash), [])
+
+
+_cache: OrderedDict[tuple[str, int, int], _Segment] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _load_segment(folder: Path, name: str) -> tuple[np.ndarray, list[list[str]]]:
+def _load_segment(folder: Path, name: str) -> _Segment:
     path = folder / f"{name}.npy"
     try:
         st = path.stat()
@@ -263,24 +288,27 @@ def _load_segment(folder: Path, name: str) -> tuple[np.ndarray, list[list[str]]]
                 _cache.move_to_end(key)
                 return hit
         matrix = np.load(path, mmap_mode="r")
+        full_path = folder / f"{name}.full.npy"
+        full = np.load(full_path, mmap_mode="r") if full_path.exists() else matrix
         with (folder / f"{name}.rows.json").open(encoding="utf-8") as handle:
             rows = json.load(handle)
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"unreadable vector segment {path}: {exc}") from exc
-    if len(rows) != matrix.shape[0]:
+    if not len(rows) == matrix.shape[0] == full.shape[0]:
         raise IndexCorruptError(f"vector segment {path}: {matrix.shape[0]} vectors for {len(rows)} rows")
+    segment = _Segment(matrix, full, rows)
     with _cache_lock:
-        _cache[key] = (matrix, rows)
+        _cache[key] = segment
         while len(_cache) > _SEGMENT_CACHE:
             _cache.popitem(last=False)
-    return matrix, rows
+    return segment
 
 
 class PhrasingVectors:
     """One version's phrasing vectors, read-only: the nearest documents to questions."""
 
     def __init__(self, encoder_name: str, projection: _Projection | None,
-                 segments: list[tuple[np.ndarray, list[list[str]]]]) -> None:
+                 segments: list[_Segment]) -> None:
         self.encoder_name = encoder_name
         self._projection = projection
         self._segments = segments
@@ -298,7 +326,18 @@ class PhrasingVectors:
         return cls(str(manifest.get("encoder")), projection, segments)
 
     def __len__(self) -> int:
-        return sum(len(rows) for _m, rows in self._segments)
+        return sum(len(seg.rows) for seg in self._segments)
+
+    def vectors_of(self, doc_id: str, content_hash: str) -> np.ndarray | None:
+        """The encoder's unit vectors of one document's phrasings, as stored for exactly this content
+        (the newest segment holding it), or None: what deciding reads instead of encoding again."""
+        for seg in reversed(self._segments):
+            rows = seg.rows_of(doc_id, content_hash)
+            if rows:
+                if self._projection is not None and seg.full is seg.matrix:
+                    return None  # a projected segment without its full vectors: encode anew
+                return np.asarray(seg.full[rows], dtype=np.float32)
+        return None
 
     def nearest(self, questions: np.ndarray, rows: int) -> list[list[Neighbour]]:
         """For each question vector (full encoder dims, unit length), the documents of its ``rows``
@@ -309,10 +348,11 @@ class PhrasingVectors:
         if self._projection is not None:
             q = self._projection(q)
         found: list[list[tuple[float, int, str, str]]] = [[] for _ in range(len(q))]
-        for s, (matrix, seg_rows) in enumerate(self._segments):
+        for s, seg in enumerate(self._segments):
+            seg_rows = seg.rows
             if not seg_rows:
                 continue
-            sims = np.asarray(matrix @ q.T)  # (rows, questions)
+            sims = np.asarray(seg.matrix @ q.T)  # (rows, questions)
             take = min(rows, sims.shape[0])
             top = np.argpartition(-sims, take - 1, axis=0)[:take] if take < sims.shape[0] else \
                 np.tile(np.arange(sims.shape[0])[:, None], (1, len(q)))
@@ -371,3 +411,8 @@ class Meaning:
         if self._vectors is None or self._encode is None or not questions:
             return [[] for _ in questions]
         return self._vectors.nearest(self._encode(list(questions)), rows)
+
+    def vectors_of(self, doc_id: str, content_hash: str) -> np.ndarray | None:
+        """`PhrasingVectors.vectors_of`, or None when there are no vectors."""
+        self._open()
+        return self._vectors.vectors_of(doc_id, content_hash) if self._vectors is not None else None

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kbsearch import Document, KnowledgeBase, Settings
+from kbsearch import Document, KnowledgeBase, Settings, read_jsonl
 from kbsearch import vectors as vec
 from kbsearch._deflect_pages import search_hits
 from kbsearch._encoder import load_encoder
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MONITOR = Document(id="monitor", kind="page", title="Monitor shows no signal",
                    text="Check the cable between the docking station and the display, then press the input button.")
 QUESTION = "my screen stays black"  # not one word in common with MONITOR
@@ -109,14 +110,42 @@ def test_a_large_base_is_projected_and_later_adds_use_its_projection(tmp_path: P
         assert (folder / "projection.npz").is_file()
         vectors = vec.PhrasingVectors.open(kb.generation_path)
         assert vectors is not None
-        matrix, _rows = vec._load_segment(folder, vec._read_manifest(folder)["segments"][0])  # type: ignore[index]
+        matrix = vec._load_segment(folder, vec._read_manifest(folder)["segments"][0]).matrix  # type: ignore[index]
         assert matrix.shape == (len(vectors), 6)
         assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
         kb.add([Document(id="battery", kind="page", title="Laptop battery drains fast", text="Lower the brightness.")],
                refit=False)
         manifest = vec._read_manifest(kb.generation_path / vec.VECTORS_DIR)
-        newest, _ = vec._load_segment(kb.generation_path / vec.VECTORS_DIR, manifest["segments"][-1])  # type: ignore[index]
+        newest = vec._load_segment(kb.generation_path / vec.VECTORS_DIR, manifest["segments"][-1]).matrix  # type: ignore[index]
         assert newest.shape == (1, 6)
+        # Deciding reads the full vectors the index keeps, not the projection: equal to encoding anew.
+        encoder = load_encoder("auto")
+        assert encoder is not None
+        for doc in (MONITOR, rooms[3], kb.get("battery")):
+            assert doc is not None
+            stored = vec.PhrasingVectors.open(kb.generation_path).vectors_of(doc.id, doc.content_hash)  # type: ignore[union-attr]
+            assert stored is not None and stored.shape == (1, encoder.dim)
+            assert np.allclose(stored, encoder.encode([doc.title]), atol=2e-3)
+        assert vec.PhrasingVectors.open(kb.generation_path).vectors_of("monitor", "another content") is None  # type: ignore[union-attr]
+
+
+def test_deciding_on_pages_outside_the_model_reads_their_stored_vectors(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page found outside the answer model is not encoded again at decision time."""
+    kb = _kb(tmp_path / "kb")
+    report = kb.rebuild([*read_jsonl(EXAMPLES / "intranet.jsonl"), *read_jsonl(EXAMPLES / "answers.jsonl")])
+    assert "error" not in report.steps["deflect"]
+    kb.add([Document(id="battery", kind="page", title="Laptop battery drains fast", text="Lower the brightness.")],
+           refit=False)
+    encoder = load_encoder("auto")
+    assert encoder is not None
+    encoded: list[str] = []
+    real = type(encoder).encode
+    monkeypatch.setattr(type(encoder), "encode", lambda self, texts: encoded.extend(texts) or real(self, texts))
+    decision = kb.ask("the battery of my laptop drains very fast")
+    assert decision.ranked[0] == "battery"
+    assert "Laptop battery drains fast" not in encoded and encoded  # the question was encoded, the page not
+    kb.close()
 
 
 def test_no_vectors_are_written_when_turned_off(tmp_path: Path) -> None:
