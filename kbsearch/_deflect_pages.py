@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,12 +99,14 @@ def sample_pages(engine: Any, n: int, seed: int, specific: bool = False) -> list
 
 
 def sentence_features(model: AnswerModel, question: str, docs: Sequence[Document],
-                      row: dict[str, Any]) -> np.ndarray | None:
+                      row: dict[str, Any], stored: StoredVectors | None = None) -> np.ndarray | None:
     """(semantic, semantic_margin) of uncovered ``docs`` for one question, or None without an encoder.
 
     A document's phrasings (or, without any, the start of its text) are encoded once per content
     (cached on the model); the question once per decision (kept in ``row``).  The margin is taken
-    against the best covered document, as for covered candidates.
+    against the best covered document, as for covered candidates.  ``stored``: the index's phrasing
+    vectors (`vectors.Meaning.vectors_of`), read instead of encoding a document whose very content
+    they hold.
     """
     encoder = getattr(model, "page_encoder", None)
     if encoder is None or not docs:
@@ -122,6 +124,13 @@ def sentence_features(model: AnswerModel, question: str, docs: Sequence[Document
                 cache.move_to_end(key)
             vectors.append(hit)
     missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing and stored is not None:  # same encoder: `vectors.Meaning` uses only vectors it made
+        found = {i: stored(docs[i].id, keys[i][1]) for i in missing}
+        with _cache_lock:
+            for i, v in found.items():
+                if v is not None:
+                    vectors[i] = cache[keys[i]] = v
+        missing = [i for i in missing if vectors[i] is None]
     if missing:
         texts = [phrasings_of(docs[i]) or [docs[i].text[:1000] or " "] for i in missing]
         encoded = encoder.encode([t for ts in texts for t in ts])
@@ -138,13 +147,23 @@ def sentence_features(model: AnswerModel, question: str, docs: Sequence[Document
     return np.column_stack([sem, sem - best])
 
 
+#: A document's stored phrasing vectors by (id, content hash), or None (`vectors.Meaning.vectors_of`).
+StoredVectors = Callable[[str, str], "np.ndarray | None"]
+
+
+def stored_vectors(searcher: Any) -> StoredVectors | None:
+    """The searcher's stored phrasing vectors, if its version has them."""
+    meaning = getattr(searcher, "meaning", None)
+    return meaning.vectors_of if meaning is not None else None
+
+
 def uncovered_features(model: AnswerModel, question: str, docs: Sequence[Document], row: dict[str, Any],
-                       body_chars: int) -> np.ndarray:
+                       body_chars: int, stored: StoredVectors | None = None) -> np.ndarray:
     """`FEATURES` of documents outside ``model``: words (`AnswerModel.extra_features`) and meaning."""
     feats = model.extra_features(question, docs, row, body_chars)
     if model.clf_coef is not None and "classifier" in row and np.size(row["classifier"]):
         feats[:, FEATURES.index("classifier_margin")] = -1.0 - float(np.max(row["classifier"]))
-    sem = sentence_features(model, question, docs, row)
+    sem = sentence_features(model, question, docs, row, stored)
     if sem is not None:
         feats[:, _SEM], feats[:, _SEM_MARGIN], feats[:, _ENCODED] = sem[:, 0], sem[:, 1], 1.0
     return feats
@@ -165,9 +184,16 @@ def order_features(hits: Sequence[Any]) -> np.ndarray:
     return np.column_stack([1.0 / (1.0 + np.arange(len(hits))), bm25 / top if top > 0 else np.zeros(len(hits))])
 
 
+#: Reciprocal-rank fusion constant of `search_hits` (Cormack et al.'s 60): a document both lists
+#: rank goes first; otherwise the lists interleave by rank.
+FUSION_K = 60
+
+
 def search_hits(searcher: Any, question: str, groups: frozenset[str] | None, k: int,
-                covered: Any, absent: frozenset[str] = frozenset()) -> list[Any]:
-    """Search's top ``k`` candidates for ``question`` that the answer model does not cover.
+                covered: Any, absent: frozenset[str] = frozenset(), dense_k: int = 0) -> list[Any]:
+    """Search's top ``k`` candidates for ``question`` that the answer model does not cover, fused
+    with the ``dense_k`` nearest by meaning (`Searcher.by_meaning`: what shares no rare word with
+    the question) by reciprocal rank.  Found only by meaning, a hit has ``bm25`` 0.
 
     ``absent``: ids treated as not in the index at all (calibration: held-out threads).
     """
@@ -175,7 +201,20 @@ def search_hits(searcher: Any, question: str, groups: frozenset[str] | None, k: 
     cands = searcher.candidates(prepared, groups, k + len(absent) if absent else k)
     if absent:
         cands = [c for c in cands if c.document.id not in absent][:k]
-    return [c for c in cands if c.document.id not in covered]
+    lexical = [c for c in cands if c.document.id not in covered]
+    if dense_k <= 0:
+        return lexical
+    dense = searcher.by_meaning(prepared.text, groups, dense_k, set(absent) | set(covered))
+    if not dense:
+        return lexical
+    score: dict[str, float] = {}
+    by_id: dict[str, Any] = {}
+    for ranked in (lexical, dense):
+        for r, c in enumerate(ranked):
+            doc_id = c.document.id
+            score[doc_id] = score.get(doc_id, 0.0) + 1.0 / (FUSION_K + r + 1)
+            by_id.setdefault(doc_id, c)
+    return sorted(by_id.values(), key=lambda c: -score[c.document.id])
 
 
 def joint_margins(features: list[np.ndarray], links: list[str], first_page: int) -> list[np.ndarray]:
@@ -220,8 +259,10 @@ class SearchPlan:
     """
 
     def __init__(self, queries: list[Any], chosen: set[int], uncovered: set[str],
-                 absent: frozenset[str], train: dict[str, Document], k: int = 5, every: bool = False) -> None:
+                 absent: frozenset[str], train: dict[str, Document], k: int = 5, every: bool = False,
+                 dense_k: int = 0) -> None:
         self.queries = queries
+        self.dense_k = dense_k
         self.chosen = chosen
         self.uncovered = uncovered
         self.absent = absent
@@ -257,7 +298,8 @@ class SearchPlan:
         # Where the model covers the index, few hits are ever uncovered: the scorer learns from the
         # first `COVERED_PAGE_CANDIDATES` (bounded calibration cost).
         k = cfg.page_candidates if every else min(cfg.page_candidates, COVERED_PAGE_CANDIDATES)
-        return cls(new_queries, chosen, uncovered, absent, {d.id: d for d in train}, k, every)
+        dense_k = cfg.dense_candidates if every else min(cfg.dense_candidates, COVERED_PAGE_CANDIDATES)
+        return cls(new_queries, chosen, uncovered, absent, {d.id: d for d in train}, k, every, dense_k)
 
     @property
     def every(self) -> bool:
@@ -285,12 +327,12 @@ class SearchPlan:
         """The model's candidates of ``query`` and search's, margins joint: (features, labels, uncovered,
         search-order columns (`order_features`; zeros for the model's candidates))."""
         covered = {d: i for d, i in model.index.items() if d not in self.uncovered}
-        hits = search_hits(searcher, query.text or "?", None, self.k, covered, self.absent)
+        hits = search_hits(searcher, query.text or "?", None, self.k, covered, self.absent, self.dense_k)
         if not hits:
             return feats, labels, np.zeros(len(labels), dtype=bool), np.zeros((len(labels), ORDER_COLUMNS))
         # A document of the split is seen as the split has it (phrasings held out), not as indexed.
         docs = [self.train.get(h.document.id, h.document) for h in hits]
-        page = uncovered_features(model, query.text or "?", docs, row, body_chars)
+        page = uncovered_features(model, query.text or "?", docs, row, body_chars, stored_vectors(searcher))
         target = self.train.get(query.answer) if query.answer else None
         url = target.url if target is not None else ""
         # A sample of a large index is asked for by headings: a copy of the target section (the same

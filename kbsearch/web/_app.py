@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from .._content_types import image_type
 from .._text import clean_text
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
@@ -31,12 +32,6 @@ from ._origin import OriginGuard
 
 log = logging.getLogger(__name__)
 
-_IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _STATUSES = ("open", "all", "asked", "escalated", "answered", "accepted", "verified", "duplicate")
 #: Fields of an escalation shown through the API (not the notification log or internal routing).
@@ -94,16 +89,6 @@ def _escalation_view(escalation: Any, visible: Callable[[str], bool] | None = No
         out["rerouted_from"] = routing.get("rerouted_from")
         out["reroute_reason"] = routing.get("reroute_reason", "")
     return out
-
-
-def image_type(data: bytes) -> str | None:
-    """The MIME type of a PNG, JPEG, GIF or WebP image from its first bytes (None otherwise)."""
-    for magic, mime in _IMAGE_MAGIC:
-        if data.startswith(magic):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def parse_json(raw: bytes, what: str) -> Any:
