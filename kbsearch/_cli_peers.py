@@ -36,6 +36,8 @@ def _print_escalation(esc: Any, detail: bool = False) -> None:
     if detail:
         if esc.routing.get("reason"):
             click.echo(f"   routed: {safe(esc.routing['reason'])}")
+        if getattr(esc, "claimed_by", None):
+            click.echo(safe(f"   held by: {esc.claimed_by} since {_when(esc.to_dict()['claimed_at'])}"))
         if esc.answer:
             click.echo(f"   answer ({safe(esc.answered_by or 'unknown')}): {safe(esc.answer)}")
         for event in esc.events:  # replaced answers are kept in the history: show who changed what

@@ -458,6 +458,20 @@ class KnowledgeBase:
         group is notified, the asker and followers are told.  Routing learns from where it is answered."""
         return self.peers.reroute(escalation_id, group, reason=reason, by=by)
 
+    def claim(self, escalation_id: str, *, by: str, now: float | None = None) -> Any:
+        """``by`` takes an open escalation so others see it is taken (event ``claimed``); an
+        `errors.ClaimConflictError` (409) while someone else holds it."""
+        return self.peers.claims.claim(escalation_id, by=by, now=now)
+
+    def assign(self, escalation_id: str, to: str, *, by: str | None = None, now: float | None = None) -> Any:
+        """Hand an open escalation to ``to`` (a person of its group when the group names its people):
+        experts of the group, the person holding it, or the operator (``by=None``) may; ``to`` is told."""
+        return self.peers.claims.assign(escalation_id, to, by=by, now=now)
+
+    def unclaim(self, escalation_id: str, *, by: str | None = None, now: float | None = None) -> Any:
+        """Give an escalation back so anyone may take it (its holder, an expert, or the operator)."""
+        return self.peers.claims.unclaim(escalation_id, by=by, now=now)
+
     def deliver_notifications(self, *, limit: int = 500) -> Any:
         """Run the outbox once: reminders, due notifications, pending answers; a `peers.DeliveryReport`."""
         return self.peers.deliver(limit=limit)

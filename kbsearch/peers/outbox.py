@@ -24,6 +24,7 @@ from typing import Any
 from ..config import PeersConfig
 from ..errors import DeliveryError
 from .channels import ASKER_CHANNEL, FOLLOWER_CHANNEL, Channel, EmailChannel, Message, make_channel, message_recipients
+from ._claims import PERSON_CHANNEL
 from .groups import Groups
 from .store import Escalation, EscalationStore, NewNotification, Notification
 
@@ -191,8 +192,8 @@ class Outbox:
         return base * random.uniform(0.8, 1.2)
 
     def _channel(self, note: Notification) -> tuple[Channel, tuple[str, ...]]:
-        if note.channel in (ASKER_CHANNEL, FOLLOWER_CHANNEL):  # a person's own mailbox, whatever the group's channels
-            address = str(note.payload.get("asker_email") or "")
+        if note.channel in (ASKER_CHANNEL, FOLLOWER_CHANNEL, PERSON_CHANNEL):  # a person's own mailbox
+            address = str(note.payload.get("asker_email") or note.payload.get("person_email") or "")
             if not address:
                 raise DeliveryError(f"notification {note.key} names no asker address", permanent=True)
             return EmailChannel(f"{note.group}/{ASKER_CHANNEL}", (address,), self.cfg, env=self.env), (address,)

@@ -29,6 +29,7 @@ from ..errors import (
 )
 from ..route import Router, Routing
 from ..search import clean_question
+from ._claims import ClaimRules
 from .groups import Group, Groups
 from .outbox import (
     DeliveryReport,
@@ -130,6 +131,8 @@ class PeerLoop:
         self._router: tuple[tuple[Any, ...], Router] | None = None
         self._router_lock = threading.Lock()
         self._index_lock = threading.RLock()
+        #: Claim, assign and give back questions (`_claims.ClaimRules`).
+        self.claims = ClaimRules(self)
 
     # -- routing ----------------------------------------------------------------------------
     def router(self) -> Router:

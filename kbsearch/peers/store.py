@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidEscalationError, NotFoundError
+from ._claims import CLAIMS_SCHEMA, ClaimsMixin
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ class Escalation:
     attachments: list[Attachment] = field(default_factory=list)
     #: Users who follow the question (`follow`): they hear what the asker hears.
     followers: list[str] = field(default_factory=list)
+    #: Who holds the question now (`_claims`), since when, and who gave it to them (themselves: a claim).
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+    assigned_by: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
 
@@ -102,7 +107,7 @@ class Escalation:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("created", "updated", "answered_at", "indexed_at", "reminded_at"):
+        for key in ("created", "updated", "answered_at", "indexed_at", "reminded_at", "claimed_at"):
             out[key] = iso(out[key])
         out["attachments"] = [a.to_dict() for a in self.attachments]
         out["open"] = self.open
@@ -178,7 +183,10 @@ class EscalationStore(Protocol):
     def follow(self, escalation_id: str, user: str, *,
                groups: Sequence[str] | None) -> tuple[Escalation, bool]: ...
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
-                notify: Notify) -> Escalation: ...
+                notify: Notify, now: float | None = None) -> Escalation: ...
+    def set_claim(self, escalation_id: str, owner: str | None, *, by: str | None,
+                  authorize: Callable[[Escalation], None] | None = None, notify: Notify | None = None,
+                  now: float | None = None) -> Escalation: ...
     def recent(self, *, limit: int) -> list[Escalation]: ...
     def unindexed(self) -> list[Escalation]: ...
     def answered(self) -> Iterator[Escalation]: ...
@@ -284,7 +292,7 @@ def new_escalation_id() -> str:
     return "esc-" + secrets.token_hex(6)
 
 
-class SqliteStore:
+class SqliteStore(ClaimsMixin):
     """`EscalationStore` in one SQLite file in WAL mode; safe across threads and processes.
 
     Each operation opens its own short-lived connection, so threads never share one, and writes use
@@ -297,7 +305,7 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
+            con.executescript(_SCHEMA + CLAIMS_SCHEMA)
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
@@ -358,6 +366,7 @@ class SqliteStore:
         ]
         esc.followers = [u for (u,) in con.execute(
             "SELECT user_name FROM followers WHERE escalation_id = ? ORDER BY at, user_name", (escalation_id,))]
+        self.load_claim(con, esc)
         if history:
             esc.events = [
                 {"at": iso(at), "kind": kind, "actor": actor, "detail": json.loads(detail)}
@@ -544,12 +553,13 @@ class SqliteStore:
             return self._load(con, escalation_id), bool(cur.rowcount)
 
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
-                notify: Notify) -> Escalation:
+                notify: Notify, now: float | None = None) -> Escalation:
         """Move an open escalation to ``group`` with ``reason``: its routing, its history (``rerouted``)
         and the outbox entries ``notify(before, after)`` gives (new group, asker) change in one transaction.
 
-        The reminder clock restarts, so the new group's experts are reminded if it waits there too long."""
-        now = time.time()
+        The reminder clock restarts, so the new group's experts are reminded if it waits there too long,
+        and a claim ends (the new group's people take it).  ``now``: the time recorded (default: the clock)."""
+        now = time.time() if now is None else now
         with self._write() as con:
             esc = self._load(con, escalation_id)
             if not esc.open:
@@ -564,6 +574,9 @@ class SqliteStore:
             con.execute("UPDATE escalations SET group_name = ?, routing = ?, updated = ?, reminded_at = NULL "
                         "WHERE id = ?", (group, json.dumps(routing, ensure_ascii=False), now, escalation_id))
             self._event(con, escalation_id, "rerouted", by, {"from": esc.group, "to": group, "reason": reason}, at=now)
+            held = self.drop_claim(con, escalation_id)
+            if held is not None:
+                self._event(con, escalation_id, "unclaimed", by, {"from": held, "reason": f"rerouted to {group}"}, at=now)
             for user, groups in con.execute("SELECT user_name, groups FROM followers WHERE escalation_id = ?",
                                             (escalation_id,)).fetchall():
                 if groups is not None and group not in json.loads(groups) and user != esc.user:

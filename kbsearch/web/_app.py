@@ -27,6 +27,8 @@ from werkzeug.wrappers import Request, Response
 from .._text import clean_text
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
+from ._escalation_routes import EscalationRoutes, escalation_extras
+from ._escalation_routes import rules as escalation_rules
 from ._origin import OriginGuard
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ def has_kb(kb: Any, name: str) -> bool:
     return callable(getattr(kb, name, None))
 
 
-class WebApp:
+class WebApp(EscalationRoutes):
     """A WSGI callable serving the kbsearch API and page for one `KnowledgeBase`."""
 
     def __init__(self, kb: Any, *, secret: str | None = None, settings: Any = None) -> None:
@@ -165,6 +167,7 @@ class WebApp:
             Rule("/api/escalations/<esc_id>", endpoint="escalation", methods=["GET"]),
             Rule("/api/escalations/<esc_id>/attachments/<att_id>", endpoint="attachment", methods=["GET"]),
             Rule("/api/report", endpoint="report", methods=["GET"]),
+            *escalation_rules(),
         ], strict_slashes=False)
 
     # -- WSGI plumbing ----------------------------------------------------------------------
@@ -252,6 +255,10 @@ class WebApp:
         def visible(doc_id: str) -> bool:
             return self.kb.get(doc_id, user_groups=list(who.groups)) is not None
         out = _escalation_view(escalation, visible)
+        if (getattr(escalation, "revision", 0) or 0) > 1 and not getattr(escalation, "events", None) \
+                and has_kb(self.kb, "escalation"):
+            escalation = self.kb.escalation(escalation.id)  # a list entry: read its history for earlier answers
+        out.update(escalation_extras(escalation))
         dup = out.get("duplicate_of")
         if isinstance(dup, str) and has_kb(self.kb, "get"):
             doc = self.kb.get(dup, user_groups=list(who.groups))
@@ -387,7 +394,7 @@ class WebApp:
     def on_health(self, request: Request) -> Response:
         features = {name: has_kb(self.kb, name) for name in
                     ("search", "ask", "feedback", "escalate", "escalations", "answer", "report", "reindex",
-                     "route", "similar_questions", "follow", "reroute")}
+                     "route", "similar_questions", "follow", "reroute", "claim", "assign", "unclaim")}
         return self.json({"status": "ok", "generation": self.kb.generation_path.name, "features": features})
 
     def on_me(self, request: Request) -> Response:
@@ -395,7 +402,9 @@ class WebApp:
         return self.json({**who.to_dict(), **self.verify_rights(who)})
 
     def on_groups(self, request: Request) -> Response:
-        self.identity(request)
+        """The groups (name, description); for the caller's own groups also their named people
+        (``people``: experts, then members), whom a question may be assigned to."""
+        who = self.identity(request)
         if not has_kb(self.kb, "groups"):
             return self.json({"groups": []})
         groups = call_kb(self.kb, "groups")
@@ -405,7 +414,10 @@ class WebApp:
                 out.append({"name": g, "description": ""})
             else:
                 d = _to_jsonable(g)
-                out.append({"name": d.get("name"), "description": d.get("description", "")})
+                item = {"name": d.get("name"), "description": d.get("description", "")}
+                if not who.anonymous and d.get("name") in who.groups:
+                    item["people"] = list(dict.fromkeys([*(d.get("experts") or []), *(d.get("members") or [])]))
+                out.append(item)
         return self.json({"groups": out})
 
     def on_search(self, request: Request) -> Response:

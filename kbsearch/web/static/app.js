@@ -337,6 +337,7 @@
     } else {
       form.remove();
     }
+    if (window.kbsearchExpert) window.kbsearchExpert.decorate(esc, node, { api, me, groups, card: escCard });
     return node;
   }
 
