@@ -16,7 +16,7 @@ from .cli import emit_json, index_option, open_kb
 
 
 def register(main: click.Group) -> None:
-    for command in (claim_cmd, assign_cmd, unclaim_cmd):
+    for command in (claim_cmd, assign_cmd, unclaim_cmd, sla_cmd):
         main.add_command(command)
 
 
@@ -80,3 +80,37 @@ def unclaim_cmd(escalation_id: str, by: str | None, as_json: bool, index_path: P
     with open_kb(index_path, config_file) as kb:
         esc = kb.unclaim(escalation_id, by=by)
     emit_json(esc.to_dict()) if as_json else click.echo(safe(_held(esc)))
+
+
+@click.command("sla")
+@click.option("-g", "--group", default=None, help="Only this group's open questions.")
+@click.option("--overdue", "overdue_only", is_flag=True, help="Only those past their group's fallback time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@index_option
+def sla_cmd(group: str | None, overdue_only: bool, as_json: bool, index_path: Path | None,
+            config_file: Path | None) -> None:
+    """List open escalations with their SLA: hours waiting in their group, reminders, next step.
+
+    The SLA itself (repeated reminders, handing to the fallback group, telling the lead) runs with
+    every `kbsearch deliver`; cron that.  Exit status 1 when a question is overdue.
+
+    \b
+    Example:
+      kbsearch sla --overdue
+    """
+    with open_kb(index_path, config_file, create=True) as kb:
+        items = kb.sla_status(group=group)
+    if overdue_only:
+        items = [i for i in items if i["overdue"]]
+    if as_json:
+        emit_json(items)
+    elif not items:
+        click.echo("no open questions" + (" past their SLA" if overdue_only else ""))
+    for item in [] if as_json else items:
+        nxt = ("OVERDUE" + (f", goes to {item['fallback_group']}" if item["fallback_group"] else "")
+               if item["overdue"] else (f"overdue at {(item['overdue_at'] or '')[:16]}" if item["overdue_at"] else
+                                        "no fallback set"))
+        click.echo(safe(f"{item['id']}  [{item['group']}] {item['hours_open']} h, {item['reminders']} reminder(s); "
+                        f"{nxt}  {item['question'][:60]}"))
+    if any(i["overdue"] for i in items):
+        raise SystemExit(1)

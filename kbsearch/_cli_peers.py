@@ -217,7 +217,7 @@ def outdated_cmd(doc_id: str, undo: bool, by: str | None, index_path: Path | Non
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @index_option
 def deliver_cmd(watch: float | None, as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
-    """Run the outbox: send due notifications and reminders, index answers not yet searchable.
+    """Run the outbox: the SLA (reminders, fallback groups, leads), due notifications, answers not yet indexed.
 
     Exit status 1 when a notification failed for good (see `kbsearch escalations ID`).
 
@@ -231,9 +231,11 @@ def deliver_cmd(watch: float | None, as_json: bool, index_path: Path | None, con
             if as_json:
                 emit_json(report.to_dict())
             else:
+                sla = report.sla or {}
                 click.echo(f"delivered {report.delivered}, retrying {report.retrying}, failed {report.failed}, "
-                           f"reminders {report.reminders}, answers indexed {report.indexed}, "
-                           f"pending {report.pending}")
+                           f"reminders {report.reminders + sla.get('reminders', 0)}, "
+                           f"handed on {len(sla.get('handed_on', []))}, overdue {len(sla.get('overdue', []))}, "
+                           f"answers indexed {report.indexed}, pending {report.pending}")
             if watch is None:
                 break
             time.sleep(watch)

@@ -472,9 +472,25 @@ class KnowledgeBase:
         """Give an escalation back so anyone may take it (its holder, an expert, or the operator)."""
         return self.peers.claims.unclaim(escalation_id, by=by, now=now)
 
-    def deliver_notifications(self, *, limit: int = 500) -> Any:
-        """Run the outbox once: reminders, due notifications, pending answers; a `peers.DeliveryReport`."""
-        return self.peers.deliver(limit=limit)
+    def deliver_notifications(self, *, limit: int = 500, now: float | None = None) -> Any:
+        """Run the outbox once: the SLA (repeated reminders, fallback group, lead), reminders, due
+        notifications, pending answers; a `peers.DeliveryReport`.  ``now`` replaces the clock."""
+        return self.peers.deliver(limit=limit, now=now)
+
+    def sla_status(self, *, group: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
+        """The SLA state of every open escalation (of ``group``), oldest first: ``id``, ``question`` and
+        `peers._sla.SlaRunner.status` (hours open in its group, reminders, next reminder, overdue)."""
+        out = []
+        for esc in self.peers.store.open_escalations():
+            state = self.peers.sla.status(esc, now=now)
+            if state is not None and (group is None or esc.group == group):
+                out.append({"id": esc.id, "question": esc.question, **state})
+        return out
+
+    def escalation_sla(self, escalation: Any, *, now: float | None = None) -> dict[str, Any] | None:
+        """The SLA state of one escalation (loaded with its history, as `escalation` returns it); None
+        once it is answered or closed."""
+        return self.peers.sla.status(escalation, now=now)
 
     def import_source(self, source: Any, *, full: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
                       **options: Any) -> Any:

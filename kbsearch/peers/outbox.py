@@ -46,6 +46,8 @@ class DeliveryReport:
     reminders: int = 0
     indexed: int = 0
     pending: int = 0
+    #: What the SLA pass of this run did (`_sla.SlaReport.to_dict`; empty when it did not run).
+    sla: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     errors: list[dict[str, str]] = field(default_factory=list)
 
@@ -246,8 +248,14 @@ class Outbox:
         now = time.time() if now is None else now
         queued = 0
         for esc in self.store.due_reminders(now - hours * 3600):
+            if esc.routing.get("reroutes"):  # rerouted: its clock runs from when it reached this group
+                from ._sla import arrived
+
+                if arrived(self.store.get(esc.id, history=True)) > now - hours * 3600 + 1e-3:
+                    continue
             summary = escalation_summary(esc, self.cfg)
             summary["hours_open"] = round((now - esc.created) / 3600, 1)
-            if self.store.add_reminders(esc.id, notifications_for(esc.group, summary, self.groups, "reminder")):
+            if self.store.add_reminders(esc.id, notifications_for(esc.group, summary, self.groups, "reminder"),
+                                        now=now):
                 queued += 1
         return queued

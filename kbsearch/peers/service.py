@@ -30,6 +30,7 @@ from ..errors import (
 from ..route import Router, Routing
 from ..search import clean_question
 from ._claims import ClaimRules
+from ._sla import SlaRunner
 from .groups import Group, Groups
 from .outbox import (
     DeliveryReport,
@@ -133,6 +134,8 @@ class PeerLoop:
         self._index_lock = threading.RLock()
         #: Claim, assign and give back questions (`_claims.ClaimRules`).
         self.claims = ClaimRules(self)
+        #: Repeated reminders, fallback group and lead for unanswered questions (`_sla.SlaRunner`).
+        self.sla = SlaRunner(self)
 
     # -- routing ----------------------------------------------------------------------------
     def router(self) -> Router:
@@ -575,8 +578,12 @@ class PeerLoop:
         return self.store.get(escalation_id, history=True)
 
     # -- notifications ----------------------------------------------------------------------
-    def deliver(self, *, limit: int = 500) -> DeliveryReport:
-        report = self.outbox.deliver(limit=limit)
+    def deliver(self, *, limit: int = 500, now: float | None = None) -> DeliveryReport:
+        """One tick: the SLA pass (`_sla`), then the outbox (first reminders, due notifications), then
+        answers not yet searchable.  ``now`` replaces the clock for the SLA and the outbox (tests)."""
+        sla = self.sla.run(now=now)
+        report = self.outbox.deliver(limit=limit, now=now)
+        report.sla = sla.to_dict()
         report.indexed = self.index_pending()
         return report
 

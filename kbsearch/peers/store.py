@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidEscalationError, NotFoundError
 from ._claims import CLAIMS_SCHEMA, ClaimsMixin
+from ._sla import SlaMixin
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class EscalationStore(Protocol):
     def follow(self, escalation_id: str, user: str, *,
                groups: Sequence[str] | None) -> tuple[Escalation, bool]: ...
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
-                notify: Notify, now: float | None = None) -> Escalation: ...
+                notify: Notify, now: float | None = None, detail: dict[str, Any] | None = None) -> Escalation: ...
     def set_claim(self, escalation_id: str, owner: str | None, *, by: str | None,
                   authorize: Callable[[Escalation], None] | None = None, notify: Notify | None = None,
                   now: float | None = None) -> Escalation: ...
@@ -199,7 +200,11 @@ class EscalationStore(Protocol):
     def delivered(self, notification_id: int, *, now: float) -> None: ...
     def failed(self, notification_id: int, error: str, *, retry_at: float | None) -> None: ...
     def due_reminders(self, cutoff: float) -> list[Escalation]: ...
-    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification]) -> bool: ...
+    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification], *,
+                      now: float | None = None) -> bool: ...
+    def open_escalations(self, *, limit: int = 100_000) -> list[Escalation]: ...
+    def add_sla_event(self, escalation_id: str, kind: str, *, group: str, since: float, limit: int,
+                      detail: dict[str, Any], notify: Sequence[NewNotification], now: float) -> bool: ...
     def outbox_counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
@@ -292,7 +297,7 @@ def new_escalation_id() -> str:
     return "esc-" + secrets.token_hex(6)
 
 
-class SqliteStore(ClaimsMixin):
+class SqliteStore(ClaimsMixin, SlaMixin):
     """`EscalationStore` in one SQLite file in WAL mode; safe across threads and processes.
 
     Each operation opens its own short-lived connection, so threads never share one, and writes use
@@ -553,12 +558,13 @@ class SqliteStore(ClaimsMixin):
             return self._load(con, escalation_id), bool(cur.rowcount)
 
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
-                notify: Notify, now: float | None = None) -> Escalation:
+                notify: Notify, now: float | None = None, detail: dict[str, Any] | None = None) -> Escalation:
         """Move an open escalation to ``group`` with ``reason``: its routing, its history (``rerouted``)
         and the outbox entries ``notify(before, after)`` gives (new group, asker) change in one transaction.
 
         The reminder clock restarts, so the new group's experts are reminded if it waits there too long,
-        and a claim ends (the new group's people take it).  ``now``: the time recorded (default: the clock)."""
+        and a claim ends (the new group's people take it).  ``now``: the time recorded (default: the clock);
+        ``detail`` joins the ``rerouted`` event's detail (the SLA's reason, `_sla`)."""
         now = time.time() if now is None else now
         with self._write() as con:
             esc = self._load(con, escalation_id)
@@ -573,7 +579,8 @@ class SqliteStore(ClaimsMixin):
                        "rerouted_from": esc.group, "reroute_reason": reason, "reroutes": count, "first_routing": first}
             con.execute("UPDATE escalations SET group_name = ?, routing = ?, updated = ?, reminded_at = NULL "
                         "WHERE id = ?", (group, json.dumps(routing, ensure_ascii=False), now, escalation_id))
-            self._event(con, escalation_id, "rerouted", by, {"from": esc.group, "to": group, "reason": reason}, at=now)
+            self._event(con, escalation_id, "rerouted", by,
+                        {"from": esc.group, "to": group, "reason": reason, **(detail or {})}, at=now)
             held = self.drop_claim(con, escalation_id)
             if held is not None:
                 self._event(con, escalation_id, "unclaimed", by, {"from": held, "reason": f"rerouted to {group}"}, at=now)
@@ -686,9 +693,11 @@ class SqliteStore(ClaimsMixin):
                 "AND created <= ? ORDER BY created", (cutoff,))]
             return [self._load(con, i) for i in ids]
 
-    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification]) -> bool:
-        """Queue the reminders and mark the escalation reminded, once (False if already done)."""
-        now = time.time()
+    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification], *,
+                      now: float | None = None) -> bool:
+        """Queue the reminders and mark the escalation reminded, once (False if already done);
+        ``now``: the time recorded (default: the clock)."""
+        now = time.time() if now is None else now
         with self._write() as con:
             cur = con.execute("UPDATE escalations SET reminded_at = ? WHERE id = ? AND reminded_at IS NULL "
                               "AND status IN ('asked', 'escalated')", (now, escalation_id))

@@ -27,7 +27,7 @@ from werkzeug.wrappers import Request, Response
 from .._text import clean_text
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
-from ._escalation_routes import EscalationRoutes, escalation_extras
+from ._escalation_routes import EscalationRoutes, escalation_extras, sla_view
 from ._escalation_routes import rules as escalation_rules
 from ._origin import OriginGuard
 
@@ -259,6 +259,9 @@ class WebApp(EscalationRoutes):
                 and has_kb(self.kb, "escalation"):
             escalation = self.kb.escalation(escalation.id)  # a list entry: read its history for earlier answers
         out.update(escalation_extras(escalation))
+        sla = sla_view(self.kb, escalation)
+        if sla is not None:
+            out["sla"] = sla
         dup = out.get("duplicate_of")
         if isinstance(dup, str) and has_kb(self.kb, "get"):
             doc = self.kb.get(dup, user_groups=list(who.groups))

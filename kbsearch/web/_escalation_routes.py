@@ -47,18 +47,24 @@ def answer_history(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def sla_view(kb: Any, escalation: Any) -> dict[str, Any] | None:
+    """The SLA state of an open escalation read with its history (`KnowledgeBase.escalation_sla`):
+    hours open in its group, reminders, next reminder, when it is overdue; None otherwise."""
+    if not getattr(escalation, "events", None) or not getattr(escalation, "open", False):
+        return None
+    method = getattr(kb, "escalation_sla", None)
+    return method(escalation) if callable(method) else None
+
+
 def escalation_extras(escalation: Any) -> dict[str, Any]:
     """What the API adds to an escalation it shows: ``claimed_by`` / ``claimed_at`` / ``assigned_by``,
-    ``answer_history`` (earlier versions; empty when never changed) and ``sla`` (when it is due, and
-    whether it was handed on), from the escalation object or its dict."""
+    and ``answer_history`` (earlier versions; empty when never changed), from the escalation object
+    or its dict."""
     data = escalation.to_dict() if hasattr(escalation, "to_dict") else escalation
     if not isinstance(data, dict):
         return {}
     out: dict[str, Any] = {k: data.get(k) for k in ("claimed_by", "claimed_at", "assigned_by")}
     out["answer_history"] = answer_history(data.get("events") or [])
-    sla = data.get("sla")
-    if isinstance(sla, dict):
-        out["sla"] = sla
     return out
 
 

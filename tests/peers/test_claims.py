@@ -91,3 +91,34 @@ def test_assign_to_anyone_when_the_group_names_nobody_but_operator_rules(tmp_pat
     with pytest.raises(InvalidEscalationError):
         kb.claim(esc.id, by="   ")
     kb.close()
+
+
+def test_cli_claim_assign_unclaim_and_sla(tmp_path: Path, hook_env: WebhookServer) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from kbsearch.cli import main
+
+    config = tmp_path / "kbsearch.toml"
+    config.write_text('[peers]\nfallback_after_hours = 0.5\n[[groups]]\nname = "it-support"\n'
+                      'experts = ["bo"]\nmembers = ["ana"]\n', encoding="utf-8")
+    opts = ["--index", str(tmp_path / "index"), "--config", str(config)]
+    runner = CliRunner()
+    out = runner.invoke(main, ["escalate", "the scanner jams", "--group", "it-support", "--json", *opts])
+    esc_id = json.loads(out.output)["id"]
+    out = runner.invoke(main, ["claim", esc_id, "--by", "ana", *opts])
+    assert out.exit_code == 0 and out.output == f"{esc_id}: held by ana\n"
+    out = runner.invoke(main, ["claim", esc_id, "--by", "bo", *opts])
+    assert out.exit_code == 1 and out.output.startswith("error: ") and out.output.count("\n") == 1
+    out = runner.invoke(main, ["assign", esc_id, "bo", "--by", "bo", *opts])
+    assert out.exit_code == 0 and out.output == f"{esc_id}: held by bo\n"
+    out = runner.invoke(main, ["assign", esc_id, "ana", *opts])  # the operator
+    assert out.exit_code == 0 and out.output == f"{esc_id}: held by ana\n"
+    out = runner.invoke(main, ["unclaim", esc_id, "--by", "ana", "--json", *opts])
+    assert out.exit_code == 0 and json.loads(out.output)["claimed_by"] is None
+    out = runner.invoke(main, ["escalations", esc_id, *opts])
+    assert "held by" not in out.output
+    out = runner.invoke(main, ["sla", "--json", *opts])
+    assert out.exit_code == 0, out.output  # not yet half an hour old
+    assert [(i["id"], i["overdue"]) for i in json.loads(out.output)] == [(esc_id, False)]

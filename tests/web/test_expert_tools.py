@@ -29,8 +29,11 @@ def test_claim_assign_unclaim_over_http(server, h):
     assert r.status_code == 409 and r.json()["type"] == "ClaimConflictError" and "max" in r.json()["error"]
     r = server.api("POST", path + "/claim", token=ivan, json={"to": "zed"})
     assert r.status_code == 400 and "not a member or expert" in r.json()["error"]
-    # The asker sees who has it; the group sees it in its queue.
-    assert server.api("GET", path, token=h.token_for("ulla", "staff")).json()["claimed_by"] == "max"
+    # The asker sees who has it and how long it waits (the SLA); the group sees it in its queue.
+    one = server.api("GET", path, token=h.token_for("ulla", "staff")).json()
+    assert one["claimed_by"] == "max"
+    assert (one["sla"]["group"], one["sla"]["reminders"], one["sla"]["overdue"]) == ("it-support", 0, False)
+    assert one["sla"]["next_reminder_at"] > one["created"] and one["sla"]["overdue_at"] is None
     queue = server.api("GET", "escalations?status=open", token=max_).json()["escalations"]
     assert [e["claimed_by"] for e in queue if e["id"] == esc["id"]] == ["max"]
 
@@ -49,6 +52,7 @@ def test_page_claims_assigns_and_shows_earlier_answers(open_page, server, h, art
     card = member.locator("#esc-one .esc")
     card.wait_for(timeout=15_000)
     assert card.locator(".claim-state").inner_text() == "Nobody has taken it yet."
+    assert card.locator(".sla").inner_text().startswith("Waiting 0") and "next reminder" in card.locator(".sla").inner_text()
     card.locator("button.take").click()
     member.wait_for_selector("#esc-one .esc[data-acted='1']", timeout=15_000)
     card = member.locator("#esc-one .esc")

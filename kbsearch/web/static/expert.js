@@ -127,9 +127,24 @@ window.kbsearchExpert = (function () {
     });
   }
 
+  // The SLA (one question's GET): how long it has waited in its group, and what comes next.
+  function slaLine(esc, node) {
+    const sla = esc.sla;
+    const box = node.querySelector(".claim");
+    if (!sla || !box) return;
+    const p = el("p", "meta sla" + (sla.overdue ? " overdue" : ""),
+      "Waiting " + sla.hours_open + " h in " + sla.group
+      + (sla.overdue ? " · overdue" + (sla.fallback_group ? " (goes to " + sla.fallback_group + ")" : "")
+        : sla.overdue_at ? " · overdue at " + when(sla.overdue_at) + (sla.fallback_group ? ", then to " + sla.fallback_group : "") : "")
+      + (sla.next_reminder_at && !sla.overdue ? " · next reminder " + when(sla.next_reminder_at) : ""));
+    box.hidden = false;
+    box.insertBefore(p, box.firstChild);
+  }
+
   return {
     decorate(esc, node, ctx) {
       claimBox(esc, node, ctx);
+      slaLine(esc, node);
       historyBox(esc, node);
       editBox(esc, node, ctx);
     },
