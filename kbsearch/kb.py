@@ -214,6 +214,19 @@ class KnowledgeBase:
         """Delete documents by id; returns how many existed."""
         return _kb_write.delete(self, ids)
 
+    def delete_documents(self, ids: Iterable[str] = (), *, source: str | None = None) -> Any:
+        """Delete documents by id and/or every document of ``source`` (one new version, copy-on-write);
+        an `_index_admin.DeleteReport` with the count and the ids not found."""
+        from ._index_admin import delete_documents
+
+        return delete_documents(self, ids, source=source)
+
+    def source_stats(self) -> list[Any]:
+        """Documents per source of the live version (`_index_admin.SourceStats`), most first."""
+        from ._index_admin import source_stats
+
+        return source_stats(self)
+
     def refit(self, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
               lock_timeout: float | None = None) -> bool:
         """Refit a small, grown index's TF-IDF model, router and (``calibrate``) deflection as a new

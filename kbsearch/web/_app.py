@@ -27,6 +27,8 @@ from werkzeug.wrappers import Request, Response
 from .._text import clean_text
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
+from ._admin_routes import AdminRoutes
+from ._admin_routes import rules as admin_rules
 from ._escalation_routes import EscalationRoutes, escalation_extras, sla_view
 from ._escalation_routes import rules as escalation_rules
 from ._origin import OriginGuard
@@ -136,7 +138,7 @@ def has_kb(kb: Any, name: str) -> bool:
     return callable(getattr(kb, name, None))
 
 
-class WebApp(EscalationRoutes):
+class WebApp(EscalationRoutes, AdminRoutes):
     """A WSGI callable serving the kbsearch API and page for one `KnowledgeBase`."""
 
     def __init__(self, kb: Any, *, secret: str | None = None, settings: Any = None) -> None:
@@ -168,6 +170,7 @@ class WebApp(EscalationRoutes):
             Rule("/api/escalations/<esc_id>/attachments/<att_id>", endpoint="attachment", methods=["GET"]),
             Rule("/api/report", endpoint="report", methods=["GET"]),
             *escalation_rules(),
+            *admin_rules(),
         ], strict_slashes=False)
 
     # -- WSGI plumbing ----------------------------------------------------------------------
