@@ -32,6 +32,7 @@ from ._admin_routes import rules as admin_rules
 from ._escalation_routes import EscalationRoutes, escalation_extras, sla_view
 from ._escalation_routes import rules as escalation_rules
 from ._origin import OriginGuard
+from ._results import enrich_answers, similar_hint
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,9 @@ class WebApp(EscalationRoutes, AdminRoutes):
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = self.max_body_bytes
-        request.max_form_memory_size = self.cfg.max_json_bytes
+        # werkzeug applies this limit also to its multipart decoder's buffer, which takes 64 KiB chunks
+        # on top of what it holds back: with the bare JSON limit, photos over ~100 KB got a 413.
+        request.max_form_memory_size = self.cfg.max_json_bytes + 128 * 1024
         try:
             if (request.content_length or 0) > self.max_body_bytes:
                 response = self.too_large()  # said before any byte of the body is read
@@ -401,7 +404,8 @@ class WebApp(EscalationRoutes, AdminRoutes):
         features = {name: has_kb(self.kb, name) for name in
                     ("search", "ask", "feedback", "escalate", "escalations", "answer", "report", "reindex",
                      "route", "similar_questions", "follow", "reroute", "claim", "assign", "unclaim")}
-        return self.json({"status": "ok", "generation": self.kb.generation_path.name, "features": features})
+        return self.json({"status": "ok", "generation": self.kb.generation_path.name, "features": features,
+                          "limits": {"max_photo_bytes": int(self.cfg.max_photo_bytes)}})
 
     def on_me(self, request: Request) -> Response:
         who = self.identity(request)
@@ -439,7 +443,8 @@ class WebApp(EscalationRoutes, AdminRoutes):
         data = self.body(request)
         question = self.text_field(data, "question")
         decision = call_kb(self.kb, "ask", question, user=who.user, groups=list(who.groups), escalate=False)
-        return self.json(decision)
+        data = _to_jsonable(decision)
+        return self.json(enrich_answers(self.kb, data, list(who.groups)) if isinstance(data, dict) else data)
 
     def on_feedback(self, request: Request) -> Response:
         who = self.identity(request)
@@ -478,7 +483,9 @@ class WebApp(EscalationRoutes, AdminRoutes):
                 self.kb.usage.set_escalation(decision_id, str(escalation.id))
             except KbsearchError as exc:
                 log.warning("escalation %s not linked to decision: %s", escalation.id, exc)
-        return self.json(self.view(who, escalation), status=201)
+        out = self.view(who, escalation)
+        out["similar"] = similar_hint(self.kb, escalation, user=who.user, groups=list(who.groups))
+        return self.json(out, status=201)
 
     def on_escalations(self, request: Request) -> Response:
         who = self.identity(request)
