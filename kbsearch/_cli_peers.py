@@ -299,7 +299,8 @@ def route_eval_cmd(set_dir: Path, cross_validate: bool | None, folds: int, as_js
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @index_option
 def groups_cmd(as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
-    """List the peer groups from [[groups]] in the config (and the default group).
+    """List the peer groups from [[groups]] in the config (and the default group): channels, experts,
+    members and their own SLA settings.
 
     \b
     Example:
@@ -314,6 +315,13 @@ def groups_cmd(as_json: bool, index_path: Path | None, config_file: Path | None)
         channels = ", ".join(f"{c.name} ({c.type})" for c in g.channels) or "no channels"
         click.echo(click.style(safe(g.name), bold=True) + ("" if g.configured else " (default, implicit)")
                    + safe(f": {g.description}  [{channels}]"))
+        if g.experts or g.members:
+            click.echo(safe(f"   experts: {', '.join(g.experts) or '-'}; members: {', '.join(g.members) or '-'}"))
+        sla = [f"{k.replace('_', ' ')} {v}" for k, v in (("fallback_after_hours", g.fallback_after_hours),
+               ("fallback_group", g.fallback_group), ("lead", g.lead), ("remind_every_hours", g.remind_every_hours))
+               if v is not None]
+        if sla:
+            click.echo(safe(f"   SLA: {', '.join(sla)}"))
 
 
 @click.group("import", cls=KbsearchGroup)

@@ -119,6 +119,8 @@ def test_cli_claim_assign_unclaim_and_sla(tmp_path: Path, hook_env: WebhookServe
     assert out.exit_code == 0 and json.loads(out.output)["claimed_by"] is None
     out = runner.invoke(main, ["escalations", esc_id, *opts])
     assert "held by" not in out.output
+    out = runner.invoke(main, ["groups", *opts])
+    assert "   experts: bo; members: ana\n" in out.output
     out = runner.invoke(main, ["sla", "--json", *opts])
     assert out.exit_code == 0, out.output  # not yet half an hour old
     assert [(i["id"], i["overdue"]) for i in json.loads(out.output)] == [(esc_id, False)]

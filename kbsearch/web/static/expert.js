@@ -141,8 +141,28 @@ window.kbsearchExpert = (function () {
     box.insertBefore(p, box.firstChild);
   }
 
+  // What the asker saw and rejected before asking (the API keeps only documents the caller may see).
+  function seenBox(esc, node) {
+    const box = node.querySelector(".seen");
+    const items = esc.seen || [];
+    if (!box || !items.length || !esc.open) return;
+    box.hidden = false;
+    box.querySelector("summary").textContent = "Already shown to the asker (" + items.length + ")";
+    const list = box.querySelector("ul");
+    for (const s of items) {
+      const li = el("li");
+      let href = null;
+      try { const u = new URL(s.url || "", location.href); if (s.url && (u.protocol === "http:" || u.protocol === "https:")) href = u.href; } catch (e) { href = null; }
+      const a = el(href ? "a" : "span", "", s.title || s.id);
+      if (href) { a.href = href; a.rel = "noopener noreferrer"; }
+      li.appendChild(a);
+      list.appendChild(li);
+    }
+  }
+
   return {
     decorate(esc, node, ctx) {
+      seenBox(esc, node);
       claimBox(esc, node, ctx);
       slaLine(esc, node);
       historyBox(esc, node);
