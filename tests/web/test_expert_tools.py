@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 
 def _escalate(server, h, question: str) -> dict:
-    r = server.api("POST", "escalations", token=h.token_for("ulla", "staff"),
+    r = server.api("POST", "escalations", token=h.token_for("ursula", "staff"),
                    json={"question": question, "group": "it-support"})
     assert r.status_code == 201, r.text
     return r.json()
@@ -30,7 +30,7 @@ def test_claim_assign_unclaim_over_http(server, h):
     r = server.api("POST", path + "/claim", token=ivan, json={"to": "zed"})
     assert r.status_code == 400 and "not a member or expert" in r.json()["error"]
     # The asker sees who has it and how long it waits (the SLA); the group sees it in its queue.
-    one = server.api("GET", path, token=h.token_for("ulla", "staff")).json()
+    one = server.api("GET", path, token=h.token_for("ursula", "staff")).json()
     assert one["claimed_by"] == "max"
     assert (one["sla"]["group"], one["sla"]["reminders"], one["sla"]["overdue"]) == ("it-support", 0, False)
     assert one["sla"]["next_reminder_at"] > one["created"] and one["sla"]["overdue_at"] is None
@@ -47,7 +47,7 @@ def test_claim_assign_unclaim_over_http(server, h):
 
 
 def test_page_claims_assigns_and_shows_earlier_answers(open_page, server, h, artifacts):
-    esc = _escalate(server, h, "the quorrelite label printer in hall 2 feeds <b>two</b> labels at once")
+    esc = _escalate(server, h, "the quorrelite plotter in hall 2 pulls <b>two</b> sheets at once")
     member = open_page("max", "it-support", fragment=f"esc={esc['id']}")
     card = member.locator("#esc-one .esc")
     card.wait_for(timeout=15_000)
@@ -92,7 +92,7 @@ def test_page_claims_assigns_and_shows_earlier_answers(open_page, server, h, art
     expert.screenshot(path=str(artifacts / "expert-tools-phone.png"), full_page=True)
 
     # The asker sees the history too; a member who did not answer gets no edit button (ivan answered).
-    asker = open_page("ulla", "staff", fragment=f"esc={esc['id']}")
+    asker = open_page("ursula", "staff", fragment=f"esc={esc['id']}")
     card = asker.locator("#esc-one .esc")
     card.wait_for(timeout=15_000)
     assert card.locator(".history summary").inner_text().startswith("Edited once")

@@ -150,7 +150,9 @@ def test_the_whole_loop_on_a_phone(browser, plant, h, artifacts) -> None:
         card.locator("input[name=verify]").check()
         expert.screenshot(path=str(artifacts / "walk-3-expert.png"), full_page=True)
         card.locator("button[type=submit]").click()
-        expert.wait_for_selector(".esc.answered", timeout=15_000)
+        expert.locator(".esc", has_text=QUESTION).wait_for(state="detached", timeout=15_000)  # answered: out of the queue
+        done = server.api("GET", f"escalations/{esc_id}", token=h.token_for("mara", "maintenance")).json()
+        assert (done["status"], done["answered_by"], done["claimed_by"]) == ("verified", "mara", "mara")
         assert expert.errors == []
 
         # 4. The asker hears back by e-mail (their name + asker_email_domain) ...

@@ -72,16 +72,16 @@ def test_results_show_page_breadcrumb_site_and_date(browser, handbook_server, h)
 
 
 def test_escalating_again_gets_the_servers_asked_before_hint(server, h) -> None:
-    question = "the brindlecorn coffee machine on floor 3 shows error C-19 every morning"
-    ulla, max_ = h.token_for("ulla", "staff"), h.token_for("max", "it-support")
+    question = "the brindlecorn coffee machine on floor 3 blinks code C-19 every morning"
+    ulla, max_ = h.token_for("uma", "staff"), h.token_for("max", "it-support")
     first = server.api("POST", "escalations", token=ulla, json={"question": question, "group": "it-support"})
     assert first.status_code == 201 and first.json()["similar"] == []
-    again = server.api("POST", "escalations", token=max_, json={"question": "brindlecorn coffee machine error C-19"})
+    again = server.api("POST", "escalations", token=max_, json={"question": "brindlecorn coffee machine blinks C-19"})
     assert again.status_code == 201
     assert [q["id"] for q in again.json()["similar"]] == [first.json()["id"]]
     # Someone who may not see the first one (another group's, not theirs) gets no hint of it.
-    olga = server.api("POST", "escalations", token=h.token_for("olga", "sales"),
-                      json={"question": "brindlecorn coffee machine error C-19 again", "group": "facilities"})
+    olga = server.api("POST", "escalations", token=h.token_for("oskar", "sales"),
+                      json={"question": "brindlecorn coffee machine blinks C-19 again", "group": "facilities"})
     assert olga.status_code == 201 and olga.json()["similar"] == []
 
 
@@ -90,12 +90,12 @@ def test_photos_of_megabytes_are_taken(server, h) -> None:
     limit = server.api("GET", "health").json()["limits"]["max_photo_bytes"]
     for size in (1_400_000, limit - 200_000):
         data = b"\xff\xd8\xff" + os.urandom(size)
-        r = server.api("POST", "escalations", token=h.token_for("ulla", "staff"),
+        r = server.api("POST", "escalations", token=h.token_for("uma", "staff"),
                        data={"question": "the tarnwell belt in hall 9 squeaks", "group": "it-support"},
                        files={"photo": ("belt.jpg", data, "image/jpeg")})
         assert r.status_code == 201, r.text
         assert r.json()["attachments"][0]["size"] == len(data)
-    r = server.api("POST", "escalations", token=h.token_for("ulla", "staff"),
+    r = server.api("POST", "escalations", token=h.token_for("uma", "staff"),
                    data={"question": "the tarnwell belt in hall 9 squeaks", "group": "it-support"},
                    files={"photo": ("belt.jpg", b"\xff\xd8\xff" + os.urandom(limit), "image/jpeg")})
     assert r.status_code == 413 and r.json()["type"] == "RequestTooLarge"
@@ -106,7 +106,7 @@ def _to_form(page, question: str) -> None:
     page.click("#ask-button")
     page.wait_for_selector("body[data-state='shown']", timeout=15_000)
     if page.locator("#escalate-form").is_hidden():
-        page.locator(".hit .more").first.click()
+        page.locator("#feedback .more").click()
     page.wait_for_selector("#escalate-form:not([hidden])")
 
 
@@ -115,14 +115,14 @@ def test_big_phone_photo_is_downscaled_and_a_413_shows_beside_the_form(open_page
     big = noise_png(1400, 1400)
     limit = server.api("GET", "health").json()["limits"]["max_photo_bytes"]
     assert len(big) > limit  # sent as it is, the server would refuse it
-    page = open_page("ulla", "staff", mobile=True)
+    page = open_page("uma", "staff", mobile=True)
     _to_form(page, "the tarnwell conveyor belt in hall 5 squeaks")
     page.set_input_files("#esc-photo", files=[{"name": "IMG_2041.png", "mimeType": "image/png", "buffer": big}])
     page.click("#esc-send")
     page.wait_for_selector("#status.done #sent-ref", timeout=30_000)
     assert page.evaluate("document.body.dataset.photoResized") == "1"
     esc_id = page.inner_text("#sent-ref")
-    esc = server.api("GET", f"escalations/{esc_id}", token=h.token_for("ulla", "staff")).json()
+    esc = server.api("GET", f"escalations/{esc_id}", token=h.token_for("uma", "staff")).json()
     [att] = esc["attachments"]
     assert att["content_type"] == "image/jpeg" and att["filename"] == "IMG_2041.jpg"
     assert att["size"] <= 1500 * 1024

@@ -109,11 +109,14 @@
       safeSnippet(node.querySelector(".snippet"), hit.snippet);
       node.dataset.docId = hit.id;
       if (window.kbsearchResults) window.kbsearchResults.decorate(hit, node);
-      node.querySelector(".solved").addEventListener("click", () => solved(hit, node));
-      node.querySelector(".more").addEventListener("click", () => needHelp(hit));
       if (i > 0 && kind === "ANSWER") node.classList.add("secondary-hit");
       box.appendChild(node);
     });
+    // One prompt for the whole answer set: feedback is about the decision, not one card.
+    const prompt = $("#feedback-template").content.firstElementChild.cloneNode(true);
+    prompt.querySelector(".solved").addEventListener("click", () => solved(prompt));
+    prompt.querySelector(".more").addEventListener("click", () => needHelp());
+    if (hits.length) box.appendChild(prompt);
   }
 
   // ---- asked already: similar questions the caller may see, while typing and before escalating ----
@@ -223,15 +226,15 @@
     await api("feedback", { method: "POST", body: { decision_id: current.decision.id, helpful } });
   }
 
-  async function solved(hit, node) {
+  async function solved(prompt) {
     try {
       await feedback(true);
-      node.querySelector(".actions").textContent = "Thanks! Glad it helped.";
+      prompt.textContent = "Thanks! Glad it helped.";
       setStatus("Glad it helped.", "done");
     } catch (e) { setStatus(e.message, "error"); }
   }
 
-  async function needHelp(hit) {
+  async function needHelp() {
     try { await feedback(false); } catch (e) { /* best effort: the escalation below matters more */ }
     openEscalate();
   }
