@@ -229,7 +229,7 @@ class SlaRunner:
 
         try:
             self.loop.store.reroute(esc.id, target, reason=reason, by=None, notify=notify, now=now,
-                                    detail={"sla": detail})
+                                    detail={"sla": detail}, seen=self.loop.seen_for(esc, target))
         except InvalidEscalationError as exc:  # answered or moved since it was read: nothing to do
             log.info("SLA of %s: %s", esc.id, exc)
             return

@@ -572,10 +572,18 @@ class PeerLoop:
         def notify(before: Escalation, after: Escalation) -> list[NewNotification]:
             return reroute_notices(before, after, self.groups, self.cfg)
 
-        esc = self.store.reroute(escalation_id, target.name, reason=reason, by=by, notify=notify)
+        seen = self.seen_for(self.store.get(escalation_id), target.name)
+        esc = self.store.reroute(escalation_id, target.name, reason=reason, by=by, notify=notify, seen=seen)
         log.info("rerouted %s to %s (%s)", esc.id, esc.group, reason)
         self._deliver_now(escalation_id)
         return self.store.get(escalation_id, history=True)
+
+    def seen_for(self, esc: Escalation, group: str) -> list[dict[str, Any]]:
+        """``esc.seen`` cut to the documents every reader of ``group`` may see: what the question keeps
+        when it moves there (the list was cut for the first group's readers when it was asked; its
+        notices, reminders and views then name nothing the new group may not see)."""
+        visible = self._visible_to(None, group)
+        return [s for s in esc.seen if visible(str(s.get("id")))]
 
     # -- notifications ----------------------------------------------------------------------
     def deliver(self, *, limit: int = 500, now: float | None = None) -> DeliveryReport:

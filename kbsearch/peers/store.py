@@ -184,7 +184,8 @@ class EscalationStore(Protocol):
     def follow(self, escalation_id: str, user: str, *,
                groups: Sequence[str] | None) -> tuple[Escalation, bool]: ...
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
-                notify: Notify, now: float | None = None, detail: dict[str, Any] | None = None) -> Escalation: ...
+                notify: Notify, now: float | None = None, detail: dict[str, Any] | None = None,
+                seen: list[dict[str, Any]] | None = None) -> Escalation: ...
     def set_claim(self, escalation_id: str, owner: str | None, *, by: str | None,
                   authorize: Callable[[Escalation], None] | None = None, notify: Notify | None = None,
                   now: float | None = None) -> Escalation: ...
@@ -558,13 +559,15 @@ class SqliteStore(ClaimsMixin, SlaMixin):
             return self._load(con, escalation_id), bool(cur.rowcount)
 
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
-                notify: Notify, now: float | None = None, detail: dict[str, Any] | None = None) -> Escalation:
+                notify: Notify, now: float | None = None, detail: dict[str, Any] | None = None,
+                seen: list[dict[str, Any]] | None = None) -> Escalation:
         """Move an open escalation to ``group`` with ``reason``: its routing, its history (``rerouted``)
         and the outbox entries ``notify(before, after)`` gives (new group, asker) change in one transaction.
 
         The reminder clock restarts, so the new group's experts are reminded if it waits there too long,
         and a claim ends (the new group's people take it).  ``now``: the time recorded (default: the clock);
-        ``detail`` joins the ``rerouted`` event's detail (the SLA's reason, `_sla`)."""
+        ``detail`` joins the ``rerouted`` event's detail (the SLA's reason, `_sla`); ``seen`` replaces
+        what the asker was shown (cut to what the new group may see, `PeerLoop.seen_for`)."""
         now = time.time() if now is None else now
         with self._write() as con:
             esc = self._load(con, escalation_id)
@@ -579,6 +582,9 @@ class SqliteStore(ClaimsMixin, SlaMixin):
                        "rerouted_from": esc.group, "reroute_reason": reason, "reroutes": count, "first_routing": first}
             con.execute("UPDATE escalations SET group_name = ?, routing = ?, updated = ?, reminded_at = NULL "
                         "WHERE id = ?", (group, json.dumps(routing, ensure_ascii=False), now, escalation_id))
+            if seen is not None and seen != esc.seen:
+                con.execute("UPDATE escalations SET seen = ? WHERE id = ?",
+                            (json.dumps(seen, ensure_ascii=False, default=str), escalation_id))
             self._event(con, escalation_id, "rerouted", by,
                         {"from": esc.group, "to": group, "reason": reason, **(detail or {})}, at=now)
             held = self.drop_claim(con, escalation_id)
