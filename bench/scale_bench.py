@@ -4,6 +4,7 @@
     PYTHONPATH=. .venv/bin/python bench/scale_bench.py --reuse           # reuse the big index as it is
     PYTHONPATH=. .venv/bin/python bench/scale_bench.py --reuse --recalibrate  # refit deflection only
     PYTHONPATH=. .venv/bin/python bench/scale_bench.py --latency               # ask p50 / p95 on the big index
+    PYTHONPATH=. .venv/bin/python bench/scale_bench.py --recall                # the right page: search's / meaning's top k
 
 Each shared StackFAQ thread becomes one ``kind: page`` document (title = the thread's question, text =
 its answer, no alternate phrasings).  *Alone*: a fresh index of those 100 pages.  *Inside*: the same
@@ -102,6 +103,29 @@ def inside(qs: list[dict], size: int, reuse: bool, recalibrate: bool) -> dict:
         kb.close()
 
 
+def recall(size: int) -> dict:
+    """Where the right page is, per answerable rephrasing, on the cached big index: among search's
+    (lexical) top 1 / 10, among the nearest by meaning (`Searcher.by_meaning`) top 1 / 10, either."""
+    from kbsearch import KnowledgeBase, Settings
+
+    s = Settings.load()
+    s.index.path = corpus.DATA / f"kb-scale-{size}"
+    counts = dict.fromkeys(("lexical@1", "lexical@10", "meaning@1", "meaning@10", "either@10"), 0)
+    with KnowledgeBase.open(settings=s, create=False) as kb:
+        searcher = kb._current().searcher
+        qs = [q for q in _faq.questions() if q["answer_ids"]]
+        for q in qs:
+            right = "faq:" + q["answer_ids"][0]
+            lex = [c.document.id for c in searcher.candidates(searcher.prepare(q["question"]), None, 10)]
+            near = [c.document.id for c in searcher.by_meaning(q["question"], None, 10)]
+            counts["lexical@1"] += lex[:1] == [right]
+            counts["lexical@10"] += right in lex
+            counts["meaning@1"] += near[:1] == [right]
+            counts["meaning@10"] += right in near
+            counts["either@10"] += right in lex or right in near
+    return {k: round(v / len(qs), 3) for k, v in counts.items()}
+
+
 def ask_latency(size: int, count: int = 300) -> dict:
     """`KnowledgeBase.ask` p50 / p95 (ms) on the cached big index, anonymous, one question at a time."""
     import statistics
@@ -131,7 +155,11 @@ def main() -> None:
     ap.add_argument("--skip-alone", action="store_true")
     ap.add_argument("--skip-inside", action="store_true")
     ap.add_argument("--latency", action="store_true", help="only time ask on the cached big index")
+    ap.add_argument("--recall", action="store_true", help="only where the right page is: search's and meaning's top k")
     args = ap.parse_args()
+    if args.recall:
+        print(json.dumps(recall(args.size)))
+        return
     if args.latency:
         r = ask_latency(args.size)
         print(f"ask on the cached {args.size:,}-section index: p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ._text import terminal_safe as safe
-from .cli import emit_json, index_option, open_kb
+from ._cli_common import emit_json, index_option, open_kb
 
 
 def register(main: click.Group) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ._text import terminal_safe
-from .cli import emit_json, index_option, load_settings, open_kb
+from ._cli_common import emit_json, index_option, load_settings, open_kb
 
 
 def register(main: click.Group) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ._text import terminal_safe as safe
-from .cli import KbsearchGroup, emit_json, index_option, load_settings, open_kb
+from ._cli_common import KbsearchGroup, emit_json, index_option, load_settings, open_kb
 
 
 def register(main: click.Group) -> None:

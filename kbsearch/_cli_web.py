@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli import index_option, load_settings, open_kb
+from ._cli_common import index_option, load_settings, open_kb
 
 
 def register(main: click.Group) -> None:

@@ -58,14 +58,20 @@ class Feedback:
     helpful: bool
 
 
-def perturb(text: str, rng: random.Random, keep: float = 0.6, max_tokens: int = 24) -> str:
-    """A pseudo-rephrasing: a random ``keep`` share of the words, in order (at least two)."""
+def perturb(text: str, rng: random.Random, keep: float = 0.6, max_tokens: int = 24,
+            foreign: Sequence[str] = ()) -> str:
+    """A pseudo-rephrasing: a random ``keep`` share of the words, in order (at least two), and, from
+    ``foreign``, one or two words the text does not have, put in at random places."""
     words = tokens(text)[:max_tokens * 2]
     if len(words) <= 2:
-        return " ".join(words)
-    kept = [w for w in words if rng.random() < keep]
-    if len(kept) < 2:
-        kept = rng.sample(words, 2)
+        kept = list(words)
+    else:
+        kept = [w for w in words if rng.random() < keep]
+        if len(kept) < 2:
+            kept = rng.sample(words, 2)
+    if foreign:
+        for _ in range(rng.randint(1, 2)):
+            kept.insert(rng.randint(0, len(kept)), rng.choice(foreign))
     return " ".join(kept[:max_tokens])
 
 
@@ -81,6 +87,8 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig, *, pages_by_rephr
     rng = random.Random(cfg.seed)
     order = list(range(len(docs)))
     rng.shuffle(order)
+    # Words of other documents' headings: a reader's rephrasing of a heading brings words of its own.
+    pool = [w for d in docs for w in tokens(d.title)] if pages_by_rephrasing else []
     n_out = int(round(cfg.holdout_threads * len(docs))) if len(docs) >= 3 else 0
     out_set = set(order[:n_out])
     train: list[Document] = []
@@ -91,6 +99,9 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig, *, pages_by_rephr
         if i in out_set:
             if len(phr) >= cfg.min_phrasings:
                 queries += [HoldoutQuery(p, None, "thread") for p in rng.sample(phr, min(len(phr), per_doc))]
+            elif phr and pages_by_rephrasing and doc.kind == "page":  # as its answerable twin below
+                queries += [HoldoutQuery(perturb(p, rng, keep=0.5, foreign=pool), None, "thread")
+                            for p in phr[:per_doc]]
             elif phr:
                 queries += [HoldoutQuery(perturb(p, rng), None, "thread") for p in phr[:per_doc]]
             continue
@@ -113,7 +124,8 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig, *, pages_by_rephr
         else:
             # ... or a rephrasing with words dropped (easier than real life): together, in between.
             if phr:
-                queries += [HoldoutQuery(perturb(phr[0], rng, keep=0.5), doc.id, "pseudo")
+                foreign = pool if pages_by_rephrasing and doc.kind == "page" else []
+                queries += [HoldoutQuery(perturb(phr[0], rng, keep=0.5, foreign=foreign), doc.id, "pseudo")
                             for _ in range(min(2, per_doc))]
             train.append(doc)
     return train, queries

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ._deflect_vectors import _CHAR, _WORD, Rows, SentenceProjection, TermIndex, Vectorizer
-from .documents import Document
+from .documents import Document, phrasings
 from .storage import _faults as faults
 from .storage import save_npy, save_sparse, write_json
 
@@ -55,16 +55,8 @@ FEATURES: tuple[str, ...] = (
 )
 
 
-def phrasings_of(doc: Document) -> list[str]:
-    """The ways a document names its question: title, alternate phrasings, last heading."""
-    out = [doc.title, *doc.questions]
-    if doc.headings and doc.headings[-1] != doc.title:
-        out.append(doc.headings[-1])
-    seen: dict[str, None] = {}
-    for p in out:
-        if p and p.strip():
-            seen.setdefault(" ".join(p.split()), None)
-    return list(seen)
+#: The ways a document names its question (`documents.phrasings`).
+phrasings_of = phrasings
 
 
 def doc_body(doc: Document, chars: int) -> str:
@@ -164,11 +156,11 @@ class AnswerModel:
         self._extra_lock = threading.Lock()
 
     def _classifier_dense(self) -> Any:
-        """What made the dense part of the classifier's rows: the sentence encoder, the word vectors,
-        or None (n-grams alone, or no classifier)."""
+        """What made the dense part of the classifier's rows: the sentence encoder, or None (n-grams
+        alone, or no classifier)."""
         if self.clf_coef is None or self.clf_coef.shape[1] <= self.vec.size:
             return None
-        return self.vec.encoder if self.vec.encoder is not None else self.vec.word_vectors
+        return self.vec.encoder
 
     @property
     def classifier_vectors(self) -> str | None:
@@ -434,16 +426,14 @@ class AnswerModel:
             save_npy(path / "semantic.npy", self.sem.astype(np.float32))
             save_npy(path / "semantic_owners.npy", self.sem_owners.astype(np.int32))
             encoder = {"name": self.encoder.name, "sha256": self.encoder.digest, "path": str(self.encoder.model_dir)}
-        word_vectors = classifier_encoder = None
+        classifier_encoder = None
         dense = self._classifier_dense()
-        if dense is not None and dense is self.vec.encoder:
+        if dense is not None:
             classifier_encoder = {"name": dense.name, "sha256": dense.digest, "path": str(dense.model_dir)}
             self.vec.projection.save(path / PROJECTION_FILE)  # type: ignore[union-attr]
-        elif dense is not None:
-            word_vectors = {"name": dense.name, "sha256": dense.digest, "path": str(dense.path)}
         meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
                 "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder,
-                "word_vectors": word_vectors, "classifier_encoder": classifier_encoder,
+                "classifier_encoder": classifier_encoder,
                 "page_encoder": ({"name": self.page_encoder.name, "sha256": self.page_encoder.digest,
                                   "path": str(self.page_encoder.model_dir)} if self.page_encoder is not None else None)}
         faults.checkpoint("deflect.model-arrays-written")
@@ -473,26 +463,24 @@ class AnswerModel:
             intercept = np.load(path / "clf_intercept.npy")
             classes = np.load(path / "clf_classes.npy")
         from ._encoder import load_encoder
-        from ._word_vectors import load_word_vectors
 
+        if meta.get("word_vectors"):  # GloVe word vectors: no longer part of kbsearch
+            log.warning("deflection model in %s was fitted with word vectors, which this kbsearch no longer "
+                        "reads; questions escalate until the next rebuild", gen_dir)
+            return None
         stored: dict[str, Any] = {}
-        for key, what, loader in (("encoder", "sentence encoder", load_encoder),
-                                  ("classifier_encoder", "sentence encoder", load_encoder),
-                                  ("page_encoder", "sentence encoder", load_encoder),
-                                  ("word_vectors", "word vectors", load_word_vectors)):
+        for key in ("encoder", "classifier_encoder", "page_encoder"):
             if meta.get(key):
-                stored[key] = _stored_resource(meta[key], loader)
+                stored[key] = _stored_resource(meta[key], load_encoder)
                 if stored[key] is None:
-                    log.warning("deflection model in %s was fitted with the %s %s, not installed here; "
-                                "questions escalate until the next rebuild", gen_dir, what,
-                                meta[key].get("name"))
+                    log.warning("deflection model in %s was fitted with the sentence encoder %s, not installed "
+                                "here; questions escalate until the next rebuild", gen_dir, meta[key].get("name"))
                     return None
         encoder = stored.get("encoder")
         projection = None
         if stored.get("classifier_encoder") is not None:
             projection = SentenceProjection.load(path / PROJECTION_FILE)
-        vec = Vectorizer(*vecs, word_vectors=stored.get("word_vectors"), encoder=stored.get("classifier_encoder"),
-                         projection=projection)
+        vec = Vectorizer(*vecs, encoder=stored.get("classifier_encoder"), projection=projection)
         model = cls([DocInfo.from_dict(d) for d in meta["docs"]], vec,
                     sp.load_npz(path / "phrasings.npz").tocsr(), np.load(path / "owners.npy"),
                     sp.load_npz(path / "bodies.npz").tocsr(), TermIndex.load(path, "terms"), coef, intercept,
@@ -507,7 +495,7 @@ class AnswerModel:
 
 
 def _stored_resource(stored: dict[str, Any], load: Callable[[str], Any]) -> Any:
-    """What a stored model was fitted with (sentence encoder, word vectors): the installed copy or the
+    """What a stored model was fitted with (a sentence encoder): the installed copy or the
     one at the recorded path, if its SHA-256 is the recorded one; else None."""
     from .errors import ConfigError
 

@@ -165,9 +165,16 @@ def order_features(hits: Sequence[Any]) -> np.ndarray:
     return np.column_stack([1.0 / (1.0 + np.arange(len(hits))), bm25 / top if top > 0 else np.zeros(len(hits))])
 
 
+#: Reciprocal-rank fusion constant of `search_hits` (Cormack et al.'s 60): a document both lists
+#: rank goes first; otherwise the lists interleave by rank.
+FUSION_K = 60
+
+
 def search_hits(searcher: Any, question: str, groups: frozenset[str] | None, k: int,
-                covered: Any, absent: frozenset[str] = frozenset()) -> list[Any]:
-    """Search's top ``k`` candidates for ``question`` that the answer model does not cover.
+                covered: Any, absent: frozenset[str] = frozenset(), dense_k: int = 0) -> list[Any]:
+    """Search's top ``k`` candidates for ``question`` that the answer model does not cover, fused
+    with the ``dense_k`` nearest by meaning (`Searcher.by_meaning`: what shares no rare word with
+    the question) by reciprocal rank.  Found only by meaning, a hit has ``bm25`` 0.
 
     ``absent``: ids treated as not in the index at all (calibration: held-out threads).
     """
@@ -175,7 +182,20 @@ def search_hits(searcher: Any, question: str, groups: frozenset[str] | None, k: 
     cands = searcher.candidates(prepared, groups, k + len(absent) if absent else k)
     if absent:
         cands = [c for c in cands if c.document.id not in absent][:k]
-    return [c for c in cands if c.document.id not in covered]
+    lexical = [c for c in cands if c.document.id not in covered]
+    if dense_k <= 0:
+        return lexical
+    dense = searcher.by_meaning(prepared.text, groups, dense_k, set(absent) | set(covered))
+    if not dense:
+        return lexical
+    score: dict[str, float] = {}
+    by_id: dict[str, Any] = {}
+    for ranked in (lexical, dense):
+        for r, c in enumerate(ranked):
+            doc_id = c.document.id
+            score[doc_id] = score.get(doc_id, 0.0) + 1.0 / (FUSION_K + r + 1)
+            by_id.setdefault(doc_id, c)
+    return sorted(by_id.values(), key=lambda c: -score[c.document.id])
 
 
 def joint_margins(features: list[np.ndarray], links: list[str], first_page: int) -> list[np.ndarray]:
@@ -220,8 +240,10 @@ class SearchPlan:
     """
 
     def __init__(self, queries: list[Any], chosen: set[int], uncovered: set[str],
-                 absent: frozenset[str], train: dict[str, Document], k: int = 5, every: bool = False) -> None:
+                 absent: frozenset[str], train: dict[str, Document], k: int = 5, every: bool = False,
+                 dense_k: int = 0) -> None:
         self.queries = queries
+        self.dense_k = dense_k
         self.chosen = chosen
         self.uncovered = uncovered
         self.absent = absent
@@ -257,7 +279,8 @@ class SearchPlan:
         # Where the model covers the index, few hits are ever uncovered: the scorer learns from the
         # first `COVERED_PAGE_CANDIDATES` (bounded calibration cost).
         k = cfg.page_candidates if every else min(cfg.page_candidates, COVERED_PAGE_CANDIDATES)
-        return cls(new_queries, chosen, uncovered, absent, {d.id: d for d in train}, k, every)
+        dense_k = cfg.dense_candidates if every else min(cfg.dense_candidates, COVERED_PAGE_CANDIDATES)
+        return cls(new_queries, chosen, uncovered, absent, {d.id: d for d in train}, k, every, dense_k)
 
     @property
     def every(self) -> bool:
@@ -285,7 +308,7 @@ class SearchPlan:
         """The model's candidates of ``query`` and search's, margins joint: (features, labels, uncovered,
         search-order columns (`order_features`; zeros for the model's candidates))."""
         covered = {d: i for d, i in model.index.items() if d not in self.uncovered}
-        hits = search_hits(searcher, query.text or "?", None, self.k, covered, self.absent)
+        hits = search_hits(searcher, query.text or "?", None, self.k, covered, self.absent, self.dense_k)
         if not hits:
             return feats, labels, np.zeros(len(labels), dtype=bool), np.zeros((len(labels), ORDER_COLUMNS))
         # A document of the split is seen as the split has it (phrasings held out), not as indexed.

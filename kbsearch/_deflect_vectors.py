@@ -17,7 +17,6 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from ._word_vectors import WordVectors
 from .index import index_terms
 from .storage import save_npy, save_npz, save_sparse, write_json
 
@@ -90,9 +89,6 @@ def _normalize_segments(data: np.ndarray, bounds: np.ndarray) -> None:
     data[:] = data / np.repeat(norms, lengths)
 
 
-#: Length of a text's mean word vector beside its unit-length TF-IDF row, in the classifier's input
-#: (half the weight of the word block or of the character block; bench/README.md, ninth session).
-WORD_VECTOR_WEIGHT = 0.35
 #: Dimensions of the sentence vectors kept (PCA) in the classifier's input: 128 of all-MiniLM-L6-v2's
 #: 384 ranked CLINC150's questions as well as all of them and fit three times faster (tenth session).
 SENTENCE_DIMS = 128
@@ -139,18 +135,16 @@ class Vectorizer:
     """Word (1-2 gram) + character (2-4 gram, word-bounded) TF-IDF in one L2-normalised space.
 
     The classifier's rows also hold a dense part (`classifier_rows`, `classifier_scores`): each text's
-    sentence vector (projected, `SentenceProjection`) when there is a sentence ``encoder``, else its
-    mean word vector when there are ``word_vectors``.  The similarity features stay TF-IDF alone.
+    sentence vector (projected, `SentenceProjection`) when there is a sentence ``encoder``; without one
+    the rows are the n-grams alone.  The similarity features stay TF-IDF alone.
     """
 
-    def __init__(self, word: TfidfVectorizer, char: TfidfVectorizer, word_vectors: WordVectors | None = None,
+    def __init__(self, word: TfidfVectorizer, char: TfidfVectorizer,
                  encoder: Any = None, projection: SentenceProjection | None = None) -> None:
         self.word, self.char = word, char
-        self.word_vectors = word_vectors
         self.encoder = encoder if projection is not None else None
         self.projection = projection if encoder is not None else None
         self._fast: tuple[_Tfidf, _Tfidf, np.ndarray] | None = None
-        self._idf_words: tuple[dict[str, float], float] | None = None
         # Sentence vectors encoded once for a whole fit (`remember`): the calibration's and the final
         # model's classifiers read the same phrasings, in this process and in a worker.
         self._known: dict[str, np.ndarray] = {}
@@ -162,13 +156,12 @@ class Vectorizer:
         return encoder is not None and len(sentences) >= 2
 
     @classmethod
-    def fit(cls, texts: Sequence[str], word_vectors: WordVectors | None = None, encoder: Any = None,
-            sentences: Sequence[str] = ()) -> Vectorizer:
+    def fit(cls, texts: Sequence[str], encoder: Any = None, sentences: Sequence[str] = ()) -> Vectorizer:
         """Fit the TF-IDF vocabularies on ``texts``; with an ``encoder``, encode ``sentences`` (the
         phrasings the classifier will learn from) and fit the projection on them."""
         word = TfidfVectorizer(**_WORD).fit(texts)
         char = TfidfVectorizer(min_df=2 if len(texts) >= 200 else 1, **_CHAR).fit(texts)
-        vec = cls(word, char, word_vectors)
+        vec = cls(word, char)
         if cls.encodes(encoder, sentences):
             vec.encoder = encoder
             vec.remember(sentences)
@@ -176,11 +169,10 @@ class Vectorizer:
         return vec
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"word": self.word, "char": self.char, "word_vectors": self.word_vectors,
-                "encoder": self.encoder, "projection": self.projection, "known": self._known}
+        return {"word": self.word, "char": self.char, "encoder": self.encoder, "projection": self.projection, "known": self._known}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["word"], state["char"], state.get("word_vectors"),  # type: ignore[misc]
+        self.__init__(state["word"], state["char"],  # type: ignore[misc]
                       state.get("encoder"), state.get("projection"))
         self._known = state.get("known") or {}
 
@@ -207,15 +199,9 @@ class Vectorizer:
 
     def dense(self, texts: Sequence[str]) -> np.ndarray | None:
         """The dense part of the texts' classifier rows (see the class); None when there is none."""
-        if self.encoder is not None:
-            return self.projection(self.sentence_vectors(texts)) * np.float32(SENTENCE_WEIGHT)  # type: ignore[misc]
-        if self.word_vectors is None:
+        if self.encoder is None:
             return None
-        if self._idf_words is None:
-            idf = {t: float(self.word.idf_[j]) for t, j in self.word.vocabulary_.items() if " " not in t}
-            self._idf_words = (idf, max(idf.values(), default=1.0))
-        weights, unknown = self._idf_words
-        return self.word_vectors.sentence_vectors(texts, weights, unknown) * np.float32(WORD_VECTOR_WEIGHT)
+        return self.projection(self.sentence_vectors(texts)) * np.float32(SENTENCE_WEIGHT)  # type: ignore[misc]
 
     def classifier_rows(self, X: sp.csr_matrix, texts: Sequence[str]) -> sp.csr_matrix:
         """``X`` (the texts' rows) with the dense part appended, L2-normalised: what the classifier fits on."""

@@ -14,6 +14,7 @@ from .config import Settings
 from .index import EngineIndex
 from .rerank import Ranker, TfidfModel, VectorCache, make_ranker
 from .search import Searcher
+from .vectors import Meaning
 from .storage.versions import (  # noqa: F401 - re-exported
     CURRENT,
     LOCK,
@@ -50,7 +51,8 @@ class Generation:
         self.engine = EngineIndex.open(path, static=static)
         self.model = TfidfModel.load(path)
         self.ranker: Ranker = make_ranker(settings.rerank, self.model, cache)
-        self.searcher = Searcher(self.engine, self.ranker, settings.search)
+        meaning = Meaning(path, settings.deflect.encoder) if settings.deflect.dense_candidates > 0 else None
+        self.searcher = Searcher(self.engine, self.ranker, settings.search, meaning)
         self.users = 0
         self.closed = False
 

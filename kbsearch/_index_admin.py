@@ -9,15 +9,35 @@ escalation store at the next rebuild (close or re-answer the escalation instead)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InvalidDocumentError
 
 if TYPE_CHECKING:
-    from .kb import KnowledgeBase
+    from .documents import Document
+
+
+class AdminIndex(Protocol):
+    """What index administration needs of a knowledge base (`KnowledgeBase` is one)."""
+
+    def ids(self, source: str | None = None) -> list[str]:
+        """Ids of every document, or of those from ``source``."""
+        ...
+
+    def get(self, doc_id: str) -> Document | None:
+        """The document with ``doc_id``, or None."""
+        ...
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete documents by id in a new version (`_kb_write.delete`); how many existed."""
+        ...
+
+    def documents(self) -> Iterator[Document]:
+        """Every document of the live version."""
+        ...
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +73,7 @@ class SourceStats:
         return asdict(self)
 
 
-def delete_documents(kb: KnowledgeBase, ids: Iterable[str] = (), *, source: str | None = None) -> DeleteReport:
+def delete_documents(kb: AdminIndex, ids: Iterable[str] = (), *, source: str | None = None) -> DeleteReport:
     """Delete the documents ``ids`` and/or every document of ``source`` in one new version.
 
     At least one of them must be given (an empty request is an `InvalidDocumentError`, so a script with
@@ -78,7 +98,7 @@ def delete_documents(kb: KnowledgeBase, ids: Iterable[str] = (), *, source: str 
     return DeleteReport(deleted=deleted, requested=len(targets), missing=missing, source=source)
 
 
-def source_stats(kb: KnowledgeBase) -> list[SourceStats]:
+def source_stats(kb: AdminIndex) -> list[SourceStats]:
     """Documents per source (``""``: added without one, e.g. `kbsearch index add`), most first."""
     by_source: dict[str, SourceStats] = {}
     newest: dict[str, datetime] = {}

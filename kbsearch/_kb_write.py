@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import _generations as gens
 from ._build_reports import AddReport, BuildReport
@@ -29,10 +29,25 @@ from .documents import Document
 from .errors import InvalidDocumentError, KbsearchError
 from .index import EngineIndex
 from .rerank import Reservoir, TfidfModel, VectorCache, fit_on, sample_item
+from ._protocols import Progress
+from ._version import __version__
+from .sources.escalations import PeerStoreOwner
 from .storage._faults import checkpoint
+from .vectors import VectorBuilder
+from .vectors import append as append_vectors
 
-if TYPE_CHECKING:
-    from .kb import KnowledgeBase, Progress
+
+class FrontDoor(PeerStoreOwner, Protocol):
+    """The front door these writes work for (`kbsearch.kb.KnowledgeBase`; not imported, so that
+    imports flow one way): this module is its own, so it uses its private parts."""
+
+    def _current(self) -> Generation:
+        """The live version."""
+        ...
+
+    def _after_build(self, generation: Generation, steps: dict[str, Any], *, calibrate: bool = True) -> None:
+        """Routing and deflection after a new corpus model."""
+        ...
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +85,13 @@ def new_meta(documents: int, fitted_on: int) -> dict[str, Any]:
 
 def models_digest(settings: Settings) -> str:
     """A fingerprint of everything that shapes a build's models (settings, kbsearch version)."""
-    from . import __version__
-
     shaping = {name: asdict(getattr(settings, name)) for name in ("search", "rerank", "route", "deflect", "peers")}
     shaping["kbsearch"] = [__version__, FORMAT_VERSION]
     text = json.dumps(shaping, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _feedback_seen(kb: KnowledgeBase) -> int:
+def _feedback_seen(kb: FrontDoor) -> int:
     from .usage import open_usage
 
     usage = open_usage(kb.root)
@@ -88,7 +101,7 @@ def _feedback_seen(kb: KnowledgeBase) -> int:
         usage.close()
 
 
-def rebuild_reason(kb: KnowledgeBase) -> str | None:
+def rebuild_reason(kb: FrontDoor) -> str | None:
     """Why the live version's models are out of date (a reindex must rebuild), or None when they are
     not: no document changed since the last rebuild, no new feedback, same model-shaping settings."""
     meta = kb._current().meta
@@ -110,7 +123,7 @@ def _forked_meta(parent: Generation) -> dict[str, Any]:
     return meta
 
 
-def publish(kb: KnowledgeBase, gen: Path, meta: dict[str, Any], what: str, parent: Path | None = None) -> None:
+def publish(kb: FrontDoor, gen: Path, meta: dict[str, Any], what: str, parent: Path | None = None) -> None:
     """Mark ``gen`` complete (``meta.json``, last), make it live, then clean up old versions."""
     gens.write_meta(gen, meta)
     checkpoint(f"{what}.before-switch")
@@ -119,16 +132,31 @@ def publish(kb: KnowledgeBase, gen: Path, meta: dict[str, Any], what: str, paren
     gens.remove_stale(kb.root, kb.settings.index.keep_generations)
 
 
+def _vector_encoder(kb: KnowledgeBase) -> Any:
+    """The sentence encoder documents' phrasing vectors are written with, or None (none written)."""
+    if kb.settings.deflect.dense_candidates <= 0:
+        return None
+    from ._encoder import load_encoder
+
+    return load_encoder(kb.settings.deflect.encoder)
+
+
 def _discard(gen: Path) -> None:
     shutil.rmtree(gen, ignore_errors=True)
 
 
-def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | None, refit: bool) -> AddReport:
+def _lock_timeout(kb: FrontDoor, lock_timeout: float | None) -> float:
+    """Seconds a write waits for the writer lock: ``lock_timeout``, or ``index.writer_timeout``."""
+    return kb.settings.index.writer_timeout if lock_timeout is None else lock_timeout
+
+
+def add(kb: FrontDoor, documents: Iterable[Document], progress: Progress | None, refit: bool,
+        lock_timeout: float | None = None) -> AddReport:
     """`KnowledgeBase.add`, in a fork of the live version published when anything changed."""
     report = AddReport()
     started = time.perf_counter()
     cfg = kb.settings.index
-    with gens.writer_lock(kb.root, cfg.writer_timeout):
+    with gens.writer_lock(kb.root, _lock_timeout(kb, lock_timeout)):
         live = kb._current()
         gen = gens.fork(kb.root, live.path)
         meta = _forked_meta(live)
@@ -136,6 +164,7 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
         try:
             engine = EngineIndex.open(gen)
             done = 0
+            written: list[Document] = []
             try:
                 for batch in batched(documents, cfg.batch_size):
                     latest: dict[str, Document] = {}
@@ -150,6 +179,8 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
                         for doc in latest.values():
                             status = writer.add(doc)
                             setattr(report, status, getattr(report, status) + 1)
+                            if status != "unchanged":
+                                written.append(doc)
                     done += len(batch)
                     if progress:
                         progress(done)
@@ -165,6 +196,10 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
             else:
                 meta["changes_since_build"] = int(meta.get("changes_since_build", 0)) + report.changed
                 checkpoint("add.committed")
+                encoder = _vector_encoder(kb)
+                if encoder is not None:
+                    append_vectors(gen, written, encoder.encode, encoder.name)
+                    checkpoint("add.vectors")
                 if refit and failure is None:
                     report.model_refitted = refit_into(kb, gen, meta)
                 publish(kb, gen, meta, "add", live.path)
@@ -180,10 +215,10 @@ def add(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | N
     return report
 
 
-def delete(kb: KnowledgeBase, ids: Iterable[str]) -> int:
+def delete(kb: FrontDoor, ids: Iterable[str], lock_timeout: float | None = None) -> int:
     """`KnowledgeBase.delete`, in a fork of the live version published when anything was deleted."""
     deleted = 0
-    with gens.writer_lock(kb.root, kb.settings.index.writer_timeout):
+    with gens.writer_lock(kb.root, _lock_timeout(kb, lock_timeout)):
         live = kb._current()
         gen = gens.fork(kb.root, live.path)
         try:
@@ -209,7 +244,7 @@ def delete(kb: KnowledgeBase, ids: Iterable[str]) -> int:
     return deleted
 
 
-def refit_into(kb: KnowledgeBase, gen: Path, meta: dict[str, Any], timings: dict[str, Any] | None = None, *,
+def refit_into(kb: FrontDoor, gen: Path, meta: dict[str, Any], timings: dict[str, Any] | None = None, *,
                calibrate: bool = True) -> bool:
     """Refit the TF-IDF model of the unpublished version ``gen`` if it is small and grew (large ones are
     refitted by `rebuild`), then its router and deflection model; ``meta`` is updated to match.
@@ -248,11 +283,10 @@ def refit_into(kb: KnowledgeBase, gen: Path, meta: dict[str, Any], timings: dict
     return True
 
 
-def refit(kb: KnowledgeBase, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
+def refit(kb: FrontDoor, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
           lock_timeout: float | None = None) -> bool:
     """Refit the live version's models if `refit_into` says so, as a new version; whether it did."""
-    timeout = kb.settings.index.writer_timeout if lock_timeout is None else lock_timeout
-    with gens.writer_lock(kb.root, timeout):
+    with gens.writer_lock(kb.root, _lock_timeout(kb, lock_timeout)):
         live = kb._current()
         gen = gens.fork(kb.root, live.path)
         meta = _forked_meta(live)
@@ -270,7 +304,7 @@ def refit(kb: KnowledgeBase, timings: dict[str, Any] | None = None, *, calibrate
     return done
 
 
-def _kept_answers(kb: KnowledgeBase, seen: set[str]) -> Iterator[Document]:
+def _kept_answers(kb: FrontDoor, seen: set[str]) -> Iterator[Document]:
     """Answered escalations of the peer store not among ``seen``: a rebuild must not drop them."""
     from .peers.service import STORE_FILE
 
@@ -284,12 +318,13 @@ def _kept_answers(kb: KnowledgeBase, seen: set[str]) -> Iterator[Document]:
             yield item
 
 
-def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress | None) -> BuildReport:
+def rebuild(kb: FrontDoor, documents: Iterable[Document], progress: Progress | None,
+            lock_timeout: float | None = None) -> BuildReport:
     """`KnowledgeBase.rebuild`: a fresh version from ``documents`` plus the peer store's answers."""
     cfg = kb.settings.index
     report = BuildReport()
     started = time.perf_counter()
-    with gens.writer_lock(kb.root, cfg.writer_timeout):
+    with gens.writer_lock(kb.root, _lock_timeout(kb, lock_timeout)):
         gens.remove_stale(kb.root, cfg.keep_generations)
         gen = gens.new_generation_dir(kb.root)
         report.generation = gen.name
@@ -298,9 +333,13 @@ def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress
             writer = engine.writer(fresh=True, limitmb=cfg.writer_limitmb)
             sample = Reservoir(kb.settings.rerank.fit_sample)
             seen: set[str] = set()
+            encoder = _vector_encoder(kb)
+            vectors = VectorBuilder(gen, encoder.encode, encoder.name) if encoder is not None else None
 
             def take(doc: Document) -> None:
                 writer.add(doc)
+                if vectors is not None:
+                    vectors.offer(doc)
                 sample.offer(sample_item(doc, kb.settings.rerank.doc_chars))
                 report.documents += 1
                 if progress and report.documents % 500 == 0:
@@ -319,10 +358,17 @@ def rebuild(kb: KnowledgeBase, documents: Iterable[Document], progress: Progress
                     for doc in _kept_answers(kb, seen):
                         take(doc)
                         report.answers_kept += 1
+            except BaseException:
+                if vectors is not None:
+                    vectors.cancel()
+                raise
             finally:
                 engine.close()
             del seen
             checkpoint("rebuild.indexed")
+            if vectors is not None:
+                report.steps["vectors"] = {"phrasings": vectors.finish()}
+                checkpoint("rebuild.vectors")
             model = TfidfModel.fit(sample.items)
             del sample
             model.save(gen)

@@ -2,82 +2,31 @@
 
 Each command parses options, calls one library method and formats the result (text for people,
 ``--json`` for scripts).  Library errors become a one-line message on stderr and exit status 1.
-Commands of other areas live in ``_cli_*`` modules and register themselves on `main` below.
+Commands of other areas live in ``_cli_*`` modules, registered on `main` below; what they share
+is in `_cli_common`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from ._text import json_safe, terminal_safe
-from .config import Settings
+from . import _cli_admin, _cli_crawl, _cli_deflect, _cli_expert, _cli_ops, _cli_peers, _cli_web
+from ._cli_common import (
+    EXIT_ERROR,
+    KbsearchGroup,
+    emit_json,
+    index_option,
+    load_settings,
+    open_kb,
+    progress_counter,
+)
+from ._text import terminal_safe
+from ._version import __version__
 from .documents import read_jsonl
-from .errors import KbsearchError
-
-if TYPE_CHECKING:  # imported when a command opens an index: `--help` does not load the engine
-    from .kb import KnowledgeBase
-
-EXIT_ERROR = 1
-
-
-class KbsearchGroup(click.Group):
-    """A click group that turns `KbsearchError` into one line and a non-zero exit."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KbsearchError as exc:
-            click.echo(f"error: {terminal_safe(exc)}", err=True)
-            ctx.exit(EXIT_ERROR)
-
-
-def index_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--index DIR`` (env ``KBSEARCH_INDEX``; default ``indexes/default``) and ``--config FILE``."""
-    func = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-                        envvar="KBSEARCH_CONFIG", help="TOML config file (default ./kbsearch.toml if present).")(func)
-    func = click.option("--index", "index_path", type=click.Path(file_okay=False, path_type=Path),
-                        default=None, help="Index directory [env KBSEARCH_INDEX; default indexes/default].")(func)
-    return func
-
-
-def load_settings(index_path: Path | None, config_file: Path | None, **overrides: Any) -> Settings:
-    """Settings with the documented precedence: default < file < env < these flags."""
-    return Settings.load(config_file=config_file, index_path=index_path, **overrides)
-
-
-def open_kb(index_path: Path | None, config_file: Path | None, create: bool = False, **overrides: Any) -> KnowledgeBase:
-    """Open the knowledge base named by the common options."""
-    from .kb import KnowledgeBase
-
-    return KnowledgeBase.open(settings=load_settings(index_path, config_file, **overrides), create=create)
-
-
-def emit_json(data: Any) -> None:
-    """``data`` as indented JSON; control characters in strings stay escaped (`json_safe`), so JSON of
-    user text cannot drive the terminal either."""
-    click.echo(json_safe(json.dumps(data, ensure_ascii=False, indent=2, default=str)))
-
-
-def progress_counter(label: str, enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
-    """A live "N documents" counter on a terminal (stderr); returns (callback, finish)."""
-    if not enabled or not sys.stderr.isatty():
-        return None, lambda: None
-
-    def update(n: int) -> None:
-        click.echo(f"\r{label}: {n:,}", err=True, nl=False)
-
-    def finish() -> None:
-        click.echo("", err=True)
-
-    return update, finish
 
 
 @click.group(cls=KbsearchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -208,19 +157,12 @@ def stats_cmd(as_json: bool, index_path: Path | None, config_file: Path | None) 
                                  f"{s.answers} answers, {s.restricted} restricted{newest})"))
 
 
-def _register_area_commands() -> None:
-    """Attach the commands of the other areas (crawl, peers, deflect, web) to `main`."""
-    import importlib
-    import pkgutil
+# The commands of the other areas, each in its own module.
+for _area in (_cli_crawl, _cli_deflect, _cli_ops, _cli_peers, _cli_web, _cli_expert, _cli_admin):
+    _area.register(main)
 
-    package = sys.modules[__package__]
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("_cli_"):
-            module = importlib.import_module(f"{__package__}.{info.name}")
-            module.register(main)
-
-
-_register_area_commands()
+__all__ = ["EXIT_ERROR", "KbsearchGroup", "emit_json", "index_option", "load_settings", "main", "open_kb",
+           "progress_counter", "run"]
 
 
 def run() -> None:  # pragma: no cover - console-script entry point

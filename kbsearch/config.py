@@ -310,12 +310,6 @@ class DeflectConfig:
     #: strikethrough); the per-thread classifier reads each text's sentence vector beside its
     #: n-grams (CLINC150 P@1 0.942 -> 0.966).
     encoder: str = "auto"
-    #: Pretrained word vectors (GloVe, not a neural network) beside the per-thread classifier's
-    #: n-grams when there is no sentence encoder, so that words the archive never uses still count
-    #: ("arabic" is a language): "auto" uses those `make setup` installs (``python -m
-    #: kbsearch._word_vectors install``), "off" never, or a folder with ``words.txt`` and
-    #: ``vectors.npy``.  See docs/deflect.md.
-    word_vectors: str = "auto"
     #: Threads with at least this many phrasings (title included) get a per-thread classifier.
     min_phrasings: int = 3
     #: Most classes of the classifier (the threads with the most phrasings win).
@@ -340,6 +334,11 @@ class DeflectConfig:
     #: Search hits outside the answer model (pages of a large index, answers added since the last
     #: rebuild) considered per question; each costs a vectorisation of its text the first time.
     page_candidates: int = 10
+    #: Documents found by meaning (the nearest sentence vectors of their titles and phrasings)
+    #: considered beside search's hits: a rephrasing that shares no rare word with its page still
+    #: finds it.  Needs the sentence encoder; the vectors are written when documents are indexed
+    #: (a rebuild of ~100k sections takes a few minutes more).  0: none, and no vectors are written.
+    dense_candidates: int = 10
     #: Possible answers shown with SUGGEST (and listed with ANSWER).
     suggestions: int = 3
     #: Weight of one feedback example relative to one hold-out question.

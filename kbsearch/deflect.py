@@ -20,7 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,10 +31,11 @@ from ._deflect_model import FEATURES, AnswerModel, DocInfo, doc_body, phrasings_
 from ._deflect_pages import joint_margins, order_features, sample_pages, search_hits, uncovered_features
 from ._deflect_vectors import Vectorizer
 from ._encoder import load_encoder
-from ._word_vectors import load_word_vectors
 from .access import visible_words
 from .config import Settings
 from .documents import Document
+from .errors import IndexCorruptError
+from .storage.filecache import file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +183,11 @@ def fit_deflection(generation: Any, settings: Settings, feedback: list[Feedback]
     if stale:
         log.warning("deflection: %d feedback examples and logged questions were scored by an older kbsearch "
                     "(other features) and are not used", stale)
-    # The sentence encoder, when there is one, takes the word vectors' place in the classifier (both
-    # together ranked no better), so they are not loaded (here, nor in the worker that unpickles them).
-    word_vectors = None if Vectorizer.encodes(encoder, phrasings) else load_word_vectors(cfg.word_vectors)
     with _ModelFit(elsewhere=0 <= cfg.parallel_fit_phrasings <= len(phrasings),
                    encoder=encoder.model_dir if encoder is not None else None) as final:
         try:
             vec = Vectorizer.fit(phrasings + [doc_body(d, cfg.body_chars) for d in usable],
-                                 word_vectors=word_vectors, encoder=encoder, sentences=phrasings)
+                                 encoder=encoder, sentences=phrasings)
         except ValueError:
             log.warning("deflection: no usable text; questions will be escalated")
             return {"documents": 0}
@@ -313,6 +312,17 @@ class _Scored:
     order: np.ndarray | None = None
 
 
+def _as_live(scored: list[_Scored], engine: Any) -> list[_Scored]:
+    """Covered candidates as the live index holds them now: deleted ones dropped, flags current."""
+    kept = []
+    for s in scored:
+        doc = engine.get(s.info.id)
+        if doc is not None:
+            s.info = DocInfo.of(doc)
+            kept.append(s)
+    return kept
+
+
 class Deflector:
     """The answer model and calibration of one generation, ready to decide."""
 
@@ -366,12 +376,14 @@ class Deflector:
         return mask
 
     def score(self, questions: list[str], groups: frozenset[str] | None, settings: Settings,
-              searcher: Any = None, *, engine: Any = None) -> list[list[_Scored]]:
+              searcher: Any = None, *, engine: Any = None, changed: bool = False) -> list[list[_Scored]]:
         """For each question, its candidates with P(right), best first.
 
         ``questions`` are what the caller may ask with (`access.visible_words`).  ``engine``, the live
         index, has the last word on access: a document restricted since the model was fitted is never
-        a candidate.
+        a candidate.  ``changed``: documents changed since the model was fitted (the version's
+        ``changes_since_build``); covered candidates are then read again from ``engine``, so one
+        deleted since is no candidate and one marked outdated since never answers.
         """
         cfg = settings.deflect
         out: list[list[_Scored]] = []
@@ -392,13 +404,15 @@ class Deflector:
                         feats = model.features(scores, r, cands, allowed)
                         probs = self.cal.candidate_prob(feats)
                         scored = [_Scored(model.docs[c], float(p), f) for c, p, f in zip(cands, probs, feats)]
+                        if changed and engine is not None:
+                            scored = _as_live(scored, engine)
                 if searcher is not None and q:
                     row = {k: v[r] for k, v in scores.items()} if scores is not None else None
                     if row is not None and allowed is not None:  # the pages' margins: the caller's documents only
                         for name in ("phrasing_match", "tfidf", "bm25"):
                             row[name] = np.where(allowed, row[name], 0.0)
                     pages = self._page_candidates(q, groups, searcher, model, row, cfg.body_chars,
-                                                  cfg.page_candidates)
+                                                  cfg.page_candidates, cfg.dense_candidates)
                     if pages:
                         scored = self._joint_margins(scored, pages)
                 # A question asked before, word for word, is first answered by what answered it then
@@ -410,13 +424,14 @@ class Deflector:
 
     def _page_candidates(self, question: str, groups: frozenset[str] | None, searcher: Any,
                          model: AnswerModel | None, row_scores: dict[str, Any] | None = None,
-                         body_chars: int = 1500, page_candidates: int = 5) -> list[_Scored]:
+                         body_chars: int = 1500, page_candidates: int = 5,
+                         dense_candidates: int = 0) -> list[_Scored]:
         """Search hits outside the answer model (pages of a large index, answers added since the
         last rebuild), described by the same features as covered documents, sentence vectors
         included (`_deflect_pages.uncovered_features`), so they compete on equal terms.  They are
         scored by `_joint_margins`, once their margins count each other."""
         covered = model.index if model is not None else {}
-        cands = search_hits(searcher, question, groups, page_candidates, covered)
+        cands = search_hits(searcher, question, groups, page_candidates, covered, dense_k=dense_candidates)
         if not cands:
             return []
         docs: list[Document] = [c.document for c in cands]
@@ -524,25 +539,27 @@ def _deflector(kb: Any) -> Deflector:
     from ._deflect_model import MODEL_DIR
 
     path = kb.generation_path
-    stamp = tuple(_file_identity(path / MODEL_DIR / name) for name in (CALIBRATION_FILE, "model.json"))
-    cached = getattr(kb, "_deflect_cache", None)
-    if cached is not None and cached[0] == stamp:
-        if cached[1].path == path:
-            return cached[1]
-        deflector = Deflector(path, cached[1].model, cached[1].cal)  # same files, another version
-    else:
-        deflector = Deflector.load(path)
-    kb._deflect_cache = (stamp, deflector)
-    return deflector
+    return kb._deflect_cache.get(
+        lambda: file_stamp(*(path / MODEL_DIR / name for name in (CALIBRATION_FILE, "model.json"))),
+        lambda _old: Deflector.load(path),
+        lambda d: d if d.path == path else Deflector(path, d.model, d.cal))  # same files, another version
 
 
-def _file_identity(path: Path) -> tuple[int, int, int]:
-    """(device, inode, mtime) of a file, zeros when missing: equal means the very same file content."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return (0, 0, 0)
-    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+_T = TypeVar("_T")
+
+
+def _on_live_version(kb: Any, work: Callable[[], _T]) -> _T:
+    """Run ``work`` (it reads the live version's files); if a writer in another process removed that
+    version meanwhile (writers keep only `index.keep_generations`), run it again on the new one."""
+    for _attempt in range(3):
+        path = kb.generation_path
+        try:
+            return work()
+        except (FileNotFoundError, IndexCorruptError):
+            if path.exists():
+                raise
+            log.info("version %s was removed while being read; reading the live one", path.name)
+    return work()
 
 
 def _searcher_if_needed(kb: Any, deflector: Deflector) -> Any:
@@ -591,15 +608,22 @@ def decide_many(kb: Any, questions: list[str], *, groups: Any = None, route: boo
     max_chars = kb.settings.search.max_question_chars
     texts = [clean_question(q, max_chars) for q in questions]
     grp = normalise_groups(groups)
-    deflector = _deflector(kb)
-    searcher = _searcher_if_needed(kb, deflector)
-    engine = kb._current().engine
     out: list[Decision] = []
     step = 256
     for start in range(0, len(texts), step):
         batch = texts[start:start + step]
-        words = [visible_words(t, engine, grp) for t in batch]
-        for text, scored in zip(batch, deflector.score(words, grp, kb.settings, searcher, engine=engine)):
+
+        def score(batch: list[str] = batch) -> tuple[Deflector, list[list[_Scored]]]:
+            deflector = _deflector(kb)
+            searcher = _searcher_if_needed(kb, deflector)
+            live = kb._current()
+            engine = live.engine
+            words = [visible_words(t, engine, grp) for t in batch]
+            changed = int(live.meta.get("changes_since_build", 0)) > 0
+            return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine, changed=changed)
+
+        deflector, scores = _on_live_version(kb, score)
+        for text, scored in zip(batch, scores):
             decision = deflector.decision(text, scored, kb.settings)
             if route and decision.action is not Action.ANSWER and hasattr(kb, "route"):
                 decision.routing = kb.route(text, groups=ALL_GROUPS if grp is None else grp)
@@ -620,11 +644,18 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
     started = time.perf_counter()
     text = clean_question(question, kb.settings.search.max_question_chars)
     grp = normalise_groups(groups)
-    deflector = _deflector(kb)
-    searcher = _searcher_if_needed(kb, deflector)
-    engine = kb._current().engine
-    usable = visible_words(text, engine, grp)  # the words this caller may match with (`access`)
-    scored = deflector.score([usable], grp, kb.settings, searcher, engine=engine)[0]
+
+    def score() -> tuple[Deflector, list[list[_Scored]]]:
+        deflector = _deflector(kb)
+        searcher = _searcher_if_needed(kb, deflector)
+        live = kb._current()
+        engine = live.engine
+        usable = visible_words(text, engine, grp)  # the words this caller may match with (`access`)
+        changed = int(live.meta.get("changes_since_build", 0)) > 0
+        return deflector, deflector.score([usable], grp, kb.settings, searcher, engine=engine, changed=changed)
+
+    deflector, scores = _on_live_version(kb, score)
+    scored = scores[0]
     decision = deflector.decision(text, scored, kb.settings)
     words = {w.lower() for w in _WORDS.findall(text)}
     from .index import analyze

@@ -210,6 +210,18 @@ class Document:
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
 
+def phrasings(doc: Document) -> list[str]:
+    """The ways a document names its question: title, alternate phrasings, last heading (distinct)."""
+    out = [doc.title, *doc.questions]
+    if doc.headings and doc.headings[-1] != doc.title:
+        out.append(doc.headings[-1])
+    seen: dict[str, None] = {}
+    for p in out:
+        if p and p.strip():
+            seen.setdefault(" ".join(p.split()), None)
+    return list(seen)
+
+
 def read_jsonl(path: str | Path) -> Iterator[Document]:
     """Stream documents from a JSONL file; a bad line raises with its line number."""
     path = Path(path)

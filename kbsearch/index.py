@@ -177,11 +177,12 @@ def _from_fields(stored: dict[str, Any]) -> Document:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A document retrieved by BM25F, before re-ranking."""
+    """A document retrieved by BM25F (or by meaning: ``bm25`` 0, ``similarity`` its cosine), before re-ranking."""
 
     document: Document
     bm25: float
     content_hash: str
+    similarity: float | None = None
 
 
 def _write_codec() -> Any:
@@ -303,26 +304,50 @@ def _leaf_postings(reader: Any, field: str, term: str) -> tuple[np.ndarray, np.n
     m = reader.postings(field, term)
     while isinstance(m, WrappingMatcher):  # deletions are masked by the caller
         m = m.child
-    ids: list[np.ndarray] = []
-    weights: list[np.ndarray] = []
-    if isinstance(m, W3LeafMatcher):
-        while not m._atend:
-            m._read_ids()
-            m._read_weights()
-            ids.append(np.asarray(m._ids, dtype=np.int64))
-            weights.append(np.asarray(m._weights, dtype=np.float64))
-            m._next_block()
-    else:  # another codec: the slow, public way
+    blocks = whoosh_private_postings(m)
+    if blocks is None:  # another codec: the slow, public way
         docs, ws = [], []
         while m.is_active():
             docs.append(m.id())
             ws.append(m.weight())
             m.next()
-        ids.append(np.asarray(docs, dtype=np.int64))
-        weights.append(np.asarray(ws, dtype=np.float64))
-    if not ids:
+        blocks = [(docs, ws)]
+    if not blocks:
         return np.empty(0, np.int64), np.empty(0, np.float64)
-    return np.concatenate(ids), np.concatenate(weights)
+    return (np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _w in blocks]),
+            np.concatenate([np.asarray(ws, dtype=np.float64) for _i, ws in blocks]))
+
+
+# -- Whoosh internals --------------------------------------------------------------------------------
+# The only private attributes of Whoosh that kbsearch reads, both for speed where Whoosh has no public
+# bulk API: a term's postings a block at a time (the public matcher yields them one by one in Python,
+# ~10x slower for BM25F over a common word) and a segment's field lengths as one column (the public
+# `doc_field_length` is one call per document).  Written against whoosh-reloaded==2.7.5 (pinned in
+# pyproject.toml); each falls back to the public API when the internals are not there, and
+# tests/core/test_index.py::test_whoosh_internals_still_match_the_public_api fails when they change.
+def whoosh_private_postings(m: Any) -> list[tuple[Sequence[int], Sequence[float]]] | None:
+    """Every (docnums, weights) block of a fresh leaf matcher of the W3 codec; None for other matchers."""
+    if not isinstance(m, W3LeafMatcher):
+        return None
+    blocks = []
+    while not m._atend:
+        m._read_ids()
+        m._read_weights()
+        blocks.append((m._ids, m._weights))
+        m._next_block()
+    return blocks
+
+
+def whoosh_private_field_lengths(reader: Any, field: str, size: int) -> np.ndarray | None:
+    """The length of ``field`` in each of a segment reader's ``size`` documents, from the W3 codec's
+    per-document lengths column; zeros when the field has none; None when the reader is another kind."""
+    perdoc = getattr(reader, "_perdoc", None)
+    if perdoc is None or not hasattr(perdoc, "_cached_reader"):
+        return None
+    col = perdoc._cached_reader("_%s_len" % field, LENGTHS_COLUMN)
+    if col is None:
+        return np.zeros(size, dtype=np.float64)
+    return _LENGTHS[np.fromiter(col, dtype=np.uint8, count=size)]
 
 
 def _weighting() -> Any:
@@ -342,12 +367,10 @@ class _LeafData:
     def lengths(self, field: str) -> np.ndarray:
         arr = self._lengths.get(field)
         if arr is None:
-            perdoc = self.reader._perdoc
-            col = perdoc._cached_reader("_%s_len" % field, LENGTHS_COLUMN)
-            if col is None:
-                arr = np.zeros(self.size, dtype=np.float64)
-            else:
-                arr = _LENGTHS[np.fromiter(col, dtype=np.uint8, count=self.size)]
+            arr = whoosh_private_field_lengths(self.reader, field, self.size)
+            if arr is None:  # the public way, a call per document
+                arr = np.array([self.reader.doc_field_length(d, field) or 0 for d in range(self.size)],
+                               dtype=np.float64)
             self._lengths[field] = arr
         return arr
 
@@ -581,6 +604,21 @@ class EngineIndex:
             return False
         mask = self._mask(searcher, user_groups)
         return not mask or docnum not in mask
+
+    def current(self, doc_id: str, content_hash: str, user_groups: frozenset[str] | None) -> Candidate | None:
+        """``doc_id`` as a candidate if the index still holds it with exactly ``content_hash`` and the
+        user may see it (a hit found elsewhere, by meaning, checked against this index); else None."""
+        searcher = self._searcher()
+        docnum = searcher.document_number(id=doc_id)
+        if docnum is None:
+            return None
+        mask = self._mask(searcher, user_groups)
+        if mask and docnum in mask:
+            return None
+        stored = searcher.stored_fields(docnum)
+        if stored["meta"]["hash"] != content_hash:
+            return None
+        return Candidate(_from_fields(stored), 0.0, content_hash)
 
     def get(self, doc_id: str) -> Document | None:
         stored = self._searcher().document(id=doc_id)

@@ -21,10 +21,12 @@ from ._build_reports import AddReport, BuildReport, IndexStats
 from ._generations import Generation
 from .config import Settings
 from .documents import Document, Hit
-from .errors import IndexNotFoundError
+from .errors import ConfigError, IndexNotFoundError
 from .index import EngineIndex
 from .rerank import TfidfModel, VectorCache
 from .search import ALL_GROUPS
+from .storage.filecache import FileCache
+from .vectors import create_empty as create_empty_vectors
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,12 @@ class KnowledgeBase:
         self.root = root
         self.settings = settings
         self._lock = threading.RLock()
-        self._live: Generation | None = None
+        # The live version, reopened when ``CURRENT`` is another file; loading retires the one replaced,
+        # under the lock that `_using` pins versions with.
+        self._live: FileCache[Generation] = FileCache(self._lock)
         self._retired: list[Generation] = []
-        self._stamp: tuple[int, int] | None = None
+        #: The live version's deflection model and calibration (`deflect._deflector`).
+        self._deflect_cache: FileCache[Any] = FileCache()
         self._cache = VectorCache()
 
     # -- opening ---------------------------------------------------------------------------
@@ -78,6 +83,12 @@ class KnowledgeBase:
             gen = gens.new_generation_dir(self.root)
             EngineIndex.create(gen).close()
             TfidfModel.empty().save(gen)
+            try:
+                encoder = _kb_write._vector_encoder(self)
+            except ConfigError:  # a named model that cannot be used: the first build says so
+                encoder = None
+            if encoder is not None:
+                create_empty_vectors(gen, encoder.name)
             gens.write_meta(gen, _kb_write.new_meta(0, 0))
             gens.switch_to(self.root, gen)
 
@@ -86,30 +97,24 @@ class KnowledgeBase:
 
         Versions never change once published, so one ``stat`` of the pointer tells whether this is current.
         """
-        stamp = gens.pointer_stamp(self.root)
-        live = self._live
-        if live is not None and stamp == self._stamp:
-            return live
-        with self._lock:
-            live = self._live
-            stamp = gens.pointer_stamp(self.root)
-            if live is not None and stamp == self._stamp:
-                return live
-            path = gens.current_generation(self.root)
-            if path is None:
-                raise IndexNotFoundError(f"no index at {self.root}")
-            fresh = Generation(path, self.settings, self._cache)
-            old, self._live, self._stamp = self._live, fresh, stamp
-            # Close what nobody uses any more; the generation just replaced stays open for a
-            # while, as callers that did not pin it may still be reading it.
-            still = []
-            for gen in self._retired:
-                if gen.users:
-                    still.append(gen)
-                else:
-                    gen.close()
-            self._retired = still + ([old] if old is not None else [])
-            return fresh
+        return self._live.get(lambda: gens.pointer_stamp(self.root), self._open_live)
+
+    def _open_live(self, old: Generation | None) -> Generation:
+        """Open the version ``CURRENT`` names; retire ``old`` (called by `_current`, under the lock)."""
+        path = gens.current_generation(self.root)
+        if path is None:
+            raise IndexNotFoundError(f"no index at {self.root}")
+        fresh = Generation(path, self.settings, self._cache)
+        # Close what nobody uses any more; the generation just replaced stays open for a
+        # while, as callers that did not pin it may still be reading it.
+        still = []
+        for gen in self._retired:
+            if gen.users:
+                still.append(gen)
+            else:
+                gen.close()
+        self._retired = still + ([old] if old is not None else [])
+        return fresh
 
     @contextmanager
     def _using(self) -> Iterator[Generation]:
@@ -130,10 +135,11 @@ class KnowledgeBase:
 
     def close(self) -> None:
         with self._lock:
-            for gen in [*self._retired, *([self._live] if self._live else [])]:
+            live = self._live.value
+            for gen in [*self._retired, *([live] if live else [])]:
                 gen.close()
             self._retired = []
-            self._live = None
+            self._live.clear()
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -200,19 +206,20 @@ class KnowledgeBase:
 
     # -- writing ---------------------------------------------------------------------------
     def add(self, documents: Iterable[Document], *, progress: Progress | None = None,
-            refit: bool = True) -> AddReport:
+            refit: bool = True, lock_timeout: float | None = None) -> AddReport:
         """Add or update documents by id; unchanged ones are skipped.  The change is a new version.
 
         Writes are committed in batches of ``index.batch_size``: if the stream raises part-way,
         earlier batches are still published and the error says how many (re-running is safe).
         ``refit``: refit a small, grown index's models now (sources and crawls pass False and refit
-        once when they finish; a reindex rebuilds instead).
+        once when they finish; a reindex rebuilds instead).  ``lock_timeout``: seconds to wait for
+        another writer (default ``index.writer_timeout``; then `IndexLockedError`), here and below.
         """
-        return _kb_write.add(self, documents, progress, refit)
+        return _kb_write.add(self, documents, progress, refit, lock_timeout)
 
-    def delete(self, ids: Iterable[str]) -> int:
+    def delete(self, ids: Iterable[str], *, lock_timeout: float | None = None) -> int:
         """Delete documents by id; returns how many existed."""
-        return _kb_write.delete(self, ids)
+        return _kb_write.delete(self, ids, lock_timeout)
 
     def delete_documents(self, ids: Iterable[str] = (), *, source: str | None = None) -> Any:
         """Delete documents by id and/or every document of ``source`` (one new version, copy-on-write);
@@ -233,7 +240,8 @@ class KnowledgeBase:
         version; large indexes are refitted by `rebuild`.  Returns whether it refitted."""
         return _kb_write.refit(self, timings, calibrate=calibrate, lock_timeout=lock_timeout)
 
-    def rebuild(self, documents: Iterable[Document], *, progress: Progress | None = None) -> BuildReport:
+    def rebuild(self, documents: Iterable[Document], *, progress: Progress | None = None,
+                lock_timeout: float | None = None) -> BuildReport:
         """Build a new version from ``documents`` and switch to it atomically.
 
         Answered escalations of the peer store that ``documents`` does not hold are added too (they
@@ -245,11 +253,7 @@ class KnowledgeBase:
             from ._encoder import load_encoder
 
             load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
-        if self.settings.deflect.word_vectors not in ("auto", "off"):
-            from ._word_vectors import load_word_vectors
-
-            load_word_vectors(self.settings.deflect.word_vectors)  # likewise named vectors
-        return _kb_write.rebuild(self, documents, progress)
+        return _kb_write.rebuild(self, documents, progress, lock_timeout)
 
     def _after_build(self, generation: Generation, steps: dict[str, Any], *, calibrate: bool = True) -> None:
         """Steps that must follow a new corpus model (e.g. deflection calibration); see deflect."""
@@ -281,17 +285,22 @@ class KnowledgeBase:
         if sources is None or isinstance(sources, (str, Path)):
             sources = load_sources(sources if sources is not None else self.settings.web.sources_dir)
         chosen = _reindex.select(list(sources), list(only) if only else None)
-        return _reindex.run(self, chosen, full=full, progress=progress,
-                            wait=self.settings.web.reindex_wait if wait is None else wait)
+        return _reindex.run(self, chosen, live=self._current, rebuild_reason=lambda: _kb_write.rebuild_reason(self),
+                            full=full, progress=progress, wait=self.settings.web.reindex_wait if wait is None else wait)
 
     def report(self, *, days: int = 90, now: datetime | None = None) -> Any:
         """The deflection report of the last ``days`` days from the usage log and the escalation store.
 
         Returns a `report.DeflectionReport` (``.to_dict()``; `report.render_text` / `render_html`).
         """
+        from . import deflect
         from . import report as _report
 
-        return _report.build(self, days=days, now=now)
+        try:
+            deflector = deflect._deflector(self)
+        except IndexNotFoundError:  # nothing built yet
+            deflector = None
+        return _report.build(self, days=days, now=now, deflector=deflector)
 
     # -- crawl ---------------------------------------------------------------------------------
     def crawl(
@@ -524,4 +533,4 @@ class KnowledgeBase:
     def _fit_router(self, generation: Generation) -> dict[str, Any]:
         from .route import fit_for_generation
 
-        return fit_for_generation(self, generation)
+        return fit_for_generation(self.settings, generation)

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import filelock
-
 from .errors import ConfigError, IndexLockedError, KbsearchError
+from .storage.versions import file_lock
 
 if TYPE_CHECKING:
-    from .kb import BuildReport, KnowledgeBase
+    from ._generations import Generation
+    from ._protocols import Rebuildable
     from .sources import Source
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class ReindexReport:
                 "seconds": round(self.seconds, 3), "waited": round(self.waited, 3), "summary": self.summary()}
 
 
-def lock_path(kb: KnowledgeBase) -> Path:
+def lock_path(kb: Rebuildable) -> Path:
     return Path(kb.root) / LOCK_NAME
 
 
@@ -106,61 +106,56 @@ def select(sources: Sequence[Source], only: Sequence[str] | None) -> list[Source
     return [names[n] for n in only]
 
 
-def run(kb: KnowledgeBase, sources: Sequence[Source], *, full: bool = False, wait: float = 0.0,
+def run(kb: Rebuildable, sources: Sequence[Source], *, live: Callable[[], Generation],
+        rebuild_reason: Callable[[], str | None], full: bool = False, wait: float = 0.0,
         progress: Progress | None = None, lock_wait: float = 60.0) -> ReindexReport:
     """Sync ``sources`` into ``kb`` and rebuild it, holding the reindex lock (see the module docstring).
 
+    ``live``: the live version; ``rebuild_reason``: why its models are out of date, or None (then an
+    incremental run that changed nothing skips the rebuild).  The front door passes both.
     ``wait``: seconds to wait for a running reindex (0: fail at once with `ReindexRunningError`).
-    ``lock_wait``: seconds the final rebuild retries while another writer (e.g. an answer being
+    ``lock_wait``: seconds the final rebuild waits while another writer (e.g. an answer being
     indexed) briefly holds the index's writer lock.
     """
     report = ReindexReport()
     started = time.perf_counter()
     Path(kb.root).mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(lock_path(kb)), timeout=wait if wait > 0 else 0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise ReindexRunningError(
-            f"another reindex of {kb.root} is running" + (f" (waited {wait:g}s)" if wait > 0 else "")
-            + "; this run did nothing") from None
-    report.waited = time.perf_counter() - started
     emit = progress or (lambda event: None)
-    try:
+    with file_lock(lock_path(kb), wait, lambda waited: ReindexRunningError(
+            f"another reindex of {kb.root} is running{waited}; this run did nothing")):
+        report.waited = time.perf_counter() - started
         for source in sources:  # sources add with refit=False: the rebuild below refits once
             _sync_one(kb, source, full, emit, report)
-        reason = None if full else _skip_reason(kb, report)
+        reason = None if full else _skip_reason(report, rebuild_reason)
         if reason is not None:
-            live = kb._current()
-            report.build = {"skipped": reason, "generation": live.path.name, "documents": live.engine.doc_count()}
+            current = live()
+            report.build = {"skipped": reason, "generation": current.path.name,
+                            "documents": current.engine.doc_count()}
             log.info("reindex: no rebuild (%s)", reason)
         else:
             emit({"stage": "build", "documents": 0})
-            build = _rebuild(kb, lock_wait, lambda n: emit({"stage": "build", "documents": n}))
+            build = kb.rebuild(kb.documents(), progress=lambda n: emit({"stage": "build", "documents": n}),
+                               lock_timeout=lock_wait)
             report.build = build.to_dict()
-    finally:
-        lock.release()
-        report.seconds = time.perf_counter() - started
+    report.seconds = time.perf_counter() - started
     emit({"stage": "done", "summary": report.summary()})
     log.info("%s", report.summary())
     return report
 
 
-def _skip_reason(kb: KnowledgeBase, report: ReindexReport) -> str | None:
+def _skip_reason(report: ReindexReport, rebuild_reason: Callable[[], str | None]) -> str | None:
     """"nothing changed" when a rebuild would rebuild the same models (then it is skipped), else None.
 
     Nothing changed when every source completed and added, updated and deleted nothing, no document
     changed and no feedback arrived since the last rebuild, and the settings shaping the models are
-    the same (`_kb_write.rebuild_reason`).
+    the same (``rebuild_reason``).
     """
-    from ._kb_write import rebuild_reason
-
     if report.failed or any(int(s.get(k, 0) or 0) for s in report.sources for k in ("added", "updated", "deleted")):
         return None
-    return "nothing changed" if rebuild_reason(kb) is None else None
+    return "nothing changed" if rebuild_reason() is None else None
 
 
-def _sync_one(kb: KnowledgeBase, source: Source, full: bool, emit: Progress, report: ReindexReport) -> None:
+def _sync_one(kb: Rebuildable, source: Source, full: bool, emit: Progress, report: ReindexReport) -> None:
     name = getattr(source, "name", type(source).__name__)
     emit({"stage": "sync", "source": name})
     t0 = time.perf_counter()
@@ -189,18 +184,3 @@ def _sync_one(kb: KnowledgeBase, source: Source, full: bool, emit: Progress, rep
     report.sources.append(data)
     emit({"stage": "synced", **{k: data.get(k) for k in ("source", "added", "updated", "deleted", "failed")}})
 
-
-def _rebuild(kb: KnowledgeBase, lock_wait: float, progress: Callable[[int], None]) -> BuildReport:
-    deadline = time.monotonic() + lock_wait
-    delay = 0.2
-    while True:
-        try:
-            return kb.rebuild(kb.documents(), progress=progress)
-        except ReindexRunningError:
-            raise
-        except IndexLockedError:
-            if time.monotonic() >= deadline:
-                raise
-            log.info("index writer busy; retrying the rebuild in %.1fs", delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)

@@ -28,10 +28,38 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .kb import KnowledgeBase
+    from collections.abc import Iterator
+
+    from .config import Settings
+    from .deflect import Deflector
+    from .documents import Document
+    from .usage import UsageLog
+
+
+class ReportSource(Protocol):
+    """What the report reads (`KnowledgeBase` is one): the usage log, escalations and documents."""
+
+    settings: Settings
+
+    @property
+    def usage(self) -> UsageLog:
+        """The usage log: asks and feedback."""
+        ...
+
+    def escalations(self, *, limit: int = 100) -> list[Any]:
+        """Escalations, newest first."""
+        ...
+
+    def documents(self) -> Iterator[Document]:
+        """Every document of the live version."""
+        ...
+
+    def get(self, doc_id: str) -> Document | None:
+        """The document with ``doc_id``, or None."""
+        ...
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +158,12 @@ def _p90(values: list[float]) -> float | None:
     return round(ordered[max(0, -(-9 * len(ordered) // 10) - 1)], 3)
 
 
-def build(kb: KnowledgeBase, *, days: int = 90, now: datetime | None = None) -> DeflectionReport:
-    """Compute the report for the last ``days`` days (see the module docstring for the definitions)."""
+def build(kb: ReportSource, *, days: int = 90, now: datetime | None = None,
+          deflector: Deflector | None = None) -> DeflectionReport:
+    """Compute the report for the last ``days`` days (see the module docstring for the definitions).
+
+    ``deflector``: the live version's (`kbsearch.deflect`), for what it assumes about unanswerable
+    questions; None when there is none yet."""
     now = now or datetime.now(timezone.utc)
     start = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     asks = list(kb.usage.asks(since=start.isoformat())) if hasattr(kb, "usage") else []
@@ -237,23 +269,15 @@ def build(kb: KnowledgeBase, *, days: int = 90, now: datetime | None = None) -> 
         answered_escalations=answered_count,
         helpful=sum(1 for fb in latest_fb.values() if fb.helpful),
         not_helpful=sum(1 for fb in latest_fb.values() if not fb.helpful),
-        content_gaps=content_gaps, outdated=_outdated(kb), unanswerable_share=_unanswerable_share(kb),
+        content_gaps=content_gaps, outdated=_outdated(kb), unanswerable_share=_unanswerable_share(kb.settings, deflector),
     )
 
 
-def _unanswerable_share(kb: KnowledgeBase) -> dict[str, Any]:
+def _unanswerable_share(settings: Settings, deflector: Deflector | None) -> dict[str, Any]:
     """What deflection assumes about unanswerable questions, and what the questions asked suggest."""
-    settings = getattr(kb, "settings", None)
-    if settings is None or not hasattr(type(kb), "generation_path"):  # not evaluated: it may raise
+    if deflector is None:  # nothing built yet: nothing to report
         return {}
-    from .deflect import _deflector
-    from .errors import IndexNotFoundError
-
     cfg = settings.deflect
-    try:
-        deflector = _deflector(kb)
-    except IndexNotFoundError:  # nothing built yet: nothing to report
-        return {}
     estimate = deflector.cal.report.get("unanswerable_share_estimate")
     return {"assumed": cfg.unanswerable_share, "estimated": estimate,
             "estimated_from_asks": deflector.cal.report.get("estimate_asks"),
@@ -261,7 +285,7 @@ def _unanswerable_share(kb: KnowledgeBase) -> dict[str, Any]:
             "used": deflector.thresholds(settings).get("unanswerable_share")}
 
 
-def _escalations(kb: KnowledgeBase, start: datetime) -> list[dict[str, Any]]:
+def _escalations(kb: ReportSource, start: datetime) -> list[dict[str, Any]]:
     if not hasattr(kb, "escalations"):
         return []
     out = []
@@ -277,7 +301,7 @@ def _escalations(kb: KnowledgeBase, start: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def _outdated(kb: KnowledgeBase) -> list[dict[str, Any]]:
+def _outdated(kb: ReportSource) -> list[dict[str, Any]]:
     return [{"id": d.id, "title": d.title, "kind": d.kind, "url": d.url, "group": d.group}
             for d in kb.documents() if d.outdated][:200]
 

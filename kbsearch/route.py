@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -34,6 +34,10 @@ from .documents import Document, read_jsonl
 from .errors import InvalidEscalationError, KbsearchError
 from .storage import save_npy, write_json
 from .peers.groups import Group, Groups
+
+if TYPE_CHECKING:
+    from ._generations import Generation
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -436,17 +440,17 @@ def evaluate_routing(set_dir: str | Path, *, cfg: RouteConfig | None = None, fol
     )
 
 
-def fit_for_generation(kb: Any, generation: Any) -> dict[str, Any]:
+def fit_for_generation(settings: Settings, generation: Generation) -> dict[str, Any]:
     """Fit and store the router of a new generation (called by `KnowledgeBase._after_build`)."""
     from .errors import ConfigError
 
     started = time.perf_counter()
     try:
-        groups: Groups | None = Groups.from_config(kb.settings.peers)
+        groups: Groups | None = Groups.from_config(settings.peers)
     except ConfigError as exc:  # a typo in [[groups]] must not stop a nightly rebuild
         log.error("routing fitted without group descriptions: %s", exc)
         groups = None
-    router = Router.from_documents(generation.engine.iter_documents(kind="answer"), groups, kb.settings.route)
+    router = Router.from_documents(generation.engine.iter_documents(kind="answer"), groups, settings.route)
     router.save(generation.path)
     history = router.meta.get("history", {})
     return {"groups": len(router.classes), "answers": int(sum(history.values())),

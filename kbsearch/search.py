@@ -21,8 +21,12 @@ from .documents import Hit, ScoreParts
 from .errors import InvalidQuestionError
 from .index import NAME_FIELDS, TEXT_FIELDS, Candidate, EngineIndex, analyze, term_spans
 from .rerank import Ranker
+from .vectors import Meaning
 
 log = logging.getLogger(__name__)
+
+#: Rounds of `Searcher.by_meaning` at most, each looking 8 times further than the last.
+MEANING_ROUNDS = 3
 
 __all__ = ["ALL_GROUPS", "PreparedQuery", "Searcher", "clean_question", "make_snippet", "normalise_groups",
            "select_clauses"]
@@ -136,10 +140,13 @@ class PreparedQuery:
 class Searcher:
     """Runs questions against one generation with one ranker."""
 
-    def __init__(self, engine: EngineIndex, ranker: Ranker, cfg: SearchConfig) -> None:
+    def __init__(self, engine: EngineIndex, ranker: Ranker, cfg: SearchConfig,
+                 meaning: Meaning | None = None) -> None:
         self.engine = engine
         self.ranker = ranker
         self.cfg = cfg
+        #: The version's phrasing vectors (`vectors.Meaning`), for `by_meaning`; None: lexical only.
+        self.meaning = meaning
 
     @property
     def boosts(self) -> dict[str, float]:
@@ -157,6 +164,38 @@ class Searcher:
 
     def candidates(self, prepared: PreparedQuery, user_groups: frozenset[str] | None, k: int | None = None) -> list[Candidate]:
         return self.engine.retrieve(prepared.clauses, k or self.cfg.candidates, user_groups)
+
+    def by_meaning(self, question: str, user_groups: frozenset[str] | None, k: int,
+                   skip: Collection[str] = ()) -> list[Candidate]:
+        """Up to ``k`` documents whose phrasings are nearest in meaning to ``question`` (sentence
+        vectors, `vectors.PhrasingVectors`), none of ``skip``, each as the live index holds it now and
+        only if the caller may see it.  ``question`` must already be what the caller may ask with
+        (`access.visible_words`).  Empty without vectors or encoder: the lexical path alone."""
+        if self.meaning is None or k <= 0:
+            return []
+        out: list[Candidate] = []
+        checked: set[tuple[str, str]] = set()
+        rows, lookups = 4 * k + 16, 0
+        # Skipped, stale and hidden rows take places: look further until k are found (bounded: the
+        # index lookups of hidden or stale rows are what costs).
+        for _round in range(MEANING_ROUNDS):
+            neighbours = self.meaning.nearest([question], rows)[0]
+            for n in neighbours:
+                key = (n.doc_id, n.content_hash)
+                if key in checked:
+                    continue
+                checked.add(key)
+                if n.doc_id in skip or any(c.document.id == n.doc_id for c in out):
+                    continue
+                lookups += 1
+                cand = self.engine.current(n.doc_id, n.content_hash, user_groups)
+                if cand is not None:
+                    out.append(Candidate(cand.document, 0.0, cand.content_hash, similarity=n.similarity))
+            if len(out) >= k or lookups > 8 * k + 64 or not neighbours:
+                break
+            rows *= 8
+        out.sort(key=lambda c: -(c.similarity or 0.0))
+        return out[:k]
 
     def search(self, question: str, *, limit: int | None = None, user_groups: object = None,
                kinds: Collection[str] | None = None) -> list[Hit]:

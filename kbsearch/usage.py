@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KbsearchError, NotFoundError
+from .storage import sqlite
 
 FILE_NAME = "usage.sqlite3"
 
@@ -93,15 +94,12 @@ class UsageLog:
         if conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+                conn = sqlite.connect(self.path, durable=False, busy_timeout=self.busy_timeout)  # no fsync per ask
             except (sqlite3.Error, OSError) as exc:
                 raise UsageError(f"cannot open the usage log {self.path}: {exc}") from None
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; no fsync per logged ask
-            conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         if not self._ready:
-            conn.executescript(_SCHEMA)
+            sqlite.create(conn, _SCHEMA)
             self._ready = True
         try:
             yield conn

@@ -30,7 +30,7 @@ from .._memory import release_memory
 from .._text import is_blank
 from .._workers import process_pool
 from ..documents import Document, make_id
-from ..errors import IndexLockedError, KbsearchError
+from ..errors import KbsearchError
 from ..sources import SourceReport
 from .extract import ExtractOptions, PageExtract, extract_page
 from .fetch import Credentials, Fetcher, FetchOptions, FetchResult
@@ -39,7 +39,7 @@ from .state import CrawlState, PageState
 
 if TYPE_CHECKING:
     from ..config import CrawlConfig
-    from ..kb import KnowledgeBase
+    from .._protocols import DocumentStore
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class _Writer(threading.Thread):
     """Writes batches to the index, then the matching crawl state (index first: a crash in between
     only means the next run re-checks those pages)."""
 
-    def __init__(self, kb: KnowledgeBase, state: CrawlState, source: str, dry_run: bool = False) -> None:
+    def __init__(self, kb: DocumentStore, state: CrawlState, source: str, dry_run: bool = False) -> None:
         super().__init__(name="kbsearch-crawl-writer", daemon=True)
         self.kb, self.state, self.source, self.dry_run = kb, state, source, dry_run
         self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
@@ -132,9 +132,9 @@ class _Writer(threading.Thread):
             started = time.perf_counter()
             try:
                 if batch.delete_ids:
-                    self.deleted += self._patiently(self.kb.delete, batch.delete_ids)
-                if batch.docs:
-                    rep = self._patiently(lambda docs: self.kb.add(docs, refit=False), batch.docs)  # refit after the crawl
+                    self.deleted += self.kb.delete(batch.delete_ids, lock_timeout=WRITE_LOCK_WAIT)
+                if batch.docs:  # refit once after the crawl
+                    rep = self.kb.add(batch.docs, refit=False, lock_timeout=WRITE_LOCK_WAIT)
                     self.added += rep.added
                     self.updated += rep.updated
                     self.unchanged += rep.unchanged
@@ -144,18 +144,6 @@ class _Writer(threading.Thread):
                 self.error = exc
             finally:
                 self.seconds += time.perf_counter() - started
-
-    @staticmethod
-    def _patiently(write: Callable[[Any], Any], arg: Any) -> Any:
-        """Retry a write for a while when another writer (say, an answer being indexed) holds the lock."""
-        deadline = time.monotonic() + WRITE_LOCK_WAIT
-        while True:
-            try:
-                return write(arg)
-            except IndexLockedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
 
 @dataclass
@@ -177,7 +165,7 @@ class CrawlSpec:
 class Crawler:
     """One crawl of one source into one knowledge base; use `run` once."""
 
-    def __init__(self, kb: KnowledgeBase, spec: CrawlSpec, *, full: bool = False, dry_run: bool = False,
+    def __init__(self, kb: DocumentStore, spec: CrawlSpec, *, full: bool = False, dry_run: bool = False,
                  progress: Progress | None = None) -> None:
         if not spec.start_urls:
             raise KbsearchError(f"source {spec.name!r}: no start URLs")

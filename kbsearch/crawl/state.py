@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KbsearchError
+from ..storage import sqlite
 
 STATE_FILE = "crawl-state.sqlite3"
 
@@ -66,10 +67,8 @@ class CrawlState:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db = sqlite.connect(self.path, durable=False, shared=True)  # shared: behind self._lock
+            sqlite.create(self._db, _SCHEMA)
         except sqlite3.Error as exc:
             raise KbsearchError(f"cannot open crawl state {self.path}: {exc}") from None
 

@@ -1,6 +1,6 @@
 """Peer groups and the answer loop: groups, escalation store, outbox, channels, answers flowing back."""
 
-from ._claims import ClaimRules
+from ._claim_rules import ClaimRules
 from .channels import Channel, EmailChannel, Message, SlackChannel, TeamsChannel, WebhookChannel
 from .groups import ChannelSpec, Group, Groups
 from .outbox import DeliveryReport, Outbox

@@ -8,11 +8,10 @@ Three acts, each an event in the escalation's history and committed with its not
   group, by whoever holds it now (handing it on) or by the operator (``by=None``).
 * **unclaim** (``unclaimed``): the holder, an expert or the operator gives it back.
 
-A reroute ends the claim (the new group's people take it).  `ClaimsMixin` is the store side (one row
-per held question in table ``claims``, written in the store's write transaction); `ClaimRules` is the
-rule side used by `PeerLoop` (who may do what) and builds the notices: an ``escalation.claimed`` /
-``.assigned`` / ``.unclaimed`` event on the group's webhook, Slack and Teams channels, and, when e-mail
-is in use, an e-mail to the person a question was assigned to (outbox channel ``@person``).
+A reroute ends the claim (the new group's people take it).  This module is the store side:
+`ClaimsMixin` (one row per held question in table ``claims``, written in the store's write
+transaction), mixed into `store.SqliteStore`; it imports nothing of the store, so the store can import
+it.  The rule side (who may do what, and the notices) is `_claim_rules.ClaimRules`.
 """
 
 from __future__ import annotations
@@ -22,14 +21,14 @@ import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._text import clean_text
-from ..errors import ClaimConflictError, InvalidEscalationError, PermissionDeniedError
+from ..errors import InvalidEscalationError
 
-if TYPE_CHECKING:
-    from .service import PeerLoop
-    from .store import Escalation, NewNotification, Notify
+#: An escalation (`store.Escalation`) and the store's ``notify`` callable (`store.Notify`); typed
+#: loosely here because the store imports this module.
+Escalation = Any
+Notify = Callable[[Any, Any], Any]
 
 log = logging.getLogger(__name__)
 
@@ -97,94 +96,3 @@ class ClaimsMixin:
             con.execute("UPDATE escalations SET updated = ? WHERE id = ?", (now, escalation_id))
             self._event(con, escalation_id, kind, by, detail, at=now)  # type: ignore[attr-defined]
             return self._finish(con, esc, notify, now)  # type: ignore[attr-defined,no-any-return]
-
-
-class ClaimRules:
-    """Who may claim, assign and give back a question of `PeerLoop`'s groups, and what is told."""
-
-    def __init__(self, loop: PeerLoop) -> None:
-        self.loop = loop
-
-    @staticmethod
-    def _person(name: Any, what: str) -> str:
-        if not isinstance(name, str) or not clean_text(name).strip():
-            raise InvalidEscalationError(f"{what}: name a person")
-        name = clean_text(name).strip()
-        if len(name) > 200:
-            raise InvalidEscalationError(f"{what}: a name of at most 200 characters")
-        return name
-
-    def people(self, group_name: str) -> tuple[str, ...]:
-        """The named people of a group (experts first, then members); empty when it names nobody."""
-        group = self.loop.groups.get(group_name)
-        return tuple(dict.fromkeys((*group.experts, *group.members))) if group is not None else ()
-
-    def claim(self, escalation_id: str, *, by: str, now: float | None = None) -> Escalation:
-        """``by`` takes the question; `ClaimConflictError` while someone else holds it."""
-        by = self._person(by, "claim")
-
-        def authorize(esc: Escalation) -> None:
-            if esc.claimed_by is not None and esc.claimed_by != by:
-                raise ClaimConflictError(f"{esc.id} is already claimed by {esc.claimed_by}; an expert of "
-                                         f"{esc.group} can assign it, or {esc.claimed_by} can give it back")
-        return self._apply(escalation_id, by, by=by, authorize=authorize, now=now)
-
-    def assign(self, escalation_id: str, to: str, *, by: str | None, now: float | None = None) -> Escalation:
-        """Hand the question to ``to``, a person of its group when the group names its people."""
-        to = self._person(to, "assign")
-
-        def authorize(esc: Escalation) -> None:
-            people = self.people(esc.group)
-            if people and to not in people:
-                raise InvalidEscalationError(f"{to} is not a member or expert of {esc.group} "
-                                             f"(one of {', '.join(people)})")
-            if by is not None and not self.loop.is_expert(esc, by) and esc.claimed_by != by:
-                raise PermissionDeniedError(f"only experts of {esc.group} or the person holding {esc.id} "
-                                            "may assign it")
-        return self._apply(escalation_id, to, by=by, authorize=authorize, now=now)
-
-    def unclaim(self, escalation_id: str, *, by: str | None, now: float | None = None) -> Escalation:
-        """Give the question back (the holder, an expert of its group, or the operator)."""
-        def authorize(esc: Escalation) -> None:
-            if esc.claimed_by is not None and by is not None and by != esc.claimed_by \
-                    and not self.loop.is_expert(esc, by):
-                raise PermissionDeniedError(f"{esc.id} is held by {esc.claimed_by}; only they or an expert of "
-                                            f"{esc.group} may give it back")
-        return self._apply(escalation_id, None, by=by, authorize=authorize, now=now)
-
-    def _apply(self, escalation_id: str, owner: str | None, *, by: str | None,
-               authorize: Callable[[Escalation], None], now: float | None) -> Escalation:
-        def notify(before: Escalation, after: Escalation) -> list[NewNotification]:
-            return self.notices(before, after, by)
-
-        esc = self.loop.store.set_claim(escalation_id, owner, by=by, authorize=authorize,  # type: ignore[attr-defined]
-                                        notify=notify, now=now)
-        log.info("%s of %s: %s (by %s)", "claim" if owner else "unclaim", escalation_id, owner, by)
-        self.loop._deliver_now(escalation_id)
-        return self.loop.store.get(esc.id, history=True)
-
-    def notices(self, before: Escalation, after: Escalation, by: str | None) -> list[NewNotification]:
-        """The outbox entries of a claim change: an event on the group's webhook, Slack and Teams channels
-        (naming who holds it), and an e-mail to a person it was assigned to when e-mail is in use."""
-        from .outbox import asker_address, email_in_use, escalation_summary
-        from .store import NewNotification
-
-        if after.claimed_by == before.claimed_by:
-            return []
-        kind = "unclaimed" if after.claimed_by is None else ("claimed" if by == after.claimed_by else "assigned")
-        summary = escalation_summary(after, self.loop.cfg)
-        summary.update(claimed_by=after.claimed_by, claimed_from=before.claimed_by, claim_changed_by=by)
-        tag = f"{after.claimed_by or '-'}@{after.updated:.3f}"
-        target = self.loop.groups.notify_group(after.group)
-        out = [NewNotification(group=target.name, channel=spec.name, kind=kind, payload=summary, tag=tag)
-               for spec in target.channels if spec.type != "email"]
-        if kind == "assigned" and self.loop.cfg.asker_email and email_in_use(self.loop.groups):
-            address = asker_address(after.claimed_by, self.loop.cfg)
-            if address is None:
-                log.info("escalation %s: assignee %r has no e-mail address; told on the group's channels only",
-                         after.id, after.claimed_by)
-            else:
-                out.append(NewNotification(group=after.group, channel=PERSON_CHANNEL, kind=kind,
-                                           payload={**summary, "person_email": address}, tag=tag))
-        return out
-

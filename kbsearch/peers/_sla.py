@@ -22,23 +22,35 @@ inside it, so two ticks at once (cron and ``--watch``) do it once.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidEscalationError
+from ._claims import PERSON_CHANNEL
+from ._sla_store import EPS as _EPS
+from ._sla_store import arrived
+from ._sla_store import events_since as _since
+from .outbox import asker_address, email_in_use, escalation_summary, notifications_for, reroute_notices
+from .store import Escalation, EscalationStore, NewNotification, iso
 
 if TYPE_CHECKING:
-    from .service import PeerLoop
-    from .store import Escalation, NewNotification
+    from ..config import PeersConfig
+    from .groups import Groups
 
 log = logging.getLogger(__name__)
 
-#: Seconds of slack in the SLA's comparisons (float sums of epoch times are not exact).
-_EPS = 1e-3
+
+class SlaLoop(Protocol):
+    """What `SlaRunner` needs of `service.PeerLoop`."""
+
+    groups: Groups
+    cfg: PeersConfig
+    store: EscalationStore
+
+    def seen_for(self, esc: Escalation, group: str) -> list[dict[str, Any]]:
+        """What the escalation keeps of ``seen`` when it moves to ``group``."""
+        ...
 
 
 @dataclass
@@ -56,59 +68,10 @@ class SlaReport:
         return asdict(self)
 
 
-def arrived(esc: Escalation) -> float:
-    """When ``esc`` reached the group it is with: its latest ``rerouted`` event, else its creation
-    (needs the history: ``store.get(..., history=True)``)."""
-    from datetime import datetime
-
-    times = [datetime.fromisoformat(e["at"]).timestamp() for e in esc.events if e["kind"] == "rerouted"]
-    return max(times) if times else esc.created
-
-
-def _since(esc: Escalation, kind: str, start: float) -> list[dict[str, Any]]:
-    from datetime import datetime
-
-    return [e for e in esc.events if e["kind"] == kind and datetime.fromisoformat(e["at"]).timestamp() >= start]
-
-
-class SlaMixin:
-    """The store side of the SLA, mixed into `SqliteStore` (uses its ``_write``, ``_load``, ``_event``,
-    ``_enqueue``)."""
-
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
-
-    def open_escalations(self, *, limit: int = 100_000) -> list[Escalation]:
-        """Every open escalation with its history, oldest first (the SLA's candidates)."""
-        with self._connect() as con:  # type: ignore[attr-defined]
-            ids = [r[0] for r in con.execute("SELECT id FROM escalations WHERE status IN ('asked', 'escalated') "
-                                             "ORDER BY created LIMIT ?", (limit,))]
-            return [self._load(con, i, True) for i in ids]  # type: ignore[attr-defined]
-
-    def add_sla_event(self, escalation_id: str, kind: str, *, group: str, since: float, limit: int,
-                      detail: dict[str, Any], notify: Sequence[NewNotification], now: float) -> bool:
-        """Record SLA event ``kind`` (``reminded`` / ``overdue``) with its notices, if the question is
-        still open in ``group`` and has fewer than ``limit`` such events since ``since``; False if not
-        (answered meanwhile, moved, or another run did it).  A reminder also sets ``reminded_at``."""
-        with self._write() as con:
-            row = con.execute("SELECT status, group_name FROM escalations WHERE id = ?", (escalation_id,)).fetchone()
-            if row is None or row[0] not in ("asked", "escalated") or row[1] != group:
-                return False
-            (done,) = con.execute("SELECT COUNT(*) FROM events WHERE escalation_id = ? AND kind = ? AND at >= ?",
-                                  (escalation_id, kind, since)).fetchone()
-            if done >= limit:
-                return False
-            for item in notify:
-                self._enqueue(con, escalation_id, item, now)  # type: ignore[attr-defined]
-            if kind == "reminded":
-                con.execute("UPDATE escalations SET reminded_at = ? WHERE id = ?", (now, escalation_id))
-            self._event(con, escalation_id, kind, None, detail, at=now)  # type: ignore[attr-defined]
-            return True
-
-
 class SlaRunner:
     """Applies the SLA of `PeerLoop`'s groups to its open escalations (see the module docstring)."""
 
-    def __init__(self, loop: PeerLoop) -> None:
+    def __init__(self, loop: SlaLoop) -> None:
         self.loop = loop
         self.cfg = loop.cfg
 
@@ -131,8 +94,6 @@ class SlaRunner:
         """Where an open escalation (loaded with its history) stands: the group it waits in and since
         when, reminders sent there, when the next reminder is due, when it is overdue and where it would
         go then; None once it is no longer open.  Times are ISO 8601 UTC."""
-        from .store import iso
-
         if not esc.open:
             return None
         now = time.time() if now is None else now
@@ -155,7 +116,7 @@ class SlaRunner:
         """One pass over the open escalations at time ``now`` (default: the clock)."""
         now = time.time() if now is None else now
         report = SlaReport()
-        for esc in self.loop.store.open_escalations():  # type: ignore[attr-defined]
+        for esc in self.loop.store.open_escalations():
             try:
                 self._one(esc, now, report)
             except Exception:  # one bad escalation never stops the others; it is retried next run
@@ -166,8 +127,6 @@ class SlaRunner:
         return report
 
     def _one(self, esc: Escalation, now: float, report: SlaReport) -> None:
-        from .outbox import escalation_summary, notifications_for
-
         since = arrived(esc)
         hours = (now - since) / 3600
         every = float(self._setting(esc.group, "remind_every_hours") or 0)
@@ -179,7 +138,7 @@ class SlaRunner:
             summary.update(hours_open=round(hours, 1), reminder=number)
             tag = f"g{esc.routing.get('reroutes', 0)}n{number}"
             notes = [_tagged(n, tag) for n in notifications_for(esc.group, summary, self.loop.groups, "reminder")]
-            if self.loop.store.add_sla_event(esc.id, "reminded", group=esc.group, since=since,  # type: ignore[attr-defined]
+            if self.loop.store.add_sla_event(esc.id, "reminded", group=esc.group, since=since,
                                              limit=number, detail={"number": number,
                                                                        "channels": [n.channel for n in notes]},
                                              notify=notes, now=now):
@@ -190,10 +149,6 @@ class SlaRunner:
         self._overdue(esc, since, round(hours, 1), now, report)
 
     def _overdue(self, esc: Escalation, since: float, hours: float, now: float, report: SlaReport) -> None:
-        from .outbox import asker_address, email_in_use, escalation_summary, reroute_notices
-        from ._claims import PERSON_CHANNEL
-        from .store import NewNotification
-
         if _since(esc, "overdue", since):
             report.overdue.append({"id": esc.id, "group": esc.group, "hours_open": hours})
             return  # marked in this group already and nowhere to go: listed every run until answered
@@ -215,7 +170,7 @@ class SlaRunner:
                             "the overdue question %s is listed by `kbsearch sla`", lead, esc.group, esc.id)
         detail = {"group": esc.group, "hours": hours, "action": action, "lead": lead or None}
         if target is None:
-            if self.loop.store.add_sla_event(esc.id, "overdue", group=esc.group, since=since, limit=1,  # type: ignore[attr-defined]
+            if self.loop.store.add_sla_event(esc.id, "overdue", group=esc.group, since=since, limit=1,
                                              detail=detail, notify=notes, now=now):
                 report.leads_told += bool(lead)
                 log.warning("escalation %s unanswered for %.1f h in %s and nowhere to hand it to", esc.id, hours,
@@ -244,6 +199,4 @@ class SlaRunner:
 
 
 def _tagged(note: NewNotification, tag: str) -> NewNotification:
-    from .store import NewNotification
-
     return NewNotification(group=note.group, channel=note.channel, kind=note.kind, payload=note.payload, tag=tag)

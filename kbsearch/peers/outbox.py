@@ -249,7 +249,7 @@ class Outbox:
         queued = 0
         for esc in self.store.due_reminders(now - hours * 3600):
             if esc.routing.get("reroutes"):  # rerouted: its clock runs from when it reached this group
-                from ._sla import arrived
+                from ._sla_store import arrived
 
                 if arrived(self.store.get(esc.id, history=True)) > now - hours * 3600 + 1e-3:
                     continue

@@ -13,11 +13,11 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._content_types import contradicts
 from .._text import clean_text
 from ..access import ALL_GROUPS, may_see, normalise_groups
 from ..documents import Document, make_id
@@ -29,7 +29,8 @@ from ..errors import (
 )
 from ..route import Router, Routing
 from ..search import clean_question
-from ._claims import ClaimRules
+from ..storage.filecache import MISSING, FileCache, file_stamp
+from ._claim_rules import ClaimRules
 from ._sla import SlaRunner
 from .groups import Group, Groups
 from .outbox import (
@@ -43,20 +44,12 @@ from .outbox import (
 from .store import Escalation, EscalationStore, NewNotification, Notify, SqliteStore
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from .._protocols import AnswerIndex
 
 log = logging.getLogger(__name__)
 
 SOURCE = "escalations"
 STORE_FILE = "peers.sqlite3"
-_MAGIC: dict[str, Any] = {
-    "image/jpeg": lambda b: b[:3] == b"\xff\xd8\xff",
-    "image/png": lambda b: b[:8] == b"\x89PNG\r\n\x1a\n",
-    "image/gif": lambda b: b[:6] in (b"GIF87a", b"GIF89a"),
-    "image/webp": lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP",
-    "image/heic": lambda b: b[4:8] == b"ftyp" and b[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"),
-    "application/pdf": lambda b: b[:5] == b"%PDF-",
-}
 
 
 def answer_doc_id(escalation_id: str) -> str:
@@ -118,7 +111,7 @@ def _decision_dict(decision: Any, visible: Callable[[str], bool]) -> dict[str, A
 class PeerLoop:
     """Escalations, routing, notifications and answers of one knowledge base."""
 
-    def __init__(self, kb: KnowledgeBase, *, store: EscalationStore | None = None,
+    def __init__(self, kb: AnswerIndex, *, store: EscalationStore | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self.kb = kb
         self.cfg = kb.settings.peers
@@ -129,10 +122,9 @@ class PeerLoop:
             store = SqliteStore(Path(kb.root) / STORE_FILE, busy_timeout=self.cfg.busy_timeout)
         self.store = store
         self.outbox = Outbox(store, self.groups, self.cfg, env=env)
-        self._router: tuple[tuple[Any, ...], Router] | None = None
-        self._router_lock = threading.Lock()
+        self._router: FileCache[Router] = FileCache()
         self._index_lock = threading.RLock()
-        #: Claim, assign and give back questions (`_claims.ClaimRules`).
+        #: Claim, assign and give back questions (`_claim_rules.ClaimRules`).
         self.claims = ClaimRules(self)
         #: Repeated reminders, fallback group and lead for unanswered questions (`_sla.SlaRunner`).
         self.sla = SlaRunner(self)
@@ -141,27 +133,29 @@ class PeerLoop:
     def router(self) -> Router:
         """The live generation's router (refitted from the documents if that generation has none)."""
         gen = self.kb.generation_path
-        try:  # the file's identity, not the version's name: forked versions share an unchanged router
-            st = (gen / "route" / "router.json").stat()
-            stamp: tuple[Any, ...] = (st.st_dev, st.st_ino, st.st_mtime_ns)
-        except FileNotFoundError:
-            stamp = (str(gen), 0)
-        cached = self._router
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        with self._router_lock:
-            router = Router.load(gen) if len(stamp) == 3 else None
-            described = {g.name for g in self.groups if g.description or g.keywords}
-            if router is not None and not described <= set(router.classes):
-                # Fitted before these groups were configured (the config changed since the rebuild):
-                # refit in memory rather than route with the groups of then.
-                log.info("routing model of %s lacks configured groups %s; refitting it for this process",
-                         gen.name, ", ".join(sorted(described - set(router.classes))))
-                router = None
-            if router is None:
-                router = Router.from_documents(self.kb.documents(), self.groups, self.kb.settings.route)
-            self._router = (stamp, router)
-            return router
+        stored = gen / "route" / "router.json"
+
+        def stamp() -> tuple[object, ...]:
+            """The file's identity, not the version's name: forked versions share an unchanged router
+            (without one, the version's name: its router is fitted from its documents)."""
+            found = file_stamp(stored)
+            return found if found[0] != MISSING else (str(gen),)
+
+        return self._router.get(stamp, lambda _old: self._load_router(gen, stored))
+
+    def _load_router(self, gen: Path, stored: Path) -> Router:
+        """The router stored with ``gen``, or one fitted from the documents (see `router`)."""
+        router = Router.load(gen) if stored.is_file() else None
+        described = {g.name for g in self.groups if g.description or g.keywords}
+        if router is not None and not described <= set(router.classes):
+            # Fitted before these groups were configured (the config changed since the rebuild):
+            # refit in memory rather than route with the groups of then.
+            log.info("routing model of %s lacks configured groups %s; refitting it for this process",
+                     gen.name, ", ".join(sorted(described - set(router.classes))))
+            router = None
+        if router is None:
+            router = Router.from_documents(self.kb.documents(), self.groups, self.kb.settings.route)
+        return router
 
     def route(self, question: str, *, group: str | None = None, groups: object = ALL_GROUPS) -> Routing:
         """Rank the peer groups for ``question`` asked by a member of ``groups`` (its reason names
@@ -207,8 +201,7 @@ class PeerLoop:
             if len(data) > self.cfg.max_attachment_bytes:
                 raise InvalidEscalationError(f"attachment {filename}: {len(data):,} bytes is over the limit of "
                                              f"{self.cfg.max_attachment_bytes:,}")
-            check = _MAGIC.get(ctype)
-            if check is not None and not check(data):
+            if contradicts(data, ctype):
                 raise InvalidEscalationError(f"attachment {filename}: content is not {ctype}")
             if ctype == "text/plain":
                 try:
@@ -399,18 +392,8 @@ class PeerLoop:
 
         ``refit=False`` when the caller (a source sync in a reindex or an import) refits once at its end.
         """
-        deadline = time.monotonic() + self.cfg.index_wait
-        delay = 0.02
         with self._index_lock:
-            while True:
-                try:
-                    self.kb.add(docs, refit=refit)
-                    return
-                except IndexLockedError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
+            self.kb.add(docs, refit=refit, lock_timeout=self.cfg.index_wait)
 
     def index_answer(self, escalation_id: str) -> bool:
         """Make the stored answer searchable now; False (answer kept, indexed later) if the index is busy."""

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidEscalationError, NotFoundError
+from ..storage import sqlite
 from ._claims import CLAIMS_SCHEMA, ClaimsMixin
-from ._sla import SlaMixin
+from ._sla_store import SlaMixin
 
 log = logging.getLogger(__name__)
 
@@ -310,17 +311,13 @@ class SqliteStore(ClaimsMixin, SlaMixin):
         self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA + CLAIMS_SCHEMA)
+            sqlite.create(con, _SCHEMA + CLAIMS_SCHEMA)
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        con = sqlite.connect(self.path, durable=True, busy_timeout=self.busy_timeout)
         try:
-            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA foreign_keys=ON")
             yield con
         finally:
             con.close()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from .._protocols import DocumentStore
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -54,7 +54,7 @@ class Source(Protocol):
 
     name: str
 
-    def sync(self, kb: KnowledgeBase, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
+    def sync(self, kb: DocumentStore, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
         """Bring ``kb`` up to date with this source; ``full`` ignores incremental state."""
         ...
 

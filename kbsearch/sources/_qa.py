@@ -14,7 +14,7 @@ from ..errors import ConfigError, KbsearchError
 from . import Progress, SourceReport
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from .._protocols import DocumentStore
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 Item = Document | tuple[str, str]
 
 
-def sync_stream(kb: KnowledgeBase, name: str, kind: str, items: Iterable[Item], *,
+def sync_stream(kb: DocumentStore, name: str, kind: str, items: Iterable[Item], *,
                 progress: Progress | None = None, delete_missing: bool = True,
                 report: SourceReport | None = None, keep: set[str] | None = None) -> SourceReport:
     """Add every document of ``items`` (tagged ``source=name``); bad records are reported, not fatal.

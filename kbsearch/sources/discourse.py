@@ -27,7 +27,7 @@ from . import Progress, SourceReport
 from ._qa import Item, check_keys, html_to_text, option, sync_stream
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from .._protocols import DocumentStore
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,16 @@ class DiscourseSource:
         return data
 
     # -- state ------------------------------------------------------------------------------
-    def _state_path(self, kb: KnowledgeBase) -> Path:
+    def _state_path(self, kb: DocumentStore) -> Path:
         return (self.state_dir or Path(kb.root) / "sources") / f"{self.name}.discourse.json"
 
-    def _load_state(self, kb: KnowledgeBase) -> dict[str, str]:
+    def _load_state(self, kb: DocumentStore) -> dict[str, str]:
         try:
             return json.loads(self._state_path(kb).read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
-    def _save_state(self, kb: KnowledgeBase, state: dict[str, str]) -> None:
+    def _save_state(self, kb: DocumentStore, state: dict[str, str]) -> None:
         path = self._state_path(kb)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -203,7 +203,7 @@ class DiscourseSource:
         finally:
             session.close()
 
-    def sync(self, kb: KnowledgeBase, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
+    def sync(self, kb: DocumentStore, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
         """Import solved topics; unchanged topics are not fetched again unless ``full``."""
         old = {} if full else self._load_state(kb)
         new: dict[str, str] = {}

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .._protocols import DocumentStore
 from ..documents import Document
 from ..errors import InvalidDocumentError
 from . import Progress, SourceReport
 from ._qa import Item, check_keys, sync_stream
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from ..peers.service import PeerLoop
+
+
+class PeerStoreOwner(DocumentStore, Protocol):
+    """A `DocumentStore` with its peer answer loop (whose store holds the answered escalations)."""
+
+    @property
+    def peers(self) -> PeerLoop:
+        """The answer loop of this index."""
+        ...
 
 
 class EscalationsSource:
@@ -29,7 +39,7 @@ class EscalationsSource:
     def __init__(self, name: str = "escalations") -> None:
         self.name = name
 
-    def items(self, kb: KnowledgeBase, indexed: list[tuple[str, str, int]]) -> Iterator[Item]:
+    def items(self, kb: PeerStoreOwner, indexed: list[tuple[str, str, int]]) -> Iterator[Item]:
         loop = kb.peers
         marks = loop.store.outdated_marks()
         phrasings: dict[str, list[str]] = {}
@@ -49,7 +59,7 @@ class EscalationsSource:
                 indexed.append((esc.id, doc_id, esc.revision))
             yield doc
 
-    def sync(self, kb: KnowledgeBase, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
+    def sync(self, kb: PeerStoreOwner, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
         from ..peers.service import SOURCE
 
         started = time.perf_counter()

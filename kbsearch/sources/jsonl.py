@@ -21,7 +21,7 @@ from . import Progress, SourceReport
 from ._qa import Item, check_keys, option, sync_stream
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from .._protocols import DocumentStore
 
 _CSV_LISTS = ("questions", "allowed_groups", "headings")
 _CSV_BOOLS = ("accepted", "verified", "outdated")
@@ -56,7 +56,7 @@ class JsonlSource:
                 except InvalidDocumentError as exc:
                     yield (label, str(exc))
 
-    def sync(self, kb: KnowledgeBase, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
+    def sync(self, kb: DocumentStore, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
         """Import the file; documents of this source missing from it are deleted (when it read cleanly)."""
         return sync_stream(kb, self.name, "jsonl", self.items(), progress=progress,
                            delete_missing=self.delete_missing)
@@ -129,7 +129,7 @@ class CsvSource:
                 except (InvalidDocumentError, ValueError) as exc:
                     yield (label, str(exc))
 
-    def sync(self, kb: KnowledgeBase, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
+    def sync(self, kb: DocumentStore, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
         return sync_stream(kb, self.name, "csv", self.items(), progress=progress, delete_missing=self.delete_missing)
 
 

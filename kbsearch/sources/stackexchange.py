@@ -23,7 +23,7 @@ from . import Progress, SourceReport
 from ._qa import Item, check_keys, html_to_text, option, sync_stream
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from .._protocols import DocumentStore
 
 def parse_tags(value: str | None) -> list[str]:
     """``<a><b>`` (classic dumps) or ``|a|b|`` (newer dumps) → ``["a", "b"]``."""
@@ -136,7 +136,7 @@ class StackExchangeSource:
         elif score >= self.min_score and (q.best is None or score > q.best[0]):
             q.best = (score, aid, body)
 
-    def sync(self, kb: KnowledgeBase, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
+    def sync(self, kb: DocumentStore, *, full: bool = False, progress: Progress | None = None) -> SourceReport:
         report = sync_stream(kb, self.name, "stackexchange", self.items(), progress=progress,
                              delete_missing=self.delete_missing)
         report.skipped = len(self.skipped)

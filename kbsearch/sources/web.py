@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from . import Progress
 
 if TYPE_CHECKING:
-    from ..kb import KnowledgeBase
+    from .._protocols import DocumentStore
 
 #: Keys of a web source besides the `CrawlConfig` overrides.
 SCOPE_KEYS = ("start_urls", "allowed_hosts", "allowed_prefixes", "include", "exclude", "allowed_groups", "group")
@@ -132,7 +132,7 @@ class WebSource:
             credentials=self.credentials(),
         )
 
-    def sync(self, kb: KnowledgeBase, *, full: bool = False, progress: Progress | None = None,
+    def sync(self, kb: DocumentStore, *, full: bool = False, progress: Progress | None = None,
              dry_run: bool = False) -> CrawlReport:
         """Crawl the site into ``kb``: new and changed pages indexed, gone pages removed.
 

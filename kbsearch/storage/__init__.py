@@ -2,7 +2,8 @@
 
 `atomic` writes one file (temp name in the same directory, fsync, `os.replace`); `versions` owns the
 directory of index versions (the ``CURRENT`` pointer, copy-on-write forks, the writer lock,
-clean-up).  This layer sits below the index: it never imports the engine, search or models.
+clean-up); `sqlite` opens the SQLite databases beside the versions (peer store, usage log, crawl
+state), all one way.  This layer sits below the index: it never imports the engine, search or models.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -186,22 +186,28 @@ def remove_stale(root: Path, keep: int) -> list[str]:
 
 
 @contextmanager
-def writer_lock(root: Path, timeout: float) -> Iterator[None]:
-    """Hold the index's single writer lock; wait up to ``timeout`` seconds (0: fail at once).
+def file_lock(path: Path, timeout: float, busy: Callable[[str], Exception]) -> Iterator[None]:
+    """Hold the OS file lock at ``path``, waiting up to ``timeout`` seconds for it (0: fail at once).
 
-    The lock is an OS file lock, so a writer killed with SIGKILL releases it with its process.
+    The one way kbsearch waits for another writer: callers pass how long to wait instead of retrying
+    around the lock.  When it is still held, raises ``busy(waited)``, ``waited`` being " (waited Ns)"
+    or "".  An OS file lock, so a holder killed with SIGKILL releases it with its process.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(root / LOCK), timeout=timeout if timeout > 0 else 0)
+    lock = filelock.FileLock(str(path), timeout=timeout if timeout > 0 else 0)
     try:
         lock.acquire()
     except filelock.Timeout:
-        raise IndexLockedError(
-            f"another writer is updating {root}"
-            + (f" (waited {timeout:g}s)" if timeout > 0 else "")
-            + "; retry later or set index.writer_timeout to wait"
-        ) from None
+        raise busy(f" (waited {timeout:g}s)" if timeout > 0 else "") from None
     try:
         yield
     finally:
         lock.release()
+
+
+@contextmanager
+def writer_lock(root: Path, timeout: float) -> Iterator[None]:
+    """Hold the index's single writer lock; wait up to ``timeout`` seconds (0: fail at once)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / LOCK, timeout, lambda waited: IndexLockedError(
+            f"another writer is updating {root}{waited}; retry later or set index.writer_timeout to wait")):
+        yield

@@ -6,15 +6,12 @@ are not for everyone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from ._auth import ForbiddenError
-
-if TYPE_CHECKING:
-    from ._app import WebApp
+from ._calls import call_kb
 
 
 def rules() -> list[Rule]:
@@ -25,11 +22,9 @@ def rules() -> list[Rule]:
 class AdminRoutes:
     """The handlers of `rules`, mixed into `WebApp`."""
 
-    def on_stats(self: WebApp, request: Request) -> Response:
+    def on_stats(self, request: Request) -> Response:
         """`KnowledgeBase.stats` with ``sources``: documents, pages, answers, restricted, verified,
         outdated and the newest ``updated`` date of each source."""
-        from ._app import call_kb
-
         who = self.identity(request)
         if who.anonymous or not set(who.groups) & set(self.cfg.report_groups):
             raise ForbiddenError("index statistics are only for members of the groups in web.report_groups")

@@ -24,9 +24,11 @@ from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from .._content_types import image_type
 from .._text import clean_text
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
+from ._calls import call_kb, has_kb
 from ._admin_routes import AdminRoutes
 from ._admin_routes import rules as admin_rules
 from ._escalation_routes import EscalationRoutes, escalation_extras, sla_view
@@ -36,12 +38,6 @@ from ._results import enrich_answers, similar_hint
 
 log = logging.getLogger(__name__)
 
-_IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _STATUSES = ("open", "all", "asked", "escalated", "answered", "accepted", "verified", "duplicate")
 #: Fields of an escalation shown through the API (not the notification log or internal routing).
@@ -51,12 +47,6 @@ _ESCALATION_FIELDS = ("id", "question", "group", "status", "created", "updated",
 
 class BadRequest(KbsearchError):
     """The request body or a parameter is not what the endpoint takes."""
-
-
-class NotImplementedApi(KbsearchError):
-    """The endpoint needs a `KnowledgeBase` feature this installation does not have (yet)."""
-
-    http_status = 501
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -101,16 +91,6 @@ def _escalation_view(escalation: Any, visible: Callable[[str], bool] | None = No
     return out
 
 
-def image_type(data: bytes) -> str | None:
-    """The MIME type of a PNG, JPEG, GIF or WebP image from its first bytes (None otherwise)."""
-    for magic, mime in _IMAGE_MAGIC:
-        if data.startswith(magic):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
 def parse_json(raw: bytes, what: str) -> Any:
     """JSON from a request; anything json.loads refuses (bad UTF-8 or syntax, nesting too deep for the
     parser, integers of more than 4300 digits) is a `BadRequest`, never a 500."""
@@ -122,21 +102,6 @@ def parse_json(raw: bytes, what: str) -> Any:
         raise BadRequest(f"{what} is not valid JSON") from None
     except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
         raise BadRequest(f"{what} holds a number with too many digits") from None
-
-
-def call_kb(kb: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    """Call ``kb.<name>``; `NotImplementedApi` (501) when this knowledge base has no such method.
-
-    (A portal may hand `create_app` its own KnowledgeBase subclass or wrapper with fewer features.)
-    """
-    method = getattr(kb, name, None)
-    if method is None or not callable(method):
-        raise NotImplementedApi(f"this kbsearch has no {name}()")
-    return method(*args, **kwargs)
-
-
-def has_kb(kb: Any, name: str) -> bool:
-    return callable(getattr(kb, name, None))
 
 
 class WebApp(EscalationRoutes, AdminRoutes):

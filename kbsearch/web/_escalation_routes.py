@@ -10,15 +10,13 @@ the API already let see the escalation (`WebApp._escalation_for` / the group and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from ._auth import ForbiddenError, Identity
-
-if TYPE_CHECKING:
-    from ._app import WebApp
+from ._calls import call_kb
 
 def rules() -> list[Rule]:
     """The URL rules of this module, fresh for each `WebApp.url_map` (a rule binds to one map)."""
@@ -71,22 +69,18 @@ def escalation_extras(escalation: Any) -> dict[str, Any]:
 class EscalationRoutes:
     """The handlers of `rules`, mixed into `WebApp` (they use its identity, body and view helpers)."""
 
-    def _holdable(self: WebApp, who: Identity, esc_id: str) -> Any:
+    def _holdable(self, who: Identity, esc_id: str) -> Any:
         """The escalation, when the caller is a member or an expert of the group it is with."""
         if who.anonymous:
             raise ForbiddenError("sign in through your portal to take a question")
-        from ._app import call_kb
-
         esc = call_kb(self.kb, "escalation", self.check_id(esc_id))
         if esc.group not in who.groups and esc.group not in self.verify_rights(who)["expert_of"]:
             raise ForbiddenError("only members and experts of the group a question is with can take or assign it")
         return esc
 
-    def on_claim(self: WebApp, request: Request, esc_id: str) -> Response:
+    def on_claim(self, request: Request, esc_id: str) -> Response:
         """Take the question (no ``to``: refused while someone else holds it), or hand it to ``to``, a
         person of its group (an expert naming themselves takes it over)."""
-        from ._app import call_kb
-
         who = self.identity(request)
         esc = self._holdable(who, esc_id)
         data = self.body(request) if request.content_length else {}
@@ -97,10 +91,8 @@ class EscalationRoutes:
             result = call_kb(self.kb, "assign", esc.id, to, by=who.user)
         return self.json(self.view(who, result))
 
-    def on_unclaim(self: WebApp, request: Request, esc_id: str) -> Response:
+    def on_unclaim(self, request: Request, esc_id: str) -> Response:
         """Give the question back, so anyone of the group may take it."""
-        from ._app import call_kb
-
         who = self.identity(request)
         esc = self._holdable(who, esc_id)
         result = call_kb(self.kb, "unclaim", esc.id, by=who.user)

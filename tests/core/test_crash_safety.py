@@ -57,7 +57,7 @@ WRITER = textwrap.dedent("""
     print("finished", flush=True)
 """)
 
-# (write, checkpoint): 20 kills, at least two on every write path.
+# (write, checkpoint): 22 kills, at least two on every write path.
 CASES = [
     ("add", "add.committed"), ("add", "add.before-switch"),
     ("add-refit", "refit.model-saved"), ("add-refit", "deflect.model-arrays-written"),
@@ -69,6 +69,7 @@ CASES = [
     ("rebuild", "rebuild.indexed"), ("rebuild", "deflect.model-arrays-written"),
     ("rebuild", "rebuild.after-build"), ("rebuild", "rebuild.before-switch"),
     ("reindex", "add.committed"), ("reindex", "rebuild.before-switch"),
+    ("add", "add.vectors"), ("rebuild", "rebuild.vectors"),
 ]
 
 

@@ -113,6 +113,41 @@ def test_second_writer_fails_fast_or_waits(tmp_path: Path) -> None:
         t.join()
 
 
+@pytest.mark.parametrize("write", ["add", "delete", "rebuild"])
+def test_each_write_waits_as_long_as_its_lock_timeout(tmp_path: Path, write: str) -> None:
+    """``lock_timeout`` is how crawls, reindexes and the peer service wait for another writer: the
+    writer lock waits, nobody retries around it."""
+    root = tmp_path / "kb"
+    with KnowledgeBase.open(root) as kb:
+        kb.add(_docs(2, "apple"))
+        ops = {"add": lambda t: kb.add(_docs(1, "pear"), lock_timeout=t),
+               "delete": lambda t: kb.delete(["apple0"], lock_timeout=t),
+               "rebuild": lambda t: kb.rebuild(_docs(1, "pear"), lock_timeout=t)}
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with gens.writer_lock(root, 0):
+                held.set()
+                release.wait(10)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(5)
+        try:
+            with pytest.raises(IndexLockedError, match=r"waited 0\.1s"):
+                ops[write](0.1)
+            assert len(kb.search("pear")) == 0 and len(kb.search("apple")) == 2
+            threading.Timer(0.3, release.set).start()
+            started = time.monotonic()
+            ops[write](10.0)
+            assert time.monotonic() - started >= 0.25
+        finally:
+            release.set()
+            t.join()
+        assert len(kb.search("apple")) == {"add": 2, "delete": 1, "rebuild": 0}[write]
+        assert len(kb.search("pear")) == (0 if write == "delete" else 1)
+
+
 _WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from kbsearch import ALL_GROUPS, Document, IndexNotFoundError, KbsearchError, KnowledgeBase
+from kbsearch.index import index_terms
 
 
 def test_add_then_readd_unchanged_is_a_noop(kb: KnowledgeBase, example_docs: list[Document]) -> None:
@@ -150,3 +151,41 @@ def test_lists_come_back_as_added(kb: KnowledgeBase) -> None:
     assert back is not None
     assert back.questions == doc.questions and back.headings == ("IT", "Print ers")
     assert back.content_hash == doc.content_hash
+
+
+def test_whoosh_internals_still_match_the_public_api(tmp_path: Path) -> None:
+    """kbsearch.index reads two private parts of Whoosh for speed (`whoosh_private_postings`,
+    `whoosh_private_field_lengths`).  This fails when a Whoosh upgrade removes or changes them: both
+    must still be taken and give what the public API gives, posting by posting and document by document."""
+    from kbsearch.index import TEXT_FIELDS, whoosh_private_field_lengths, whoosh_private_postings
+
+    words = "pump seal oil vpn badge".split()
+    docs = [Document(id=f"d{i}", title=f"{words[i % 5]} {words[(i * 3) % 5]}",
+                     text=" ".join(words[(i + k) % 5] for k in range(i % 40 + 1)),
+                     questions=(f"how to fix the {words[i % 5]}",) if i % 2 else ())
+            for i in range(300)]  # long posting lists: several blocks
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        kb.add(docs[:150])
+        kb.add(docs[150:])
+        readers = [r for r, _base in kb._current().engine._searcher().reader().leaf_readers()]
+        assert len(readers) == 2
+        blocks_seen = 0
+        for reader in readers:
+            size = reader.doc_count_all()
+            for field in TEXT_FIELDS:
+                lengths = whoosh_private_field_lengths(reader, field, size)
+                assert lengths is not None, "Whoosh's per-document lengths column is gone"
+                assert lengths.tolist() == [float(reader.doc_field_length(d, field) or 0) for d in range(size)]
+                for term in {t for w in words for t in index_terms(w)}:
+                    if (field, term) not in reader:
+                        continue
+                    blocks = whoosh_private_postings(reader.postings(field, term))
+                    assert blocks is not None, "Whoosh's W3 leaf matcher is gone"
+                    blocks_seen += len(blocks)
+                    public = reader.postings(field, term)
+                    expected = []
+                    while public.is_active():
+                        expected.append((public.id(), public.weight()))
+                        public.next()
+                    assert [(int(i), float(w)) for ids, ws in blocks for i, w in zip(ids, ws)] == expected
+        assert blocks_seen > len(readers) * len(words)  # some terms span more than one block

@@ -80,11 +80,11 @@ def test_clean_up_keeps_the_live_and_the_newest_complete_version(tmp_path: Path)
 def test_adding_an_answer_keeps_the_loaded_deflection_model(example_kb: KnowledgeBase) -> None:
     kb = example_kb
     kb.ask_many(["How do I reset my password?"])
-    model = kb._deflect_cache[1].model
+    model = kb._deflect_cache.value.model
     assert not kb.add([Document(id="ans-x", kind="answer", title="Where is the parking garage?",
                                 text="Under building C.")]).model_refitted
     decision = kb.ask_many(["How do I reset my password?"])[0]
-    assert kb._deflect_cache[1].model is model  # same files (hard links): not reloaded
+    assert kb._deflect_cache.value.model is model  # same files (hard links): not reloaded
     assert decision.generation == kb.generation_path.name
 
 

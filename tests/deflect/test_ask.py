@@ -67,6 +67,24 @@ def test_outdated_answer_is_never_used_to_deflect(tmp_path: Path) -> None:
         assert kb.ask("i forgot my password").action is Action.ANSWER
 
 
+def test_marked_outdated_or_deleted_since_the_model_was_fitted_is_honoured_by_the_next_decision(tmp_path: Path) -> None:
+    """The answer model keeps a copy of each document's flags from its fit; the live index wins."""
+    with make_kb(tmp_path / "kb", thread_docs()) as kb:
+        question = "The printer on floor 3 shows a paper jam"
+        assert kb.ask(question).answer.id == "printer"  # type: ignore[union-attr]
+        printer = kb.get("printer")
+        assert printer is not None
+        kb.add([printer.replace(outdated=True)], refit=False)  # no refit: the model's copy is stale
+        d = kb.ask(question)
+        assert d.action is not Action.ANSWER and "outdated" in d.why
+        assert all(a.id != "printer" for a in d.answers)
+        password = "i forgot my password"
+        assert kb.ask(password).answer.id == "password"  # type: ignore[union-attr]
+        kb.delete(["password"])
+        d = kb.ask(password)
+        assert "password" not in d.ranked and all(a.id != "password" for a in d.answers)
+
+
 def test_restricted_answer_only_for_its_group(tmp_path: Path) -> None:
     with make_kb(tmp_path / "kb", thread_docs(restricted={"payslip": ["staff"]})) as kb:
         outsider = kb.ask("where can i download my payslip")
@@ -202,7 +220,7 @@ def test_model_of_an_older_format_is_not_used(tmp_path: Path, change: dict) -> N
         meta = json.loads(meta_path.read_text())
         meta.update(change)
         meta_path.write_text(json.dumps(meta))
-        kb._deflect_cache = None
+        kb._deflect_cache.clear()
         from kbsearch.deflect import Deflector
 
         assert Deflector.load(kb.generation_path).model is None

