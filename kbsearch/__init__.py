@@ -22,6 +22,7 @@ _SOURCES: dict[str, str] = {
     "Answer": "deflect",
     "Attachment": "peers",
     "BuildReport": "kb",
+    "ClaimConflictError": "errors",
     "ConfigError": "errors",
     "CrawlConfig": "config",
     "CrawlReport": "crawl",
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # what the names resolve to, for type checkers and editors
     from .deflect import Action, Answer, Decision
     from .documents import Document, Hit, ScoreParts, make_id, read_jsonl
     from .errors import (
+        ClaimConflictError,
         ConfigError,
         DeliveryError,
         IndexCorruptError,
@@ -127,6 +129,7 @@ __all__ = [
     "Answer",
     "Attachment",
     "BuildReport",
+    "ClaimConflictError",
     "ConfigError",
     "CrawlConfig",
     "CrawlReport",

@@ -36,6 +36,8 @@ def _print_escalation(esc: Any, detail: bool = False) -> None:
     if detail:
         if esc.routing.get("reason"):
             click.echo(f"   routed: {safe(esc.routing['reason'])}")
+        if getattr(esc, "claimed_by", None):
+            click.echo(safe(f"   held by: {esc.claimed_by} since {_when(esc.to_dict()['claimed_at'])}"))
         if esc.answer:
             click.echo(f"   answer ({safe(esc.answered_by or 'unknown')}): {safe(esc.answer)}")
         for event in esc.events:  # replaced answers are kept in the history: show who changed what
@@ -215,7 +217,7 @@ def outdated_cmd(doc_id: str, undo: bool, by: str | None, index_path: Path | Non
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @index_option
 def deliver_cmd(watch: float | None, as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
-    """Run the outbox: send due notifications and reminders, index answers not yet searchable.
+    """Run the outbox: the SLA (reminders, fallback groups, leads), due notifications, answers not yet indexed.
 
     Exit status 1 when a notification failed for good (see `kbsearch escalations ID`).
 
@@ -229,9 +231,11 @@ def deliver_cmd(watch: float | None, as_json: bool, index_path: Path | None, con
             if as_json:
                 emit_json(report.to_dict())
             else:
+                sla = report.sla or {}
                 click.echo(f"delivered {report.delivered}, retrying {report.retrying}, failed {report.failed}, "
-                           f"reminders {report.reminders}, answers indexed {report.indexed}, "
-                           f"pending {report.pending}")
+                           f"reminders {report.reminders + sla.get('reminders', 0)}, "
+                           f"handed on {len(sla.get('handed_on', []))}, overdue {len(sla.get('overdue', []))}, "
+                           f"answers indexed {report.indexed}, pending {report.pending}")
             if watch is None:
                 break
             time.sleep(watch)
@@ -295,7 +299,8 @@ def route_eval_cmd(set_dir: Path, cross_validate: bool | None, folds: int, as_js
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @index_option
 def groups_cmd(as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
-    """List the peer groups from [[groups]] in the config (and the default group).
+    """List the peer groups from [[groups]] in the config (and the default group): channels, experts,
+    members and their own SLA settings.
 
     \b
     Example:
@@ -310,6 +315,13 @@ def groups_cmd(as_json: bool, index_path: Path | None, config_file: Path | None)
         channels = ", ".join(f"{c.name} ({c.type})" for c in g.channels) or "no channels"
         click.echo(click.style(safe(g.name), bold=True) + ("" if g.configured else " (default, implicit)")
                    + safe(f": {g.description}  [{channels}]"))
+        if g.experts or g.members:
+            click.echo(safe(f"   experts: {', '.join(g.experts) or '-'}; members: {', '.join(g.members) or '-'}"))
+        sla = [f"{k.replace('_', ' ')} {v}" for k, v in (("fallback_after_hours", g.fallback_after_hours),
+               ("fallback_group", g.fallback_group), ("lead", g.lead), ("remind_every_hours", g.remind_every_hours))
+               if v is not None]
+        if sla:
+            click.echo(safe(f"   SLA: {', '.join(sla)}"))
 
 
 @click.group("import", cls=KbsearchGroup)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import _cli_crawl, _cli_deflect, _cli_ops, _cli_peers, _cli_web
+from . import _cli_admin, _cli_crawl, _cli_deflect, _cli_expert, _cli_ops, _cli_peers, _cli_web
 from ._cli_common import (
     EXIT_ERROR,
     KbsearchGroup,
@@ -136,7 +136,7 @@ def search_cmd(question: str, limit: int | None, groups: tuple[str, ...], as_jso
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @index_option
 def stats_cmd(as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
-    """Show what the index holds: documents, pages, answers, size, model.
+    """Show what the index holds: documents, pages, answers, size, model, and documents per source.
 
     \b
     Example:
@@ -144,15 +144,21 @@ def stats_cmd(as_json: bool, index_path: Path | None, config_file: Path | None) 
     """
     with open_kb(index_path, config_file) as kb:
         stats = kb.stats()
+        sources = kb.source_stats()
     if as_json:
-        emit_json(stats.to_dict())
+        emit_json({**stats.to_dict(), "sources": [s.to_dict() for s in sources]})
         return
     for key, value in stats.to_dict().items():
         click.echo(f"{key:>16}: {terminal_safe(value)}")
+    click.echo("per source:")
+    for s in sources:
+        newest = f", newest {s.newest_updated[:10]}" if s.newest_updated else ""
+        click.echo(terminal_safe(f"{s.source or '(none)':>16}: {s.documents} documents ({s.pages} pages, "
+                                 f"{s.answers} answers, {s.restricted} restricted{newest})"))
 
 
 # The commands of the other areas, each in its own module.
-for _area in (_cli_crawl, _cli_deflect, _cli_ops, _cli_peers, _cli_web):
+for _area in (_cli_crawl, _cli_deflect, _cli_ops, _cli_peers, _cli_web, _cli_expert, _cli_admin):
     _area.register(main)
 
 __all__ = ["EXIT_ERROR", "KbsearchGroup", "emit_json", "index_option", "load_settings", "main", "open_kb",

@@ -156,6 +156,22 @@ class PeersConfig:
     send_timeout: float = 10.0
     #: Hours after which the experts of a group are reminded once of an unanswered escalation (0: never).
     remind_after_hours: float = 24.0
+    #: SLA (`kbsearch.peers._sla`, run by every `kbsearch deliver` and by `kbsearch sla`; a group's
+    #: ``[[groups]]`` table may override the next four).  After the first reminder, remind again every
+    #: this many hours while the question stays open in the same group (0: only the first reminder) ...
+    remind_every_hours: float = 0.0
+    #: ... at most this many reminders per group (the first included).
+    max_reminders: int = 3
+    #: Hours a question may wait unanswered in one group before it is overdue (0: never): it is then
+    #: handed to ``fallback_group`` (like a reroute: the new group and the asker are told), and
+    #: ``sla_lead`` is e-mailed.  With neither, it is marked overdue (history, ``escalation.overdue`` on
+    #: the group's webhooks, listed by `kbsearch sla`), never dropped.
+    fallback_after_hours: float = 0.0
+    #: Group an overdue question is handed to (empty: the default group).  A question is never handed
+    #: to a group it was in before, so fallback chains end.
+    fallback_group: str = ""
+    #: Person (e-mail address, or a name completed by ``asker_email_domain``) told of overdue questions.
+    sla_lead: str = ""
     #: SMTP server for e-mail channels; the password comes from the environment variable named here.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25

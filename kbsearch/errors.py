@@ -56,6 +56,12 @@ class PermissionDeniedError(KbsearchError):
     http_status = 403
 
 
+class ClaimConflictError(KbsearchError):
+    """Someone else holds the escalation; an expert can assign it, or its holder give it back."""
+
+    http_status = 409
+
+
 class DeliveryError(KbsearchError):
     """A notification channel could not deliver; ``permanent`` means retrying cannot help."""
 

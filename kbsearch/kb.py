@@ -226,6 +226,19 @@ class KnowledgeBase:
         """Delete documents by id; returns how many existed."""
         return _kb_write.delete(self, ids, lock_timeout)
 
+    def delete_documents(self, ids: Iterable[str] = (), *, source: str | None = None) -> Any:
+        """Delete documents by id and/or every document of ``source`` (one new version, copy-on-write);
+        an `_index_admin.DeleteReport` with the count and the ids not found."""
+        from ._index_admin import delete_documents
+
+        return delete_documents(self, ids, source=source)
+
+    def source_stats(self) -> list[Any]:
+        """Documents per source of the live version (`_index_admin.SourceStats`), most first."""
+        from ._index_admin import source_stats
+
+        return source_stats(self)
+
     def refit(self, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
               lock_timeout: float | None = None) -> bool:
         """Refit a small, grown index's TF-IDF model, router and (``calibrate``) deflection as a new
@@ -478,9 +491,39 @@ class KnowledgeBase:
         group is notified, the asker and followers are told.  Routing learns from where it is answered."""
         return self.peers.reroute(escalation_id, group, reason=reason, by=by)
 
-    def deliver_notifications(self, *, limit: int = 500) -> Any:
-        """Run the outbox once: reminders, due notifications, pending answers; a `peers.DeliveryReport`."""
-        return self.peers.deliver(limit=limit)
+    def claim(self, escalation_id: str, *, by: str, now: float | None = None) -> Any:
+        """``by`` takes an open escalation so others see it is taken (event ``claimed``); an
+        `errors.ClaimConflictError` (409) while someone else holds it."""
+        return self.peers.claims.claim(escalation_id, by=by, now=now)
+
+    def assign(self, escalation_id: str, to: str, *, by: str | None = None, now: float | None = None) -> Any:
+        """Hand an open escalation to ``to`` (a person of its group when the group names its people):
+        experts of the group, the person holding it, or the operator (``by=None``) may; ``to`` is told."""
+        return self.peers.claims.assign(escalation_id, to, by=by, now=now)
+
+    def unclaim(self, escalation_id: str, *, by: str | None = None, now: float | None = None) -> Any:
+        """Give an escalation back so anyone may take it (its holder, an expert, or the operator)."""
+        return self.peers.claims.unclaim(escalation_id, by=by, now=now)
+
+    def deliver_notifications(self, *, limit: int = 500, now: float | None = None) -> Any:
+        """Run the outbox once: the SLA (repeated reminders, fallback group, lead), reminders, due
+        notifications, pending answers; a `peers.DeliveryReport`.  ``now`` replaces the clock."""
+        return self.peers.deliver(limit=limit, now=now)
+
+    def sla_status(self, *, group: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
+        """The SLA state of every open escalation (of ``group``), oldest first: ``id``, ``question`` and
+        `peers._sla.SlaRunner.status` (hours open in its group, reminders, next reminder, overdue)."""
+        out = []
+        for esc in self.peers.store.open_escalations():
+            state = self.peers.sla.status(esc, now=now)
+            if state is not None and (group is None or esc.group == group):
+                out.append({"id": esc.id, "question": esc.question, **state})
+        return out
+
+    def escalation_sla(self, escalation: Any, *, now: float | None = None) -> dict[str, Any] | None:
+        """The SLA state of one escalation (loaded with its history, as `escalation` returns it); None
+        once it is answered or closed."""
+        return self.peers.sla.status(escalation, now=now)
 
     def import_source(self, source: Any, *, full: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
                       **options: Any) -> Any:

@@ -9,11 +9,13 @@ Definitions (also in docs/web.md):
 
 * *asked*: logged asks in the period; *answered*: the decision was ANSWER; *suggested*: SUGGEST;
 * *escalated*: an escalation was created in the period (through ``ask``, the page or the API);
-* *deflected*: answered, not escalated afterwards and not marked "still need help";
-  the *deflection rate* is deflected / asked;
-* *time to a peer answer*: from an escalation's creation to its first answer (median, hours);
+* *deflected*: answered, or marked "this solved it" (whatever was shown), and neither escalated
+  afterwards nor marked "still need help"; the *deflection rate* is deflected / asked;
+* *time to a peer answer*: from an escalation's creation to its first answer (a later edit does not
+  move it): median and 90th percentile (nearest rank), hours, in all and per group;
 * *content gaps*: questions that were not answered (or were marked not helpful), grouped by their
-  analysed terms, most asked first;
+  analysed terms, most asked first; a gap drops off once peers answered it (an answered escalation
+  with the same analysed terms, or the one the ask led to);
 * *outdated*: answers and pages currently marked outdated.
 """
 
@@ -76,6 +78,8 @@ class Bucket:
     deflected: int = 0
     not_helpful: int = 0
     median_answer_hours: float | None = None
+    #: 90th percentile of the time to a peer answer (hours): the slow tail the median hides.
+    p90_answer_hours: float | None = None
 
     @property
     def deflection_rate(self) -> float | None:
@@ -98,6 +102,7 @@ class DeflectionReport:
     per_day: list[Bucket] = field(default_factory=list)
     per_group: list[Bucket] = field(default_factory=list)
     median_answer_hours: float | None = None
+    p90_answer_hours: float | None = None
     open_escalations: int = 0
     answered_escalations: int = 0
     helpful: int = 0
@@ -112,6 +117,7 @@ class DeflectionReport:
         return {
             "since": self.since, "until": self.until, "days": self.days, "totals": self.totals.to_dict(),
             "deflection_rate": self.totals.deflection_rate, "median_answer_hours": self.median_answer_hours,
+            "p90_answer_hours": self.p90_answer_hours,
             "open_escalations": self.open_escalations, "answered_escalations": self.answered_escalations,
             "helpful": self.helpful, "not_helpful": self.not_helpful,
             "per_day": [b.to_dict() for b in self.per_day], "per_group": [b.to_dict() for b in self.per_group],
@@ -142,6 +148,14 @@ def _gap_key(question: str) -> str:
 
 def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 2) if values else None
+
+
+def _p90(values: list[float]) -> float | None:
+    """The 90th percentile (nearest rank: the value at or below which 90% of ``values`` lie)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, -(-9 * len(ordered) // 10) - 1)], 3)
 
 
 def build(kb: ReportSource, *, days: int = 90, now: datetime | None = None,
@@ -193,8 +207,9 @@ def build(kb: ReportSource, *, days: int = 90, now: datetime | None = None,
         action = ask.get("action")
         fb = latest_fb.get(ask["id"])
         unhelpful = fb is not None and not fb.helpful
+        solved = fb is not None and fb.helpful  # "This solved it", whatever the decision was
         escalated = ask["id"] in escalated_decisions
-        deflected = action == "answer" and not escalated and not unhelpful
+        deflected = (action == "answer" or solved) and not escalated and not unhelpful
         group = group_of(ask)
         for bucket in (totals, per_day.setdefault(ts.date().isoformat(), Bucket(ts.date().isoformat())),
                        per_group.setdefault(group, Bucket(group))):
@@ -223,7 +238,7 @@ def build(kb: ReportSource, *, days: int = 90, now: datetime | None = None,
         for bucket in (totals, per_day.setdefault(created.date().isoformat(), Bucket(created.date().isoformat())),
                        per_group.setdefault(group, Bucket(group))):
             bucket.escalated += 1
-        answered_at = _parse_time(esc.get("answered_at"))
+        answered_at = _parse_time(esc.get("first_answered_at") or esc.get("answered_at"))
         if answered_at is not None:
             answered_count += 1
             hours = max((answered_at - created).total_seconds() / 3600, 0.0)
@@ -233,7 +248,14 @@ def build(kb: ReportSource, *, days: int = 90, now: datetime | None = None,
             open_count += 1
     for group, bucket in per_group.items():
         bucket.median_answer_hours = _median(group_hours.get(group, []))
+        bucket.p90_answer_hours = _p90(group_hours.get(group, []))
+    totals.median_answer_hours, totals.p90_answer_hours = _median(answer_hours), _p90(answer_hours)
 
+    # A gap that peers have answered since is no gap any more: its answer is in the index.
+    answered_keys = {_gap_key(str(e.get("question") or "")) for e in escalations if e.get("answered_at")}
+    answered_ids = {str(e.get("id")) for e in escalations if e.get("answered_at")}
+    answered_keys |= {_gap_key(a.get("question") or "") for a in asks if a.get("escalation_id") in answered_ids}
+    gaps = {k: g for k, g in gaps.items() if k not in answered_keys}
     for key, gap in gaps.items():
         gap["question"] = gap_phrasings[key].most_common(1)[0][0]
         gap["phrasings"] = len(gap_phrasings[key])
@@ -243,7 +265,7 @@ def build(kb: ReportSource, *, days: int = 90, now: datetime | None = None,
         since=start.isoformat(), until=now.isoformat(), days=days, totals=totals,
         per_day=[per_day[k] for k in sorted(per_day)],
         per_group=sorted(per_group.values(), key=lambda b: (-b.asked - b.escalated, b.key)),
-        median_answer_hours=_median(answer_hours), open_escalations=open_count,
+        median_answer_hours=_median(answer_hours), p90_answer_hours=_p90(answer_hours), open_escalations=open_count,
         answered_escalations=answered_count,
         helpful=sum(1 for fb in latest_fb.values() if fb.helpful),
         not_helpful=sum(1 for fb in latest_fb.values() if not fb.helpful),
@@ -271,6 +293,10 @@ def _escalations(kb: ReportSource, start: datetime) -> list[dict[str, Any]]:
         data = esc.to_dict() if hasattr(esc, "to_dict") else dict(esc)
         created = _parse_time(data.get("created"))
         if created is not None and created >= start:
+            if int(data.get("revision") or 0) > 1 and hasattr(kb, "escalation"):
+                # changed since (edited, verified): its first answer is in the history
+                first = [e["at"] for e in kb.escalation(data["id"]).events if e["kind"] == "answered"]
+                data["first_answered_at"] = first[0] if first else None
             out.append(data)
     return out
 
@@ -302,7 +328,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 def _bucket_row(b: Bucket) -> list[str]:
     return [b.key, str(b.asked), str(b.answered), str(b.escalated), _pct(b.deflection_rate),
-            _hours(b.median_answer_hours)]
+            _hours(b.median_answer_hours), _hours(b.p90_answer_hours)]
 
 
 def render_text(report: DeflectionReport) -> str:
@@ -311,7 +337,8 @@ def render_text(report: DeflectionReport) -> str:
     lines = [f"Deflection report {report.since[:10]} .. {report.until[:10]} ({report.days} days)", ""]
     lines += [f"asked {t.asked}, answered from the index {t.answered}, suggested {t.suggested}, "
               f"escalated {t.escalated}; deflection rate {_pct(t.deflection_rate)}",
-              f"peer answers: {report.answered_escalations} (median {_hours(report.median_answer_hours)}), "
+              f"peer answers: {report.answered_escalations} (median {_hours(report.median_answer_hours)}, "
+              f"p90 {_hours(report.p90_answer_hours)}), "
               f"still open {report.open_escalations}; feedback: {report.helpful} helpful, "
               f"{report.not_helpful} not helpful"]
     share = report.unanswerable_share
@@ -321,7 +348,7 @@ def render_text(report: DeflectionReport) -> str:
                      + (f"; deciding with {_pct(share['used'])}" if share.get("learning")
                         else " (set deflect.unanswerable_share, or learn it)"))
     lines.append("")
-    headers = ["group", "asked", "answered", "escalated", "deflected", "peer answer"]
+    headers = ["group", "asked", "answered", "escalated", "deflected", "peer answer", "p90"]
     lines += ["Per group", *_table(headers, [_bucket_row(b) for b in report.per_group]), ""]
     weeks = _weekly(report.per_day)
     lines += ["Per week", *_table(["week of"] + headers[1:], [_bucket_row(b) for b in weeks]), ""]
@@ -406,7 +433,12 @@ h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}table{border-collapse:co
 th,td{padding:.3rem .5rem;border-bottom:1px solid #dde1e7;text-align:right}th:first-child,td:first-child{text-align:left}
 .kpis{display:flex;flex-wrap:wrap;gap:1rem}.kpi{background:#f5f6f8;border-radius:.5rem;padding:.6rem 1rem}
 .kpi b{display:block;font-size:1.5rem}.chart{width:100%;height:auto}.axis{stroke:#999}.bar{fill:#b9cde6}
-.rate{fill:none;stroke:#1d7a3a;stroke-width:2.5}.ok{fill:#1d7a3a}.esc{fill:#c77700}.label{font-size:11px;fill:#5b6577}"""
+.rate{fill:none;stroke:#1d7a3a;stroke-width:2.5}.ok{fill:#1d7a3a}.esc{fill:#c77700}.label{font-size:11px;fill:#5b6577}
+.scroll{overflow-x:auto;max-width:100%}td:first-child{overflow-wrap:anywhere;min-width:8rem}
+.legend{font-size:.85rem;color:#5b6577}.key{display:inline-block;width:.9rem;height:.9rem;margin:0 .3rem 0 .8rem;
+vertical-align:-.1rem;border-radius:.15rem}.key.bar{background:#b9cde6}.key.rate{background:#1d7a3a;height:.25rem;
+vertical-align:.2rem}.key.ok{background:#1d7a3a}.key.esc{background:#c77700}
+@media (max-width:30rem){body{margin:.6rem auto;padding:0 .6rem}th,td{padding:.25rem .3rem;font-size:.85rem}.kpi{flex:1 1 40%}}"""
 
 
 def render_html(report: DeflectionReport) -> str:
@@ -415,14 +447,18 @@ def render_html(report: DeflectionReport) -> str:
     t = report.totals
     kpis = [("asked", str(t.asked)), ("answered from the index", str(t.answered)), ("escalated", str(t.escalated)),
             ("deflection rate", _pct(t.deflection_rate)), ("median time to a peer answer", _hours(report.median_answer_hours)),
+            ("90% of peer answers within", _hours(report.p90_answer_hours)),
             ("still open", str(report.open_escalations))]
 
     def table(headers: list[str], rows: list[list[str]]) -> str:
         head = "".join(f"<th>{e(h)}</th>" for h in headers)
         body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
-    headers = ["group", "asked", "answered", "escalated", "deflected", "peer answer (median)"]
+    def legend(*items: tuple[str, str]) -> str:
+        return "<p class='legend'>" + "".join(f"<span class='key {c}'></span>{e(t)} " for c, t in items) + "</p>"
+
+    headers = ["group", "asked", "answered", "escalated", "deflected", "peer answer (median)", "(p90)"]
     gaps = [[g["question"], str(g["asked"]), str(g["escalated"]), g["group"]] for g in report.content_gaps]
     outdated = [[d["title"], d["kind"], d["group"] or "", d["id"]] for d in report.outdated]
     return "".join([
@@ -433,7 +469,9 @@ def render_html(report: DeflectionReport) -> str:
         f"<h1>Deflection report</h1><p>{e(report.since[:10])} to {e(report.until[:10])} ({report.days} days)</p>",
         "<div class='kpis'>", "".join(f"<div class='kpi'><b>{e(v)}</b>{e(k)}</div>" for k, v in kpis), "</div>",
         "<h2>Questions and deflection rate per day</h2>", _svg_rate_chart(report.per_day),
+        legend(("bar", "questions asked per day"), ("rate", "deflection rate (0-100%)")),
         "<h2>Per group</h2>", _svg_group_chart(report.per_group),
+        legend(("ok", "deflected (answered, no escalation)"), ("esc", "escalated to the peers")),
         table(headers, [_bucket_row(b) for b in report.per_group]),
         "<h2>Content gaps: most-asked questions that found nothing good</h2>",
         table(["question", "asked", "escalated", "group"], gaps) if gaps else "<p>None.</p>",

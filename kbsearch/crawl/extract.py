@@ -40,6 +40,9 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _SPACES = re.compile(r"\s+")
 #: Stands for a heading in the flattened text (a private-use character pages do not contain).
 _MARK = "\ue000"
+#: Stand-ins for a line break and a space inside ``<pre>`` while the rest of the text is collapsed.
+_PRE_NL = "\ue001"
+_PRE_SP = "\ue002"
 _HEADING_MARKS = " \t\n¶§#🔗"
 _SINGLE_BYTE_LATIN = {"iso8859-1", "latin-1", "ascii", "cp1252", "iso8859-15"}
 
@@ -129,7 +132,33 @@ def decode_html(body: bytes, header_charset: str | None = None) -> tuple[str, st
 
 
 def _clean_text(text: str) -> str:
-    return _SPACES.sub(" ", text).strip()
+    """Runs of white space as one space, except inside ``<pre>`` (`_keep_pre`): code keeps its lines
+    and indentation."""
+    text = _SPACES.sub(" ", text).strip()
+    if _PRE_NL in text or _PRE_SP in text:
+        text = text.replace(" " + _PRE_NL, "\n").replace(_PRE_NL + " ", "\n").replace(_PRE_NL, "\n")
+        text = text.replace(_PRE_SP, " ")
+    return text
+
+
+def _keep_pre(main: etree._Element) -> None:
+    """Mark the line breaks and spaces of every ``<pre>`` in ``main`` so `_clean_text` keeps them, and
+    put a line break before and after each block of code."""
+    for pre in main.iter("pre"):
+        for el in pre.iter():
+            if el.text:
+                el.text = el.text.replace("\r\n", "\n").replace("\n", _PRE_NL).replace(" ", _PRE_SP)
+            if el is not pre and el.tail:
+                el.tail = el.tail.replace("\r\n", "\n").replace("\n", _PRE_NL).replace(" ", _PRE_SP)
+        for el in reversed(list(pre.iter())):  # the block's last line break is the one after it
+            if el is not pre and el.tail:
+                el.tail = el.tail.rstrip(_PRE_NL + _PRE_SP)
+                break
+            if el.text:
+                el.text = el.text.rstrip(_PRE_NL + _PRE_SP)
+                break
+        pre.text = _PRE_NL + (pre.text or "").lstrip(_PRE_NL)
+        pre.tail = _PRE_NL + (pre.tail or "")
 
 
 def _heading_text(el: etree._Element) -> str:
@@ -308,6 +337,7 @@ def _sections(root: etree._Element, page_title: str) -> list[Section]:
     markers: much faster than walking every element in Python.
     """
     main = _main_content(root)
+    _keep_pre(main)
     for el in main.iter(*_BLOCKS):
         if el.tag not in _HEADINGS:
             el.tail = "\n" + el.tail if el.tail else "\n"

@@ -37,7 +37,12 @@ FOLLOWER_CHANNEL = "@follower"
 ASKER_KINDS = ("answered", "verified", "duplicate", "rerouted")
 EVENTS = {"escalated": "escalation.created", "reminder": "escalation.reminder",
           "answered": "escalation.answered", "verified": "escalation.verified",
-          "duplicate": "escalation.duplicate", "rerouted": "escalation.rerouted"}
+          "duplicate": "escalation.duplicate", "rerouted": "escalation.rerouted",
+          "claimed": "escalation.claimed", "assigned": "escalation.assigned", "unclaimed": "escalation.unclaimed",
+          "overdue": "escalation.overdue"}
+#: Subject prefixes of the messages to a group (or one of its people) that are not the asker's.
+_PREFIXES = {"reminder": "Reminder: unanswered question", "claimed": "Taken", "assigned": "Assigned",
+             "unclaimed": "Open again", "overdue": "Overdue question"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,9 @@ class Message:
                     "duplicate": "answered before", "rerouted": "sent on"}[self.kind]
             who = self._yours if self.for_asker else f"Question of {self.escalation.get('asker')}"
             return f"[{self.escalation.get('group')}] {who} {done}: {short}"
-        prefix = "Reminder: unanswered question" if self.kind == "reminder" else "New question"
+        prefix = _PREFIXES.get(self.kind, "New question")
+        if self.kind == "assigned" and self.escalation.get("person_email"):
+            prefix = "Assigned to you"
         return f"[{self.escalation.get('group')}] {prefix}: {short}"
 
     def _asker_lines(self) -> list[str]:
@@ -107,6 +114,14 @@ class Message:
         if self.kind in ASKER_KINDS:
             return self._asker_lines()
         out = [f"Question: {e.get('question', '')}", f"Group: {e.get('group')} ({e.get('reason', '')})"]
+        if self.kind in ("claimed", "assigned"):
+            out.append(f"Taken by: {e.get('claimed_by')}" + (f" (assigned by {e['claim_changed_by']})"
+                       if self.kind == "assigned" and e.get("claim_changed_by") else ""))
+        elif self.kind == "unclaimed":
+            out.append(f"Given back by: {e.get('claim_changed_by') or 'the operator'}; nobody holds it now")
+        elif self.kind == "overdue":
+            out.append(f"Unanswered for {e.get('hours_open')} hours in {e.get('overdue_group', e.get('group'))}"
+                       + (f": {e['sla_action']}" if e.get("sla_action") else ""))
         if e.get("user"):
             out.append(f"Asked by: {e['user']}")
         if e.get("note"):

@@ -55,6 +55,12 @@ class Group:
     configured: bool = True
     #: Groups that may see this group's answers in search and ask (empty: everyone).
     answers_visible_to: tuple[str, ...] = ()
+    #: SLA overrides of ``peers.remind_every_hours`` / ``fallback_after_hours`` / ``fallback_group`` /
+    #: ``sla_lead`` for this group (None: the ``[peers]`` value; see `peers._sla`).
+    remind_every_hours: float | None = None
+    fallback_after_hours: float | None = None
+    fallback_group: str | None = None
+    lead: str | None = None
 
     def channel(self, name: str) -> ChannelSpec | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -65,6 +71,8 @@ class Group:
             "members": list(self.members), "experts": list(self.experts),
             "channels": [c.to_dict() for c in self.channels], "configured": self.configured,
             "answers_visible_to": list(self.answers_visible_to),
+            "remind_every_hours": self.remind_every_hours, "fallback_after_hours": self.fallback_after_hours,
+            "fallback_group": self.fallback_group, "lead": self.lead,
         }
 
 
@@ -109,7 +117,8 @@ def parse_group(raw: Any) -> Group:
     if not isinstance(name, str) or not _NAME.match(name.strip()):
         raise ConfigError(f"[[groups]]: invalid or missing name {name!r}")
     name = name.strip()
-    unknown = set(raw) - {"name", "description", "keywords", "members", "experts", "channels", "answers_visible_to"}
+    unknown = set(raw) - {"name", "description", "keywords", "members", "experts", "channels", "answers_visible_to",
+                          *_SLA_KEYS}
     if unknown:
         raise ConfigError(f"[[groups]] {name!r}: unknown key(s) {', '.join(sorted(unknown))}")
     description = raw.get("description", "")
@@ -128,7 +137,31 @@ def parse_group(raw: Any) -> Group:
         members=_strings(raw.get("members"), f"{name}.members"),
         experts=_strings(raw.get("experts"), f"{name}.experts"), channels=channels,
         answers_visible_to=_strings(raw.get("answers_visible_to"), f"{name}.answers_visible_to"),
+        **_sla_fields(raw, name),
     )
+
+
+_SLA_KEYS = ("remind_every_hours", "fallback_after_hours", "fallback_group", "lead")
+
+
+def _sla_fields(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A group's SLA overrides: hours are non-negative numbers, the fallback group and lead are names."""
+    out: dict[str, Any] = {}
+    for key in ("remind_every_hours", "fallback_after_hours"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
+            raise ConfigError(f"[[groups]] {name!r}: {key} must be a number of hours (0 or more)")
+        out[key] = float(value)
+    for key in ("fallback_group", "lead"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+            raise ConfigError(f"[[groups]] {name!r}: {key} must be a name")
+        out[key] = value.strip()
+    return out
 
 
 class Groups:
@@ -144,10 +177,16 @@ class Groups:
         if default not in self._groups:
             # No description or keywords: routing never learns it, it only catches low-confidence questions.
             self._groups[default] = Group(name=default, configured=False)
+        for group in self._groups.values():
+            if group.fallback_group is not None and group.fallback_group not in self._groups:
+                raise ConfigError(f"[[groups]] {group.name!r}: fallback_group {group.fallback_group!r} is not a group")
 
     @classmethod
     def from_config(cls, cfg: PeersConfig) -> Groups:
-        return cls((parse_group(raw) for raw in cfg.groups), cfg.default_group)
+        groups = cls((parse_group(raw) for raw in cfg.groups), cfg.default_group)
+        if cfg.fallback_group and cfg.fallback_group not in groups:
+            raise ConfigError(f"peers.fallback_group {cfg.fallback_group!r} is not a group")
+        return groups
 
     def __iter__(self) -> Iterator[Group]:
         return iter(self._groups.values())

@@ -24,6 +24,7 @@ from typing import Any
 from ..config import PeersConfig
 from ..errors import DeliveryError
 from .channels import ASKER_CHANNEL, FOLLOWER_CHANNEL, Channel, EmailChannel, Message, make_channel, message_recipients
+from ._claims import PERSON_CHANNEL
 from .groups import Groups
 from .store import Escalation, EscalationStore, NewNotification, Notification
 
@@ -45,6 +46,8 @@ class DeliveryReport:
     reminders: int = 0
     indexed: int = 0
     pending: int = 0
+    #: What the SLA pass of this run did (`_sla.SlaReport.to_dict`; empty when it did not run).
+    sla: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     errors: list[dict[str, str]] = field(default_factory=list)
 
@@ -191,8 +194,8 @@ class Outbox:
         return base * random.uniform(0.8, 1.2)
 
     def _channel(self, note: Notification) -> tuple[Channel, tuple[str, ...]]:
-        if note.channel in (ASKER_CHANNEL, FOLLOWER_CHANNEL):  # a person's own mailbox, whatever the group's channels
-            address = str(note.payload.get("asker_email") or "")
+        if note.channel in (ASKER_CHANNEL, FOLLOWER_CHANNEL, PERSON_CHANNEL):  # a person's own mailbox
+            address = str(note.payload.get("asker_email") or note.payload.get("person_email") or "")
             if not address:
                 raise DeliveryError(f"notification {note.key} names no asker address", permanent=True)
             return EmailChannel(f"{note.group}/{ASKER_CHANNEL}", (address,), self.cfg, env=self.env), (address,)
@@ -245,8 +248,14 @@ class Outbox:
         now = time.time() if now is None else now
         queued = 0
         for esc in self.store.due_reminders(now - hours * 3600):
+            if esc.routing.get("reroutes"):  # rerouted: its clock runs from when it reached this group
+                from ._sla_store import arrived
+
+                if arrived(self.store.get(esc.id, history=True)) > now - hours * 3600 + 1e-3:
+                    continue
             summary = escalation_summary(esc, self.cfg)
             summary["hours_open"] = round((now - esc.created) / 3600, 1)
-            if self.store.add_reminders(esc.id, notifications_for(esc.group, summary, self.groups, "reminder")):
+            if self.store.add_reminders(esc.id, notifications_for(esc.group, summary, self.groups, "reminder"),
+                                        now=now):
                 queued += 1
         return queued

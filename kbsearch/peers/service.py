@@ -30,6 +30,8 @@ from ..errors import (
 from ..route import Router, Routing
 from ..search import clean_question
 from ..storage.filecache import MISSING, FileCache, file_stamp
+from ._claim_rules import ClaimRules
+from ._sla import SlaRunner
 from .groups import Group, Groups
 from .outbox import (
     DeliveryReport,
@@ -122,6 +124,10 @@ class PeerLoop:
         self.outbox = Outbox(store, self.groups, self.cfg, env=env)
         self._router: FileCache[Router] = FileCache()
         self._index_lock = threading.RLock()
+        #: Claim, assign and give back questions (`_claim_rules.ClaimRules`).
+        self.claims = ClaimRules(self)
+        #: Repeated reminders, fallback group and lead for unanswered questions (`_sla.SlaRunner`).
+        self.sla = SlaRunner(self)
 
     # -- routing ----------------------------------------------------------------------------
     def router(self) -> Router:
@@ -558,14 +564,26 @@ class PeerLoop:
         def notify(before: Escalation, after: Escalation) -> list[NewNotification]:
             return reroute_notices(before, after, self.groups, self.cfg)
 
-        esc = self.store.reroute(escalation_id, target.name, reason=reason, by=by, notify=notify)
+        seen = self.seen_for(self.store.get(escalation_id), target.name)
+        esc = self.store.reroute(escalation_id, target.name, reason=reason, by=by, notify=notify, seen=seen)
         log.info("rerouted %s to %s (%s)", esc.id, esc.group, reason)
         self._deliver_now(escalation_id)
         return self.store.get(escalation_id, history=True)
 
+    def seen_for(self, esc: Escalation, group: str) -> list[dict[str, Any]]:
+        """``esc.seen`` cut to the documents every reader of ``group`` may see: what the question keeps
+        when it moves there (the list was cut for the first group's readers when it was asked; its
+        notices, reminders and views then name nothing the new group may not see)."""
+        visible = self._visible_to(None, group)
+        return [s for s in esc.seen if visible(str(s.get("id")))]
+
     # -- notifications ----------------------------------------------------------------------
-    def deliver(self, *, limit: int = 500) -> DeliveryReport:
-        report = self.outbox.deliver(limit=limit)
+    def deliver(self, *, limit: int = 500, now: float | None = None) -> DeliveryReport:
+        """One tick: the SLA pass (`_sla`), then the outbox (first reminders, due notifications), then
+        answers not yet searchable.  ``now`` replaces the clock for the SLA and the outbox (tests)."""
+        sla = self.sla.run(now=now)
+        report = self.outbox.deliver(limit=limit, now=now)
+        report.sla = sla.to_dict()
         report.indexed = self.index_pending()
         return report
 

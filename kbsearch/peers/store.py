@@ -28,6 +28,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidEscalationError, NotFoundError
 from ..storage import sqlite
+from ._claims import CLAIMS_SCHEMA, ClaimsMixin
+from ._sla_store import SlaMixin
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,10 @@ class Escalation:
     attachments: list[Attachment] = field(default_factory=list)
     #: Users who follow the question (`follow`): they hear what the asker hears.
     followers: list[str] = field(default_factory=list)
+    #: Who holds the question now (`_claims`), since when, and who gave it to them (themselves: a claim).
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+    assigned_by: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
 
@@ -106,7 +112,7 @@ class Escalation:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("created", "updated", "answered_at", "indexed_at", "reminded_at"):
+        for key in ("created", "updated", "answered_at", "indexed_at", "reminded_at", "claimed_at"):
             out[key] = iso(out[key])
         out["attachments"] = [a.to_dict() for a in self.attachments]
         out["open"] = self.open
@@ -182,7 +188,11 @@ class EscalationStore(Protocol):
     def follow(self, escalation_id: str, user: str, *,
                groups: Sequence[str] | None) -> tuple[Escalation, bool]: ...
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
-                notify: Notify) -> Escalation: ...
+                notify: Notify, now: float | None = None, detail: dict[str, Any] | None = None,
+                seen: list[dict[str, Any]] | None = None) -> Escalation: ...
+    def set_claim(self, escalation_id: str, owner: str | None, *, by: str | None,
+                  authorize: Callable[[Escalation], None] | None = None, notify: Notify | None = None,
+                  now: float | None = None) -> Escalation: ...
     def recent(self, *, limit: int) -> list[Escalation]: ...
     def unindexed(self) -> list[Escalation]: ...
     def answered(self) -> Iterator[Escalation]: ...
@@ -197,7 +207,11 @@ class EscalationStore(Protocol):
     def delivered(self, notification_id: int, *, now: float) -> None: ...
     def failed(self, notification_id: int, error: str, *, retry_at: float | None) -> None: ...
     def due_reminders(self, cutoff: float) -> list[Escalation]: ...
-    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification]) -> bool: ...
+    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification], *,
+                      now: float | None = None) -> bool: ...
+    def open_escalations(self, *, limit: int = 100_000) -> list[Escalation]: ...
+    def add_sla_event(self, escalation_id: str, kind: str, *, group: str, since: float, limit: int,
+                      detail: dict[str, Any], notify: Sequence[NewNotification], now: float) -> bool: ...
     def outbox_counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
@@ -290,7 +304,7 @@ def new_escalation_id() -> str:
     return "esc-" + secrets.token_hex(6)
 
 
-class SqliteStore:
+class SqliteStore(ClaimsMixin, SlaMixin):
     """`EscalationStore` in one SQLite file in WAL mode; safe across threads and processes.
 
     Each operation opens its own short-lived connection, so threads never share one, and writes use
@@ -302,7 +316,7 @@ class SqliteStore:
         self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
-            sqlite.create(con, _SCHEMA)
+            sqlite.create(con, _SCHEMA + CLAIMS_SCHEMA)
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
@@ -360,6 +374,7 @@ class SqliteStore:
         ]
         esc.followers = [u for (u,) in con.execute(
             "SELECT user_name FROM followers WHERE escalation_id = ? ORDER BY at, user_name", (escalation_id,))]
+        self.load_claim(con, esc)
         if history:
             esc.events = [
                 {"at": iso(at), "kind": kind, "actor": actor, "detail": json.loads(detail)}
@@ -564,12 +579,16 @@ class SqliteStore:
             return self._load(con, escalation_id), bool(cur.rowcount)
 
     def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None,
-                notify: Notify) -> Escalation:
+                notify: Notify, now: float | None = None, detail: dict[str, Any] | None = None,
+                seen: list[dict[str, Any]] | None = None) -> Escalation:
         """Move an open escalation to ``group`` with ``reason``: its routing, its history (``rerouted``)
         and the outbox entries ``notify(before, after)`` gives (new group, asker) change in one transaction.
 
-        The reminder clock restarts, so the new group's experts are reminded if it waits there too long."""
-        now = time.time()
+        The reminder clock restarts, so the new group's experts are reminded if it waits there too long,
+        and a claim ends (the new group's people take it).  ``now``: the time recorded (default: the clock);
+        ``detail`` joins the ``rerouted`` event's detail (the SLA's reason, `_sla`); ``seen`` replaces
+        what the asker was shown (cut to what the new group may see, `PeerLoop.seen_for`)."""
+        now = time.time() if now is None else now
         with self._write() as con:
             esc = self._load(con, escalation_id)
             if not esc.open:
@@ -583,7 +602,14 @@ class SqliteStore:
                        "rerouted_from": esc.group, "reroute_reason": reason, "reroutes": count, "first_routing": first}
             con.execute("UPDATE escalations SET group_name = ?, routing = ?, updated = ?, reminded_at = NULL "
                         "WHERE id = ?", (group, json.dumps(routing, ensure_ascii=False), now, escalation_id))
-            self._event(con, escalation_id, "rerouted", by, {"from": esc.group, "to": group, "reason": reason}, at=now)
+            if seen is not None and seen != esc.seen:
+                con.execute("UPDATE escalations SET seen = ? WHERE id = ?",
+                            (json.dumps(seen, ensure_ascii=False, default=str), escalation_id))
+            self._event(con, escalation_id, "rerouted", by,
+                        {"from": esc.group, "to": group, "reason": reason, **(detail or {})}, at=now)
+            held = self.drop_claim(con, escalation_id)
+            if held is not None:
+                self._event(con, escalation_id, "unclaimed", by, {"from": held, "reason": f"rerouted to {group}"}, at=now)
             for user, groups in con.execute("SELECT user_name, groups FROM followers WHERE escalation_id = ?",
                                             (escalation_id,)).fetchall():
                 if groups is not None and group not in json.loads(groups) and user != esc.user:
@@ -693,9 +719,11 @@ class SqliteStore:
                 "AND created <= ? ORDER BY created", (cutoff,))]
             return [self._load(con, i) for i in ids]
 
-    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification]) -> bool:
-        """Queue the reminders and mark the escalation reminded, once (False if already done)."""
-        now = time.time()
+    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification], *,
+                      now: float | None = None) -> bool:
+        """Queue the reminders and mark the escalation reminded, once (False if already done);
+        ``now``: the time recorded (default: the clock)."""
+        now = time.time() if now is None else now
         with self._write() as con:
             cur = con.execute("UPDATE escalations SET reminded_at = ? WHERE id = ? AND reminded_at IS NULL "
                               "AND status IN ('asked', 'escalated')", (now, escalation_id))

@@ -28,7 +28,13 @@ from .._content_types import image_type
 from .._text import clean_text
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
+from ._calls import call_kb, has_kb
+from ._admin_routes import AdminRoutes
+from ._admin_routes import rules as admin_rules
+from ._escalation_routes import EscalationRoutes, escalation_extras, sla_view
+from ._escalation_routes import rules as escalation_rules
 from ._origin import OriginGuard
+from ._results import enrich_answers, similar_hint
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +47,6 @@ _ESCALATION_FIELDS = ("id", "question", "group", "status", "created", "updated",
 
 class BadRequest(KbsearchError):
     """The request body or a parameter is not what the endpoint takes."""
-
-
-class NotImplementedApi(KbsearchError):
-    """The endpoint needs a `KnowledgeBase` feature this installation does not have (yet)."""
-
-    http_status = 501
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -104,22 +104,7 @@ def parse_json(raw: bytes, what: str) -> Any:
         raise BadRequest(f"{what} holds a number with too many digits") from None
 
 
-def call_kb(kb: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    """Call ``kb.<name>``; `NotImplementedApi` (501) when this knowledge base has no such method.
-
-    (A portal may hand `create_app` its own KnowledgeBase subclass or wrapper with fewer features.)
-    """
-    method = getattr(kb, name, None)
-    if method is None or not callable(method):
-        raise NotImplementedApi(f"this kbsearch has no {name}()")
-    return method(*args, **kwargs)
-
-
-def has_kb(kb: Any, name: str) -> bool:
-    return callable(getattr(kb, name, None))
-
-
-class WebApp:
+class WebApp(EscalationRoutes, AdminRoutes):
     """A WSGI callable serving the kbsearch API and page for one `KnowledgeBase`."""
 
     def __init__(self, kb: Any, *, secret: str | None = None, settings: Any = None) -> None:
@@ -150,13 +135,17 @@ class WebApp:
             Rule("/api/escalations/<esc_id>", endpoint="escalation", methods=["GET"]),
             Rule("/api/escalations/<esc_id>/attachments/<att_id>", endpoint="attachment", methods=["GET"]),
             Rule("/api/report", endpoint="report", methods=["GET"]),
+            *escalation_rules(),
+            *admin_rules(),
         ], strict_slashes=False)
 
     # -- WSGI plumbing ----------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = self.max_body_bytes
-        request.max_form_memory_size = self.cfg.max_json_bytes
+        # werkzeug applies this limit also to its multipart decoder's buffer, which takes 64 KiB chunks
+        # on top of what it holds back: with the bare JSON limit, photos over ~100 KB got a 413.
+        request.max_form_memory_size = self.cfg.max_json_bytes + 128 * 1024
         try:
             if (request.content_length or 0) > self.max_body_bytes:
                 response = self.too_large()  # said before any byte of the body is read
@@ -237,6 +226,13 @@ class WebApp:
         def visible(doc_id: str) -> bool:
             return self.kb.get(doc_id, user_groups=list(who.groups)) is not None
         out = _escalation_view(escalation, visible)
+        if (getattr(escalation, "revision", 0) or 0) > 1 and not getattr(escalation, "events", None) \
+                and has_kb(self.kb, "escalation"):
+            escalation = self.kb.escalation(escalation.id)  # a list entry: read its history for earlier answers
+        out.update(escalation_extras(escalation))
+        sla = sla_view(self.kb, escalation)
+        if sla is not None:
+            out["sla"] = sla
         dup = out.get("duplicate_of")
         if isinstance(dup, str) and has_kb(self.kb, "get"):
             doc = self.kb.get(dup, user_groups=list(who.groups))
@@ -372,15 +368,18 @@ class WebApp:
     def on_health(self, request: Request) -> Response:
         features = {name: has_kb(self.kb, name) for name in
                     ("search", "ask", "feedback", "escalate", "escalations", "answer", "report", "reindex",
-                     "route", "similar_questions", "follow", "reroute")}
-        return self.json({"status": "ok", "generation": self.kb.generation_path.name, "features": features})
+                     "route", "similar_questions", "follow", "reroute", "claim", "assign", "unclaim")}
+        return self.json({"status": "ok", "generation": self.kb.generation_path.name, "features": features,
+                          "limits": {"max_photo_bytes": int(self.cfg.max_photo_bytes)}})
 
     def on_me(self, request: Request) -> Response:
         who = self.identity(request)
         return self.json({**who.to_dict(), **self.verify_rights(who)})
 
     def on_groups(self, request: Request) -> Response:
-        self.identity(request)
+        """The groups (name, description); for the caller's own groups also their named people
+        (``people``: experts, then members), whom a question may be assigned to."""
+        who = self.identity(request)
         if not has_kb(self.kb, "groups"):
             return self.json({"groups": []})
         groups = call_kb(self.kb, "groups")
@@ -390,7 +389,10 @@ class WebApp:
                 out.append({"name": g, "description": ""})
             else:
                 d = _to_jsonable(g)
-                out.append({"name": d.get("name"), "description": d.get("description", "")})
+                item = {"name": d.get("name"), "description": d.get("description", "")}
+                if not who.anonymous and d.get("name") in who.groups:
+                    item["people"] = list(dict.fromkeys([*(d.get("experts") or []), *(d.get("members") or [])]))
+                out.append(item)
         return self.json({"groups": out})
 
     def on_search(self, request: Request) -> Response:
@@ -406,7 +408,8 @@ class WebApp:
         data = self.body(request)
         question = self.text_field(data, "question")
         decision = call_kb(self.kb, "ask", question, user=who.user, groups=list(who.groups), escalate=False)
-        return self.json(decision)
+        data = _to_jsonable(decision)
+        return self.json(enrich_answers(self.kb, data, list(who.groups)) if isinstance(data, dict) else data)
 
     def on_feedback(self, request: Request) -> Response:
         who = self.identity(request)
@@ -445,7 +448,9 @@ class WebApp:
                 self.kb.usage.set_escalation(decision_id, str(escalation.id))
             except KbsearchError as exc:
                 log.warning("escalation %s not linked to decision: %s", escalation.id, exc)
-        return self.json(self.view(who, escalation), status=201)
+        out = self.view(who, escalation)
+        out["similar"] = similar_hint(self.kb, escalation, user=who.user, groups=list(who.groups))
+        return self.json(out, status=201)
 
     def on_escalations(self, request: Request) -> Response:
         who = self.identity(request)

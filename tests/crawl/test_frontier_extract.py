@@ -136,3 +136,13 @@ def test_parse_sitemap_and_index():
     bomb = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>' \
            b'<urlset><url><loc>&b;</loc></url></urlset>'
     assert all(len(url) < 100 for url in parse_sitemap(bomb)[0])  # entities are not expanded
+
+
+def test_code_blocks_keep_their_lines_and_indentation():
+    """A ``<pre>`` block keeps its line breaks and indentation (issue 24: code lost its line breaks);
+    the text around it is still collapsed to single spaces."""
+    body = (b"<html><head><title>json</title></head><body><main><h1>Examples</h1><p>Use   it\n like this:</p>"
+            b"<pre>import json\r\n<span class='k'>def</span> f(x):\n    return json.dumps(x)\n</pre>"
+            b"<p>Then   call <code>f</code>.</p></main></body></html>")
+    [section] = extract_page(body, "http://docs/json.html").sections
+    assert section.text == "Use it like this:\nimport json\ndef f(x):\n    return json.dumps(x)\nThen call f."

@@ -64,6 +64,7 @@ name = "it-support"
 description = "Laptops, VPN, passwords, badges, printers and door access"
 keywords = ["vpn", "password", "laptop", "printer", "badge", "door"]
 experts = ["ivan"]
+members = ["max"]
 
 [[groups]]
 name = "finance"

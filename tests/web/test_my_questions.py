@@ -29,7 +29,7 @@ def test_asker_gets_a_reference_and_finds_the_answer_by_deep_link_and_my_questio
     asker.click("#ask-button")
     asker.wait_for_selector("body[data-state='shown']", timeout=15_000)
     if asker.locator("#escalate-form").is_hidden():
-        asker.locator(".hit .more").first.click()
+        asker.locator("#feedback .more").click()
     asker.wait_for_selector("#escalate-form:not([hidden])")
     asker.select_option("#esc-group", "it-support")
     asker.click("#esc-send")

@@ -48,9 +48,12 @@ def test_ask_shows_the_answer_with_link_and_highlight(open_page, artifacts):
     assert "<script>" in first.locator(".snippet").inner_text()
     assert page.locator(".snippet script").count() == 0
     page.screenshot(path=str(artifacts / "page-answer.png"), full_page=True)
-    first.locator(".solved").click()
+    # One feedback prompt for the answer set, not one per card.
+    assert page.locator("#feedback").count() == 1 and page.locator(".hit .solved").count() == 0
+    page.locator("#feedback .solved").click()
     page.wait_for_selector("#status.done")
     assert "Glad it helped" in page.inner_text("#status")
+    assert page.inner_text("#feedback") == "Thanks! Glad it helped."
     assert page.errors == []
 
 
@@ -58,7 +61,7 @@ def test_escalate_with_photo_expert_answers_then_asking_again_shows_it(open_page
     asker = open_page("ulla", "staff")
     ask(asker, ESCALATED_QUESTION)
     if asker.locator("#escalate-form").is_hidden():
-        asker.locator(".hit .more").first.click()
+        asker.locator("#feedback .more").click()
     asker.wait_for_selector("#escalate-form:not([hidden])")
     options = asker.locator("#esc-group option").all_inner_texts()
     assert any(o.startswith("it-support") for o in options), options

@@ -66,7 +66,8 @@ def test_report_counts_deflection_gaps_and_outdated(kb_with_usage):
     # the same question in other case and punctuation counts as one gap, asked twice
     zeppelin = [g for g in rep.content_gaps if "zeppelin hangar" in g["question"].lower() and "bold" not in g["question"]]
     assert len(zeppelin) == 1 and zeppelin[0]["asked"] == 2, rep.content_gaps
-    assert "the coffee robot is on fire" in gaps and "how do I reset my VPN password" not in gaps
+    # answered by a peer since: no longer a gap (issue 24); never answered ones stay
+    assert "the coffee robot is on fire" not in gaps and "how do I reset my VPN password" not in gaps
     assert [d["id"] for d in rep.outdated] == ["expenses"]
     assert sum(b.asked for b in rep.per_day) == 6
 

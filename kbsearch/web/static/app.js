@@ -70,6 +70,7 @@
   // ---- state ----
   let me = { user: null, groups: [], may_verify: [] };
   let groups = [];
+  let limits = {}; // GET /api/health: max_photo_bytes
   let current = null; // {question, decision, shown: the hits shown (sent as "seen")}
   let routed = null; // {group, reason}: where the server would send the question; kept unless changed
   let similarTimer = null;
@@ -107,11 +108,15 @@
       if (hit.outdated) add("may be outdated", "outdated");
       safeSnippet(node.querySelector(".snippet"), hit.snippet);
       node.dataset.docId = hit.id;
-      node.querySelector(".solved").addEventListener("click", () => solved(hit, node));
-      node.querySelector(".more").addEventListener("click", () => needHelp(hit));
+      if (window.kbsearchResults) window.kbsearchResults.decorate(hit, node);
       if (i > 0 && kind === "ANSWER") node.classList.add("secondary-hit");
       box.appendChild(node);
     });
+    // One prompt for the whole answer set: feedback is about the decision, not one card.
+    const prompt = $("#feedback-template").content.firstElementChild.cloneNode(true);
+    prompt.querySelector(".solved").addEventListener("click", () => solved(prompt));
+    prompt.querySelector(".more").addEventListener("click", () => needHelp());
+    if (hits.length) box.appendChild(prompt);
   }
 
   // ---- asked already: similar questions the caller may see, while typing and before escalating ----
@@ -133,7 +138,20 @@
     const list = box.querySelector(".similar-list");
     list.textContent = "";
     for (const q of items) list.appendChild(similarItem(q));
+    box.querySelector("h2").textContent = "Asked already — follow it";
     box.hidden = !items.length;
+    document.body.dataset.similar = String(items.length);
+  }
+
+  // The server's hint after sending: similar questions the asker may see (never this one).
+  function showSimilar(items, heading) {
+    if (!items.length) return;
+    const box = $("#similar");
+    const list = box.querySelector(".similar-list");
+    list.textContent = "";
+    for (const q of items) list.appendChild(similarItem(q));
+    box.querySelector("h2").textContent = heading;
+    box.hidden = false;
     document.body.dataset.similar = String(items.length);
   }
 
@@ -208,15 +226,15 @@
     await api("feedback", { method: "POST", body: { decision_id: current.decision.id, helpful } });
   }
 
-  async function solved(hit, node) {
+  async function solved(prompt) {
     try {
       await feedback(true);
-      node.querySelector(".actions").textContent = "Thanks! Glad it helped.";
+      prompt.textContent = "Thanks! Glad it helped.";
       setStatus("Glad it helped.", "done");
     } catch (e) { setStatus(e.message, "error"); }
   }
 
-  async function needHelp(hit) {
+  async function needHelp() {
     try { await feedback(false); } catch (e) { /* best effort: the escalation below matters more */ }
     openEscalate();
   }
@@ -257,7 +275,13 @@
     const details = $("#esc-details").value.trim();
     if (details) fd.append("details", details);
     const photo = $("#esc-photo").files[0];
-    if (photo) fd.append("photo", photo);
+    const err = $("#esc-error");
+    err.hidden = true;
+    if (photo) {
+      const ready = window.kbsearchPhoto ? await window.kbsearchPhoto.prepare(photo, limits.max_photo_bytes) : { blob: photo, name: photo.name };
+      fd.append("photo", ready.blob, ready.name);
+      document.body.dataset.photoResized = ready.resized ? "1" : "0";
+    }
     fd.append("seen", JSON.stringify((current.shown || decisionHits(current.decision)).map((h) => h.id)));
     if (current.decision.id) fd.append("decision_id", current.decision.id);
     $("#esc-send").disabled = true;
@@ -271,8 +295,12 @@
       ref.href = "#esc=" + encodeURIComponent(esc.id);
       ref.textContent = esc.id;
       $("#status").append(ref, document.createTextNode(". Their answer will appear under My questions."));
+      showSimilar((esc.similar || []).filter((q) => q.id !== esc.id), "Asked before — you may find it there");
     } catch (e) {
-      setStatus(e.message, "error");
+      // Said beside the form (a photo too large, a missing field), where the asker is looking.
+      err.textContent = e.status === 413 ? "The photo is too large to send: " + e.message : e.message;
+      err.hidden = false;
+      err.scrollIntoView({ block: "nearest" });
     } finally {
       $("#esc-send").disabled = false;
     }
@@ -337,6 +365,7 @@
     } else {
       form.remove();
     }
+    if (window.kbsearchExpert) window.kbsearchExpert.decorate(esc, node, { api, me, groups, card: escCard });
     return node;
   }
 
@@ -453,6 +482,7 @@
       if (me.user && me.groups.length) { $("#tab-expert").hidden = false; loadQueue(); }
     } catch (e) { setStatus(e.message, "error"); }
     try { groups = (await api("groups")).groups || []; } catch (e) { groups = []; }
+    try { limits = (await api("health")).limits || {}; } catch (e) { limits = {}; }
     const view = new URLSearchParams(location.search).get("view");
     if (!route() && (view === "expert" || view === "mine")) show(view);
     document.body.dataset.ready = "1";
