@@ -39,7 +39,7 @@ from ._results import enrich_answers, similar_hint
 log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-_STATUSES = ("open", "all", "asked", "escalated", "answered", "accepted", "verified", "duplicate")
+_STATUSES = ("open", "all", "asked", "escalated", "answered", "accepted", "verified", "duplicate", "unanswerable")
 #: Fields of an escalation shown through the API (not the notification log or internal routing).
 _ESCALATION_FIELDS = ("id", "question", "group", "status", "created", "updated", "user", "note", "answer",
                       "answered_by", "answered_at", "verified", "accepted", "doc_id", "duplicate_of", "open")

@@ -298,3 +298,18 @@ def test_ask_and_feedback(client, h):
     assert post(client, "/api/feedback", {"decision_id": d["id"], "helpful": "maybe"}).status_code == 400
     outsider = post(client, "/api/ask", {"question": "payroll bank transfer routing number"}, headers=who)
     assert h.RESTRICTED_SECRET not in outsider.get_data(as_text=True)
+
+
+def test_questions_closed_as_unanswerable_are_listed_by_their_status(client, kb, h):
+    asker = bearer(make_token("ulla", ["staff"], secret=h.SECRET))
+    expert = bearer(make_token("hanna", ["hr"], secret=h.SECRET))
+    r = post(client, "/api/escalations", {"question": "who repaints the car park lines?", "group": "hr"},
+             headers=asker)
+    assert r.status_code in (200, 201), r.get_json()
+    esc_id = r.get_json()["id"]
+    kb.close_unanswerable(esc_id, reason="nobody here knows")
+    listed = client.get("/api/escalations", query_string={"status": "unanswerable"}, headers=expert)
+    assert listed.status_code == 200
+    assert [e["id"] for e in listed.get_json()["escalations"]] == [esc_id]
+    still_open = client.get("/api/escalations", query_string={"status": "open"}, headers=expert)
+    assert esc_id not in [e["id"] for e in still_open.get_json()["escalations"]]
