@@ -185,14 +185,21 @@ def evaluate(set_dir: str | Path, *, settings: Settings | None = None, decisions
             decide_seconds = time.perf_counter() - t0
         finally:
             kb.close()
+    report = scored(set_dir, questions, decisions, started, build_seconds, decide_seconds, calibration)
+    if decisions_file is not None:
+        write_decisions(decisions_file, questions, decisions)
+    log.info("eval %s: %s", set_dir.name, report.to_dict())
+    return report
+
+
+def scored(set_dir: Path, questions: list[EvalQuestion], decisions: list[Any], started: float,
+           build_seconds: float, decide_seconds: float, calibration: dict[str, Any]) -> EvalReport:
+    """`score` with the run's name, timings (``started``: `time.perf_counter` at the start) and calibration."""
     report = score(questions, decisions)
     report.set_name = set_dir.name
     report.build_seconds, report.decide_seconds = build_seconds, decide_seconds
     report.seconds = time.perf_counter() - started
     report.calibration = calibration
-    if decisions_file is not None:
-        write_decisions(decisions_file, questions, decisions)
-    log.info("eval %s: %s", set_dir.name, report.to_dict())
     return report
 
 

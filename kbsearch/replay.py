@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .evaluate import EvalQuestion, EvalReport, EvalSetError, load_archive, load_questions, score
+from .evaluate import EvalQuestion, EvalReport, EvalSetError, load_archive, load_questions, scored
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,7 @@ def replay(set_dir: str | Path, *, settings: Settings | None = None, decisions_f
             decide_seconds = time.perf_counter() - t0
         finally:
             kb.close()
-    report = score(second, decided2)
-    report.set_name = set_dir.name
-    report.build_seconds, report.decide_seconds = info["build_seconds"], decide_seconds
-    report.seconds = time.perf_counter() - started
-    report.calibration = calibration
+    report = scored(set_dir, second, decided2, started, info["build_seconds"], decide_seconds, calibration)
     report.replay = info
     if decisions_file is not None:
         write_phased(decisions_file, [(1, first, decided1), (2, second, decided2)])
