@@ -96,15 +96,19 @@ class SentenceEncoder:
         # To a worker process as its folder: the weights are loaded (and checked) there again.
         return (load_encoder, (str(self.model_dir),))
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), dim) float32 unit vectors; empty texts give zero vectors."""
+    def encode(self, texts: Sequence[str], *, cache: bool = True) -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors; empty texts give zero vectors.
+
+        ``cache=False``: neither read nor fill the cache of recent texts (bulk encoding of a whole
+        index would only evict what questions and models reuse).
+        """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         todo: dict[str, list[int]] = {}
         with self._lock:
             for i, t in enumerate(texts):
                 if not t or not t.strip():
                     continue
-                hit = self._cache.get(t)
+                hit = self._cache.get(t) if cache else None
                 if hit is not None:
                     self._cache.move_to_end(t)
                     out[i] = hit
@@ -123,7 +127,8 @@ class SentenceEncoder:
             for j, t in enumerate(uniq):
                 for i in todo[t]:
                     out[i] = vecs[j]
-                self._cache[t] = vecs[j]
+                if cache:
+                    self._cache[t] = vecs[j]
             while len(self._cache) > CACHE_TEXTS:
                 self._cache.popitem(last=False)
         return out

@@ -141,6 +141,12 @@ def _vector_encoder(kb: FrontDoor) -> Any:
     return load_encoder(kb.settings.deflect.encoder)
 
 
+def _bulk(encoder: Any) -> Any:
+    """``encoder.encode`` for writing a version's vectors: outside its cache of recent texts, so what
+    questions and the answer model encode is computed (and rounded) as if no index were written."""
+    return lambda texts: encoder.encode(texts, cache=False)
+
+
 def _discard(gen: Path) -> None:
     shutil.rmtree(gen, ignore_errors=True)
 
@@ -195,10 +201,13 @@ def add(kb: FrontDoor, documents: Iterable[Document], progress: Progress | None,
                 _discard(gen)
             else:
                 meta["changes_since_build"] = int(meta.get("changes_since_build", 0)) + report.changed
+                if meta.get("deleted_since_build"):  # deleted, then written again: there once more
+                    back = {d.id for d in written}
+                    meta["deleted_since_build"] = [i for i in meta["deleted_since_build"] if i not in back]
                 checkpoint("add.committed")
                 encoder = _vector_encoder(kb)
                 if encoder is not None:
-                    append_vectors(gen, written, encoder.encode, encoder.name)
+                    append_vectors(gen, written, _bulk(encoder), encoder.name)
                     checkpoint("add.vectors")
                 if refit and failure is None:
                     report.model_refitted = refit_into(kb, gen, meta)
@@ -224,15 +233,20 @@ def delete(kb: FrontDoor, ids: Iterable[str], lock_timeout: float | None = None)
         try:
             engine = EngineIndex.open(gen)
             try:
+                removed: list[str] = []
                 with engine.writer(limitmb=kb.settings.index.writer_limitmb) as writer:
                     for doc_id in ids:
-                        deleted += writer.delete(doc_id)
+                        if writer.delete(doc_id):
+                            removed.append(doc_id)
+                deleted = len(removed)
             finally:
                 engine.close()
             if deleted:
                 checkpoint("delete.committed")
                 meta = _forked_meta(live)
                 meta["changes_since_build"] = int(meta.get("changes_since_build", 0)) + deleted
+                # Deflection's model keeps what it was fitted on: it must know what is gone.
+                meta["deleted_since_build"] = sorted({*meta.get("deleted_since_build", ()), *removed})
                 publish(kb, gen, meta, "delete", live.path)
             else:
                 _discard(gen)
@@ -276,6 +290,8 @@ def refit_into(kb: FrontDoor, gen: Path, meta: dict[str, Any], timings: dict[str
         kb._after_build(staged, steps, calibrate=calibrate)
     finally:
         staged.close()
+    if calibrate:
+        meta.pop("deleted_since_build", None)  # deflection's model is fitted on what is there now
     checkpoint("refit.after-build")
     if timings is not None:
         timings.update(refit_seconds=fitted_at - started, after_build_seconds=time.perf_counter() - fitted_at,
@@ -343,7 +359,7 @@ def rebuild(kb: FrontDoor, documents: Iterable[Document], progress: Progress | N
             sample = Reservoir(kb.settings.rerank.fit_sample)
             seen: set[str] = set()
             encoder = _vector_encoder(kb)
-            vectors = VectorBuilder(gen, encoder.encode, encoder.name) if encoder is not None else None
+            vectors = VectorBuilder(gen, _bulk(encoder), encoder.name) if encoder is not None else None
 
             def take(doc: Document) -> None:
                 writer.add(doc)

@@ -378,28 +378,39 @@ class Deflector:
         self._thresholds[key] = out
         return dict(out)
 
-    def _allowed(self, groups: frozenset[str] | None) -> np.ndarray | None:
-        if self.model is None or groups is None or not self._restricted:
+    def _allowed(self, groups: frozenset[str] | None, gone: frozenset[str] = frozenset()) -> np.ndarray | None:
+        """The model's documents the caller may see and the index still holds (None: all of them)."""
+        if self.model is None:
             return None
-        mask = self._public.copy()
-        for i, allowed in self._restricted:
-            if allowed & groups:
-                mask[i] = True
+        mask: np.ndarray | None = None
+        if groups is not None and self._restricted:
+            mask = self._public.copy()
+            for i, allowed in self._restricted:
+                if allowed & groups:
+                    mask[i] = True
+        for doc_id in gone:  # deleted since the fit: no candidate, no rival in any margin
+            i = self.model.index.get(doc_id)
+            if i is not None:
+                if mask is None:
+                    mask = np.ones(len(self.model), dtype=bool)
+                mask[i] = False
         return mask
 
     def score(self, questions: list[str], groups: frozenset[str] | None, settings: Settings,
-              searcher: Any = None, *, engine: Any = None, changed: bool = False) -> list[list[_Scored]]:
+              searcher: Any = None, *, engine: Any = None, changed: bool = False,
+              gone: frozenset[str] = frozenset()) -> list[list[_Scored]]:
         """For each question, its candidates with P(right), best first.
 
         ``questions`` are what the caller may ask with (`access.visible_words`).  ``engine``, the live
         index, has the last word on access: a document restricted since the model was fitted is never
         a candidate.  ``changed``: documents changed since the model was fitted (the version's
         ``changes_since_build``); covered candidates are then read again from ``engine``, so one
-        deleted since is no candidate and one marked outdated since never answers.
+        deleted since is no candidate and one marked outdated since never answers.  ``gone``: ids
+        deleted since the fit (the version's ``deleted_since_build``), out of candidates and margins.
         """
         cfg = settings.deflect
         out: list[list[_Scored]] = []
-        allowed = self._allowed(groups)
+        allowed = self._allowed(groups, gone)
         model = self.model
         hidden = engine is not None and groups is not None and engine.hides_documents(groups)
         chunk = 256
@@ -581,7 +592,10 @@ def _searcher_if_needed(kb: Any, deflector: Deflector) -> Any:
     """The live searcher when the answer model does not cover every document (or is stale)."""
     live = kb._current()
     model = deflector.model
-    if model is None or not model.covers_all or live.engine.doc_count() != len(model):
+    # Any write since the rebuild (an add and a delete leave the count as it was) may have brought a
+    # document the model does not know.
+    if (model is None or not model.covers_all or live.engine.doc_count() != len(model)
+            or int(live.meta.get("changes_since_build", 0)) > 0):
         return live.searcher
     return None
 
@@ -638,7 +652,9 @@ def decide_many(kb: Any, questions: list[str], *, groups: Any = None, route: boo
             engine = live.engine
             words = [visible_words(t, engine, grp) for t in batch]
             changed = int(live.meta.get("changes_since_build", 0)) > 0
-            return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine, changed=changed)
+            gone = frozenset(live.meta.get("deleted_since_build", ()))
+            return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine, changed=changed,
+                                              gone=gone)
 
         deflector, scores = _on_live_version(kb, score)
         for text, scored in zip(batch, scores):
@@ -670,7 +686,9 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
         engine = live.engine
         usable = visible_words(text, engine, grp)  # the words this caller may match with (`access`)
         changed = int(live.meta.get("changes_since_build", 0)) > 0
-        return deflector, deflector.score([usable], grp, kb.settings, searcher, engine=engine, changed=changed)
+        gone = frozenset(live.meta.get("deleted_since_build", ()))
+        return deflector, deflector.score([usable], grp, kb.settings, searcher, engine=engine, changed=changed,
+                                          gone=gone)
 
     deflector, scores = _on_live_version(kb, score)
     scored = scores[0]
