@@ -136,8 +136,8 @@ def eval_cmd(set_dir: Path, as_json: bool, decisions_file: Path | None, details:
 
     \b
     Example:
-      kbsearch eval ../shared/data/eval/clinc150 --json --decisions decisions.jsonl
-      kbsearch eval ../shared/data/eval/stackfaq --replay --json
+      kbsearch eval tests/data/eval/clinc150 --json --decisions decisions.jsonl
+      kbsearch eval tests/data/eval/stackfaq --replay --json
     """
     from .evaluate import evaluate
     from .replay import replay as run_replay

@@ -281,7 +281,7 @@ def route_eval_cmd(set_dir: Path, cross_validate: bool | None, folds: int, as_js
 
     \b
     Example:
-      kbsearch route-eval ../shared/data/eval/clinc150 --json
+      kbsearch route-eval tests/data/eval/clinc150 --json
     """
     from .route import evaluate_routing
 
@@ -440,7 +440,7 @@ def import_jsonl(path: Path, name: str | None, group: str | None, full: bool, as
 
     \b
     Example:
-      kbsearch import jsonl ../shared/data/eval/stackfaq/archive.jsonl --name stackfaq
+      kbsearch import jsonl tests/data/eval/stackfaq/archive.jsonl --name stackfaq
     """
     _run_import("jsonl", {"name": name or path.stem, "path": str(path), "group": group},
                 full, as_json, index_path, config_file)

@@ -502,6 +502,21 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
 
 
+#: Settings that are shares or probabilities: from 0 to 1.
+_UNIT_SUFFIXES = ("_ratio", "_share", "precision", "_step", "_margin")
+
+
+def _in_range(number: int | float, where: str) -> int | float:
+    """``number`` if it fits its setting: no setting is negative; shares and probabilities are at most 1."""
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ConfigError(f"{where}: must be a finite number")
+    if number < 0:
+        raise ConfigError(f"{where}: must not be negative (got {number})")
+    if where.rsplit(".", 1)[-1].endswith(_UNIT_SUFFIXES) and number > 1:
+        raise ConfigError(f"{where}: must be between 0 and 1 (got {number})")
+    return number
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Convert ``value`` (from TOML, env or a flag) to the annotated type or raise `ConfigError`."""
     origin = typing.get_origin(hint)
@@ -524,11 +539,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if hint is int:
             if isinstance(value, bool):
                 raise ValueError(value)
-            return int(value)
+            return _in_range(int(value), where)
         if hint is float:
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            return _in_range(float(value), where)
         if hint is Path:
             return Path(value)
         if hint is str:

@@ -1,7 +1,7 @@
 """Evaluating deflection on a labelled set, the way published intent / FAQ systems are compared.
 
 A set is a folder with ``archive.jsonl`` (past threads) and ``questions.jsonl`` (new questions with the
-archive threads that answer them; none: must escalate), see ``../shared/data/eval/README.md``.  The
+archive threads that answer them; none: must escalate), see ``tests/data/eval/README.md``.  The
 harness builds a fresh index from the archive in a temporary folder with `KnowledgeBase.rebuild`
 (which calibrates on the archive alone), decides every question, and only then looks at the
 questions' ``answer_ids`` and ``group`` to score.

@@ -69,3 +69,16 @@ def test_secrets_named_by_env_settings_are_not_mistaken_for_settings(tmp_path: P
     env = {"KBSEARCH_WEB_SECRET": "x" * 20, "KBSEARCH_PEERS_HOOK": "http://127.0.0.1:9/h",
            "KBSEARCH_SMTP_PASSWORD": "pw", "KBSEARCH_SEARCH_LIMIT": "7"}
     assert Settings.load(config_file=cfg, env=env).search.limit == 7
+
+
+@pytest.mark.parametrize("name,value,needle", [
+    ("KBSEARCH_DEFLECT_TARGET_PRECISION", "-1", "must not be negative"),
+    ("KBSEARCH_DEFLECT_TARGET_PRECISION", "1.5", "between 0 and 1"),
+    ("KBSEARCH_SEARCH_CANDIDATES", "-5", "must not be negative"),
+    ("KBSEARCH_DEFLECT_DENSE_CANDIDATES", "-3", "must not be negative"),
+    ("KBSEARCH_SEARCH_MAX_DF_RATIO", "nan", "finite"),
+])
+def test_numbers_out_of_range_are_refused_with_the_setting_named(name: str, value: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle) as exc:
+        Settings.load(env={name: value})
+    assert name in str(exc.value)
