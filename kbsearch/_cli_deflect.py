@@ -43,7 +43,7 @@ def ask_cmd(question: str, groups: tuple[str, ...], user: str | None, dry_run: b
     for rank, a in enumerate(decision.answers, 1):
         marks = "".join([" ✓verified" if a.verified else "", " accepted" if a.accepted else ""])
         lead = "answer" if decision.action.value == "answer" and rank == 1 else f"{rank}."
-        click.echo(f"  {lead} {terminal_safe(a.title)}{marks}  [p={a.probability:.2f}]")
+        click.echo(f"  {lead} {terminal_safe(a.title)}{marks}  [p={a.probability:.2f}; id {terminal_safe(a.id)}]")
         if a.url:
             click.echo(f"     {terminal_safe(a.url)}")
         text = " ".join(terminal_safe(_plain(a.snippet)).split())
@@ -57,7 +57,13 @@ def ask_cmd(question: str, groups: tuple[str, ...], user: str | None, dry_run: b
         elif group:
             verb = "would go" if dry_run or decision.action.value == "suggest" else "goes"
             click.echo(f"{verb} to peer group: {terminal_safe(group)}")
-    click.echo(f"decision {decision.id}  (feedback: kbsearch feedback {decision.id} yes|no)")
+    if decision.action.value == "suggest":
+        hint = f"kbsearch feedback {decision.id} yes --answer ID (the one that solved it) | no"
+    elif decision.answers:
+        hint = f"kbsearch feedback {decision.id} yes|no"
+    else:
+        hint = ""
+    click.echo(f"decision {decision.id}" + (f"  (feedback: {hint})" if hint else ""))
 
 
 def _plain(snippet: str) -> str:

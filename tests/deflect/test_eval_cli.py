@@ -124,6 +124,7 @@ def test_cli_ask_text_json_and_feedback(tmp_path: Path) -> None:
     res = runner.invoke(main, ["ask", "i forgot my password", "--index", str(index)])
     assert res.exit_code == 0, res.output
     assert res.output.startswith("ANSWER") and "https://intranet.example/answers/password" in res.output
+    assert "id password]" in res.output and "yes|no)" in res.output  # the id feedback --answer takes
     res = runner.invoke(main, ["ask", "what is the boiling point of mercury", "--index", str(index),
                                "--dry-run", "--json"])
     data = json.loads(res.output)
