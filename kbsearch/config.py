@@ -504,15 +504,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 #: Settings that are shares or probabilities: from 0 to 1.
 _UNIT_SUFFIXES = ("_ratio", "_share", "precision", "_step", "_margin")
+#: Settings whose documented -1 means "never".
+_MINUS_ONE_MEANS_NEVER = frozenset({"parallel_fit_phrasings"})
 
 
 def _in_range(number: int | float, where: str) -> int | float:
     """``number`` if it fits its setting: no setting is negative; shares and probabilities are at most 1."""
     if number != number or number in (float("inf"), float("-inf")):
         raise ConfigError(f"{where}: must be a finite number")
-    if number < 0:
+    name = where.rsplit(".", 1)[-1]
+    if number < 0 and not (number == -1 and name in _MINUS_ONE_MEANS_NEVER):
         raise ConfigError(f"{where}: must not be negative (got {number})")
-    if where.rsplit(".", 1)[-1].endswith(_UNIT_SUFFIXES) and number > 1:
+    if name.endswith(_UNIT_SUFFIXES) and number > 1:
         raise ConfigError(f"{where}: must be between 0 and 1 (got {number})")
     return number
 

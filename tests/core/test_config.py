@@ -77,8 +77,14 @@ def test_secrets_named_by_env_settings_are_not_mistaken_for_settings(tmp_path: P
     ("KBSEARCH_SEARCH_CANDIDATES", "-5", "must not be negative"),
     ("KBSEARCH_DEFLECT_DENSE_CANDIDATES", "-3", "must not be negative"),
     ("KBSEARCH_SEARCH_MAX_DF_RATIO", "nan", "finite"),
+    ("KBSEARCH_DEFLECT_PARALLEL_FIT_PHRASINGS", "-2", "must not be negative"),
 ])
 def test_numbers_out_of_range_are_refused_with_the_setting_named(name: str, value: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle) as exc:
         Settings.load(env={name: value})
     assert name in str(exc.value)
+
+
+def test_minus_one_means_never_where_the_setting_says_so() -> None:
+    assert Settings.load(env={"KBSEARCH_DEFLECT_PARALLEL_FIT_PHRASINGS": "-1"}).deflect.parallel_fit_phrasings == -1
+
