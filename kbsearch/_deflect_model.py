@@ -239,7 +239,7 @@ class AnswerModel:
         B = vec.transform(bodies_text)
         terms = TermIndex.fit([terms_text(d, body_chars) for d in docs])
         coef = intercept = classes = None
-        if classifier:
+        if classifier and phr_texts:  # no phrasing at all (pages whose headings are held out): no classes
             neg = [q for q in negatives if q.strip()]
             rows = vec.classifier_rows(P, phr_texts)
             if neg:
