@@ -207,7 +207,7 @@ def add(kb: FrontDoor, documents: Iterable[Document], progress: Progress | None,
                 checkpoint("add.committed")
                 encoder = _vector_encoder(kb)
                 if encoder is not None:
-                    append_vectors(gen, written, _bulk(encoder), encoder.name)
+                    append_vectors(gen, written, _bulk(encoder), encoder.name, start=not live.engine.doc_count())
                     checkpoint("add.vectors")
                 if refit and failure is None:
                     report.model_refitted = refit_into(kb, gen, meta)

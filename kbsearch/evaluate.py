@@ -13,14 +13,18 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .documents import Document
 from .errors import KbsearchError
+
+if TYPE_CHECKING:
+    from .kb import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +158,8 @@ def reliability_table(conf: list[float], right: list[bool], bins: int = 10) -> t
     return rows, round(ece, 4)
 
 
-def evaluate(set_dir: str | Path, *, settings: Settings | None = None, decisions_file: str | Path | None = None,
-             progress: Callable[[str, int, int], None] | None = None, workdir: str | Path | None = None) -> EvalReport:
-    """Build a fresh index from ``set_dir``/archive.jsonl, calibrate on it, decide every question, score."""
-    from .kb import KnowledgeBase
-    from .search import ALL_GROUPS
-
-    started = time.perf_counter()
+def load_set(set_dir: str | Path) -> tuple[Path, list[Document], list[EvalQuestion]]:
+    """An evaluation set's folder, archive and questions (in file order); `EvalSetError` if unusable."""
     set_dir = Path(set_dir)
     if not set_dir.is_dir():
         raise EvalSetError(f"{set_dir} is not a directory")
@@ -169,22 +168,41 @@ def evaluate(set_dir: str | Path, *, settings: Settings | None = None, decisions
     if not docs:
         raise EvalSetError(f"{set_dir / 'archive.jsonl'} holds no threads")
     _warn_unknown_answers(questions, {d.id for d in docs})
-    with tempfile.TemporaryDirectory(prefix="kbsearch-eval-", dir=workdir) as tmp:
+    return set_dir, docs, questions
+
+
+@contextmanager
+def temporary_kb(settings: Settings | None, workdir: str | Path | None, prefix: str) -> Iterator[KnowledgeBase]:
+    """A fresh knowledge base in a temporary folder (removed afterwards), with a copy of ``settings``."""
+    from .kb import KnowledgeBase
+
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=workdir) as tmp:
         s = Settings.load() if settings is None else _copy(settings)
         s.index.path = Path(tmp) / "index"
         kb = KnowledgeBase.open(settings=s, create=True)
         try:
-            if progress:
-                progress("building", 0, len(docs))
-            build = kb.rebuild(docs)
-            build_seconds = time.perf_counter() - started
-            calibration = dict(build.steps.get("deflect", {}))
-            t0 = time.perf_counter()
-            cb = (lambda done, total: progress("deciding", done, total)) if progress else None
-            decisions = kb.ask_many([q.question for q in questions], groups=ALL_GROUPS, progress=cb)
-            decide_seconds = time.perf_counter() - t0
+            yield kb
         finally:
             kb.close()
+
+
+def evaluate(set_dir: str | Path, *, settings: Settings | None = None, decisions_file: str | Path | None = None,
+             progress: Callable[[str, int, int], None] | None = None, workdir: str | Path | None = None) -> EvalReport:
+    """Build a fresh index from ``set_dir``/archive.jsonl, calibrate on it, decide every question, score."""
+    from .search import ALL_GROUPS
+
+    started = time.perf_counter()
+    set_dir, docs, questions = load_set(set_dir)
+    with temporary_kb(settings, workdir, "kbsearch-eval-") as kb:
+        if progress:
+            progress("building", 0, len(docs))
+        build = kb.rebuild(docs)
+        build_seconds = time.perf_counter() - started
+        calibration = dict(build.steps.get("deflect", {}))
+        t0 = time.perf_counter()
+        cb = (lambda done, total: progress("deciding", done, total)) if progress else None
+        decisions = kb.ask_many([q.question for q in questions], groups=ALL_GROUPS, progress=cb)
+        decide_seconds = time.perf_counter() - t0
     report = scored(set_dir, questions, decisions, started, build_seconds, decide_seconds, calibration)
     if decisions_file is not None:
         write_decisions(decisions_file, questions, decisions)

@@ -21,12 +21,11 @@ from ._build_reports import AddReport, BuildReport, IndexStats
 from ._generations import Generation
 from .config import Settings
 from .documents import Document, Hit
-from .errors import ConfigError, IndexNotFoundError
+from .errors import IndexNotFoundError
 from .index import EngineIndex
 from .rerank import TfidfModel, VectorCache
 from .search import ALL_GROUPS
 from .storage.filecache import FileCache
-from .vectors import create_empty as create_empty_vectors
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +82,6 @@ class KnowledgeBase:
             gen = gens.new_generation_dir(self.root)
             EngineIndex.create(gen).close()
             TfidfModel.empty().save(gen)
-            try:
-                encoder = _kb_write._vector_encoder(self)
-            except ConfigError:  # a named model that cannot be used: the first build says so
-                encoder = None
-            if encoder is not None:
-                create_empty_vectors(gen, encoder.name)
             gens.write_meta(gen, _kb_write.new_meta(0, 0))
             gens.switch_to(self.root, gen)
 

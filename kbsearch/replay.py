@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .evaluate import EvalQuestion, EvalReport, EvalSetError, load_archive, load_questions, scored
+from .evaluate import EvalQuestion, EvalReport, load_set, scored, temporary_kb
 
 log = logging.getLogger(__name__)
 
@@ -70,54 +69,40 @@ def replay(set_dir: str | Path, *, settings: Settings | None = None, decisions_f
     """Replay ``set_dir`` (see the module docstring); the report scores the second half only, with
     ``calibration`` the rebuild's and ``replay`` the first half's outcomes and timings."""
     from .access import ALL_GROUPS
-    from .evaluate import _copy, _warn_unknown_answers
-    from .kb import KnowledgeBase
 
     started = time.perf_counter()
-    set_dir = Path(set_dir)
-    if not set_dir.is_dir():
-        raise EvalSetError(f"{set_dir} is not a directory")
-    docs = load_archive(set_dir / "archive.jsonl")
-    questions = replay_order(load_questions(set_dir / "questions.jsonl"))
-    if not docs:
-        raise EvalSetError(f"{set_dir / 'archive.jsonl'} holds no threads")
+    set_dir, docs, questions = load_set(set_dir)
+    questions = replay_order(questions)
     archive = {d.id for d in docs}
-    _warn_unknown_answers(questions, archive)
     half = len(questions) // 2
     first, second = questions[:half], questions[half:]
     info: dict[str, Any] = {"first_half": len(first), "second_half": len(second)}
-    with tempfile.TemporaryDirectory(prefix="kbsearch-replay-", dir=workdir) as tmp:
-        s = Settings.load() if settings is None else _copy(settings)
-        s.index.path = Path(tmp) / "index"
-        kb = KnowledgeBase.open(settings=s, create=True)
-        try:
-            if progress:
-                progress("building", 0, len(docs))
-            kb.rebuild(docs)
-            info["build_seconds"] = round(time.perf_counter() - started, 2)
-            t0 = time.perf_counter()
-            cb = (lambda done, total: progress("phase 1", done, total)) if progress else None
-            decided1 = kb.ask_many([q.question for q in first], groups=ALL_GROUPS, progress=cb)
-            outcomes: Counter[str] = Counter()
-            for n, (q, d) in enumerate(zip(first, decided1), 1):
-                kb.usage.log_ask(d, user=ASKER, groups=[])
-                outcomes[_outcome(kb, q, d, archive)] += 1
-                if progress and n % 50 == 0:
-                    progress("outcomes", n, len(first))
-            info["outcomes"] = dict(sorted(outcomes.items()))
-            info["phase1_seconds"] = round(time.perf_counter() - t0, 2)
-            t0 = time.perf_counter()
-            if progress:
-                progress("nightly rebuild", 0, 1)
-            rebuilt = kb.rebuild(list(kb.documents()))
-            calibration = dict(rebuilt.steps.get("deflect", {}))
-            info["rebuild_seconds"] = round(time.perf_counter() - t0, 2)
-            t0 = time.perf_counter()
-            cb = (lambda done, total: progress("phase 2", done, total)) if progress else None
-            decided2 = kb.ask_many([q.question for q in second], groups=ALL_GROUPS, progress=cb)
-            decide_seconds = time.perf_counter() - t0
-        finally:
-            kb.close()
+    with temporary_kb(settings, workdir, "kbsearch-replay-") as kb:
+        if progress:
+            progress("building", 0, len(docs))
+        kb.rebuild(docs)
+        info["build_seconds"] = round(time.perf_counter() - started, 2)
+        t0 = time.perf_counter()
+        cb = (lambda done, total: progress("phase 1", done, total)) if progress else None
+        decided1 = kb.ask_many([q.question for q in first], groups=ALL_GROUPS, progress=cb)
+        outcomes: Counter[str] = Counter()
+        for n, (q, d) in enumerate(zip(first, decided1), 1):
+            kb.usage.log_ask(d, user=ASKER, groups=[])
+            outcomes[_outcome(kb, q, d, archive)] += 1
+            if progress and n % 50 == 0:
+                progress("outcomes", n, len(first))
+        info["outcomes"] = dict(sorted(outcomes.items()))
+        info["phase1_seconds"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        if progress:
+            progress("nightly rebuild", 0, 1)
+        rebuilt = kb.rebuild(list(kb.documents()))
+        calibration = dict(rebuilt.steps.get("deflect", {}))
+        info["rebuild_seconds"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        cb = (lambda done, total: progress("phase 2", done, total)) if progress else None
+        decided2 = kb.ask_many([q.question for q in second], groups=ALL_GROUPS, progress=cb)
+        decide_seconds = time.perf_counter() - t0
     report = scored(set_dir, second, decided2, started, info["build_seconds"], decide_seconds, calibration)
     report.replay = info
     if decisions_file is not None:

@@ -42,8 +42,8 @@ VECTORS_DIR = "vectors"
 MANIFEST = "segments.json"
 FORMAT = 1
 #: A base segment with more rows than this is projected on its `PROJECT_DIMS` principal axes: the
-#: product over 130k phrasings falls from ~20 ms to ~5 ms per question, and the ranking of the
-#: nearest few dozen barely moves (candidates are re-scored with full vectors afterwards).
+#: product over 130k phrasings and its top-k selection fall from ~20 ms to ~8 ms per question, and
+#: the ranking of the nearest few dozen barely moves (candidates are re-scored with full vectors).
 PROJECT_ABOVE = 20_000
 PROJECT_DIMS = 128
 #: Rows the projection is fitted on at most (a random sample of the base segment).
@@ -202,23 +202,20 @@ class VectorBuilder:
         self._tmp.unlink(missing_ok=True)
 
 
-def create_empty(gen_dir: Path, encoder_name: str) -> None:
-    """An empty manifest for a new, empty version: its first adds start the segments."""
-    write_json(gen_dir / VECTORS_DIR / MANIFEST, {"format": FORMAT, "encoder": encoder_name, "segments": [],
-                                                  "projection": None})
-
-
-def append(gen_dir: Path, docs: Sequence[Document], encode: Encode, encoder_name: str) -> int:
+def append(gen_dir: Path, docs: Sequence[Document], encode: Encode, encoder_name: str, *,
+           start: bool = False) -> int:
     """Encode ``docs`` (added or changed) into a new segment of the unpublished version ``gen_dir``.
 
-    A version without vectors (built with the encoder off) gets them from its first add only if it
-    has none at all: a base over only the new documents would leave the rest unfindable by meaning,
-    so an index built without vectors waits for its next rebuild instead.  Returns rows written.
+    ``start``: the version had no document before these, so they begin its vectors.  Otherwise a
+    version without vectors (built with the encoder off) waits for its next rebuild: a segment of
+    only the new documents would leave the rest unfindable by meaning.  Returns rows written.
     """
     folder = gen_dir / VECTORS_DIR
     manifest = _read_manifest(folder)
     if manifest is None:
-        return 0
+        if not start:
+            return 0
+        manifest = {"format": FORMAT, "encoder": encoder_name, "segments": [], "projection": None}
     if manifest.get("encoder") != encoder_name:
         log.warning("vectors: built with %s, not %s; new documents wait for a rebuild",
                     manifest.get("encoder"), encoder_name)

@@ -169,3 +169,10 @@ def test_a_peer_answer_added_since_the_rebuild_reaches_the_decision_by_meaning(t
             decision = kb.ask(QUESTION)
             outcomes[dense] = "ans-monitor" in decision.ranked
     assert outcomes == {10: True, 0: False}
+
+
+def test_an_index_created_empty_starts_its_vectors_with_its_first_add(tmp_path: Path) -> None:
+    with _kb(tmp_path / "kb") as kb:
+        assert not (kb.generation_path / vec.VECTORS_DIR).exists()
+        kb.add([MONITOR, *OTHERS])
+        assert _meaning_ids(kb, QUESTION, k=1) == ["monitor"]
