@@ -20,8 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +35,6 @@ from ._encoder import load_encoder
 from .access import visible_words
 from .config import Settings
 from .documents import Document
-from .errors import IndexCorruptError
 from .storage.filecache import file_stamp
 
 log = logging.getLogger(__name__)
@@ -555,8 +553,9 @@ class Deflector:
 
 
 # -- the front door's helpers (called by KnowledgeBase.ask / ask_many / feedback) -------------------------
-def _deflector(kb: Any) -> Deflector:
-    """The deflector of the live version, reloaded only when its model files are other files.
+def _deflector(kb: Any, path: Path | None = None) -> Deflector:
+    """The deflector of the version at ``path`` (default: the live one), reloaded only when its model
+    files are other files.
 
     A version forked by an add shares its model's files (hard links) with its parent: the loaded
     model is reused for it, so indexing a peer answer does not cost the next question a reload.
@@ -564,33 +563,29 @@ def _deflector(kb: Any) -> Deflector:
     from ._deflect_calibrate import CALIBRATION_FILE
     from ._deflect_model import MODEL_DIR
 
-    path = kb.generation_path
+    path = kb.generation_path if path is None else path
     return kb._deflect_cache.get(
         lambda: file_stamp(*(path / MODEL_DIR / name for name in (CALIBRATION_FILE, "model.json"))),
         lambda _old: Deflector.load(path),
         lambda d: d if d.path == path else Deflector(path, d.model, d.cal))  # same files, another version
 
 
-_T = TypeVar("_T")
+def _score_on_live(kb: Any, texts: list[str], grp: Any) -> tuple[Deflector, list[list[_Scored]]]:
+    """Score ``texts`` against one version, pinned while it is read: its lease keeps writers in any
+    process from removing it meanwhile (`kbsearch.storage.versions.lease`)."""
+    with kb._using() as live:
+        deflector = _deflector(kb, live.path)
+        searcher = _searcher_if_needed(live, deflector)
+        engine = live.engine
+        words = [visible_words(t, engine, grp) for t in texts]  # the words this caller may match with
+        changed = int(live.meta.get("changes_since_build", 0)) > 0
+        gone = frozenset(live.meta.get("deleted_since_build", ()))
+        return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine, changed=changed,
+                                          gone=gone)
 
 
-def _on_live_version(kb: Any, work: Callable[[], _T]) -> _T:
-    """Run ``work`` (it reads the live version's files); if a writer in another process removed that
-    version meanwhile (writers keep only `index.keep_generations`), run it again on the new one."""
-    for _attempt in range(3):
-        path = kb.generation_path
-        try:
-            return work()
-        except (FileNotFoundError, IndexCorruptError):
-            if path.exists():
-                raise
-            log.info("version %s was removed while being read; reading the live one", path.name)
-    return work()
-
-
-def _searcher_if_needed(kb: Any, deflector: Deflector) -> Any:
-    """The live searcher when the answer model does not cover every document (or is stale)."""
-    live = kb._current()
+def _searcher_if_needed(live: Any, deflector: Deflector) -> Any:
+    """The version's searcher when the answer model does not cover every document (or is stale)."""
     model = deflector.model
     # Any write since the rebuild (an add and a delete leave the count as it was) may have brought a
     # document the model does not know.
@@ -644,19 +639,7 @@ def decide_many(kb: Any, questions: list[str], *, groups: Any = None, route: boo
     step = 256
     for start in range(0, len(texts), step):
         batch = texts[start:start + step]
-
-        def score(batch: list[str] = batch) -> tuple[Deflector, list[list[_Scored]]]:
-            deflector = _deflector(kb)
-            searcher = _searcher_if_needed(kb, deflector)
-            live = kb._current()
-            engine = live.engine
-            words = [visible_words(t, engine, grp) for t in batch]
-            changed = int(live.meta.get("changes_since_build", 0)) > 0
-            gone = frozenset(live.meta.get("deleted_since_build", ()))
-            return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine, changed=changed,
-                                              gone=gone)
-
-        deflector, scores = _on_live_version(kb, score)
+        deflector, scores = _score_on_live(kb, batch, grp)
         for text, scored in zip(batch, scores):
             decision = deflector.decision(text, scored, kb.settings)
             if route and decision.action is not Action.ANSWER and hasattr(kb, "route"):
@@ -678,19 +661,7 @@ def ask(kb: Any, question: str, *, user: str | None = None, groups: Any = None, 
     started = time.perf_counter()
     text = clean_question(question, kb.settings.search.max_question_chars)
     grp = normalise_groups(groups)
-
-    def score() -> tuple[Deflector, list[list[_Scored]]]:
-        deflector = _deflector(kb)
-        searcher = _searcher_if_needed(kb, deflector)
-        live = kb._current()
-        engine = live.engine
-        usable = visible_words(text, engine, grp)  # the words this caller may match with (`access`)
-        changed = int(live.meta.get("changes_since_build", 0)) > 0
-        gone = frozenset(live.meta.get("deleted_since_build", ()))
-        return deflector, deflector.score([usable], grp, kb.settings, searcher, engine=engine, changed=changed,
-                                          gone=gone)
-
-    deflector, scores = _on_live_version(kb, score)
+    deflector, scores = _score_on_live(kb, [text], grp)
     scored = scores[0]
     decision = deflector.decision(text, scored, kb.settings)
     words = {w.lower() for w in _WORDS.findall(text)}

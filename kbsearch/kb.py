@@ -94,10 +94,16 @@ class KnowledgeBase:
 
     def _open_live(self, old: Generation | None) -> Generation:
         """Open the version ``CURRENT`` names; retire ``old`` (called by `_current`, under the lock)."""
-        path = gens.current_generation(self.root)
-        if path is None:
-            raise IndexNotFoundError(f"no index at {self.root}")
-        fresh = Generation(path, self.settings, self._cache)
+        for attempt in range(5):
+            path = gens.current_generation(self.root)
+            if path is None:
+                raise IndexNotFoundError(f"no index at {self.root}")
+            try:
+                fresh = Generation(path, self.settings, self._cache)
+                break
+            except gens.VersionGoneError:  # replaced and removed since CURRENT was read: read it again
+                if attempt == 4:
+                    raise
         # Close what nobody uses any more; the generation just replaced stays open for a
         # while, as callers that did not pin it may still be reading it.
         still = []

@@ -8,6 +8,11 @@ hard links to the live version's - whose changed files are new inodes (`atomic`;
 only ever writes new segment and TOC files).  ``meta.json`` is written last and marks the version
 complete; then ``CURRENT`` is replaced with ``os.replace``.  Readers therefore see the old version
 or the new one, never half of one, and a writer killed at any instant leaves the old one serving.
+
+A reader holds a `lease` on the version it reads (a shared OS lock on ``readers/<version>.lock``):
+clean-up, in any process, removes only versions nobody holds, so a version never disappears under
+a reader that opened it, however many writes happen meanwhile (the idea of Lucene's deletion policy
+with snapshots).  A reader killed with SIGKILL releases its leases with its process.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from typing import Any
 
 import filelock
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no leases; clean-up then relies on keep_generations alone
+    fcntl = None  # type: ignore[assignment]
+
 from ..errors import IndexLockedError, IndexNotFoundError
 from .atomic import TMP_PREFIX, atomic_file
 
@@ -33,6 +43,11 @@ CURRENT = "CURRENT"
 LOCK = "write.lock"
 META = "meta.json"
 PREFIX = "gen-"
+READERS = "readers"
+
+
+class VersionGoneError(IndexNotFoundError):
+    """The version asked for was removed (or is being removed) by clean-up: read the live one."""
 
 
 def current_generation(root: Path) -> Path | None:
@@ -163,19 +178,32 @@ def _completed_at(gen: Path) -> tuple[int, str]:
 def remove_stale(root: Path, keep: int) -> list[str]:
     """Remove incomplete versions and all but the ``keep`` newest complete ones.
 
-    Never removes the live version nor the newest complete one.  Call only while holding the writer
-    lock: an incomplete version is then a dead writer's, never one being built.
+    Never removes the live version, the newest complete one, nor one a reader holds a `lease` on
+    (a later clean-up removes it once released).  Call only while holding the writer lock: an
+    incomplete version is then a dead writer's, never one being built.
     """
     live = current_generation(root)
     gens = [p for p in root.glob(PREFIX + "*") if p.is_dir()]
     complete = sorted((p for p in gens if is_complete(p)), key=_completed_at)
     kept = set(complete[-max(keep, 1):]) | ({live} if live is not None else set())
-    removed = []
+    removed, held = [], []
     for path in sorted(gens):
         if path in kept:
             continue
+        claim = _claim(root, path.name)
+        if claim is None:
+            held.append(path.name)
+            continue
         shutil.rmtree(path, ignore_errors=True)
+        _drop_lease_file(root, path.name, claim)
         removed.append(path.name)
+    names = {p.name for p in gens} - set(removed)
+    for orphan in (root / READERS).glob("*.lock"):  # a reader's, made after its version was removed
+        name = orphan.name[:-len(".lock")]
+        if name not in names and (claim := _claim(root, name)) is not None:
+            _drop_lease_file(root, name, claim)
+    if held:
+        log.info("kept generations still being read: %s", ", ".join(held))
     for tmp in root.glob(f"{TMP_PREFIX}{CURRENT}.*"):
         tmp.unlink(missing_ok=True)
     for tmp in root.glob(CURRENT + ".tmp*"):  # left by older kbsearch versions
@@ -183,6 +211,75 @@ def remove_stale(root: Path, keep: int) -> list[str]:
     if removed:
         log.info("removed stale generations: %s", ", ".join(removed))
     return removed
+
+
+class Lease:
+    """A reader's hold on one published version; `release` (or the process ending) lets it go."""
+
+    def __init__(self, gen: Path, fd: int | None) -> None:
+        self.gen = gen
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases its lock
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def _lease_file(root: Path, name: str) -> Path:
+    return root / READERS / f"{name}.lock"
+
+
+def _open_lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def lease(gen: Path) -> Lease:
+    """Hold the complete version ``gen`` for reading: clean-up leaves it on disk until released.
+
+    Never waits: raises `VersionGoneError` when ``gen`` was removed or clean-up is removing it (the
+    caller reads ``CURRENT`` again: the live version is never removed).
+    """
+    if fcntl is None:
+        if not is_complete(gen):
+            raise VersionGoneError(f"version {gen.name} was removed")
+        return Lease(gen, None)
+    fd = _open_lock(_lease_file(gen.parent, gen.name))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise VersionGoneError(f"version {gen.name} is being removed") from None
+    if not is_complete(gen):  # removed before the lock was taken (its lock file may be a new one)
+        os.close(fd)
+        raise VersionGoneError(f"version {gen.name} was removed")
+    return Lease(gen, fd)
+
+
+def _claim(root: Path, name: str) -> int | None:
+    """An exclusive hold on a version's lease file, or None while any reader holds it."""
+    if fcntl is None:
+        return -1
+    fd = _open_lock(_lease_file(root, name))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _drop_lease_file(root: Path, name: str, fd: int) -> None:
+    """Unlink a claimed lease file, then let go of it (a reader that opened it meanwhile finds its
+    version gone and reads ``CURRENT`` again)."""
+    _lease_file(root, name).unlink(missing_ok=True)
+    if fd >= 0:
+        os.close(fd)
 
 
 @contextmanager

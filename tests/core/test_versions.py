@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from kbsearch import Document, KnowledgeBase
 from kbsearch.storage import save_npy, write_json
@@ -146,3 +147,59 @@ def test_a_reader_in_another_process_never_fails_during_writes(tmp_path: Path) -
             out = json.loads(reader.stdout.readline())
             reader.wait(timeout=120)
     assert out["errors"] == [] and out["done"] >= 20 and out["versions"] >= 2
+
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from kbsearch import KnowledgeBase
+    kb = KnowledgeBase.open(Path(sys.argv[1]), create=False)
+    print(kb.generation_path.name, flush=True)  # holds this version from now on
+    sys.stdin.readline()  # until told to let go
+    kb.close()
+    print("closed", flush=True)
+    sys.stdin.readline()
+""")
+
+
+def test_clean_up_leaves_a_version_another_process_reads_until_it_lets_go(tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    with KnowledgeBase.open(root) as kb:
+        kb.settings.index.keep_generations = 1
+        kb.add(_docs(10, "apple"))
+        with subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) as holder:
+            held = root / holder.stdout.readline().strip()
+            for i in range(3):  # each write's clean-up would remove every version but the live one
+                kb.add(_docs(2, "pear", start=10 * i))
+            kb.close()  # this process's own hold on the earlier versions
+            kb.add(_docs(1, "plum"))
+            assert held.is_dir() and held != kb.generation_path
+            assert versions.is_complete(held) and (held / "deflect" / "model.json").is_file()
+            others = {p.name for p in root.glob(versions.PREFIX + "*")} - {held.name, kb.generation_path.name}
+            assert len(others) <= 1  # only the writer's own previous version (still open here) besides them
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "closed"
+            kb.add(_docs(1, "fig"))  # the next clean-up removes it
+            assert not held.exists()
+            assert not (root / versions.READERS / f"{held.name}.lock").exists()
+            holder.stdin.write("\n")
+            holder.stdin.close()
+            holder.wait(timeout=60)
+
+
+def test_a_lease_on_a_removed_version_is_refused(tmp_path: Path) -> None:
+    gen = versions.new_generation_dir(tmp_path)
+    versions.write_meta(gen, {"format": 1})
+    held = versions.lease(gen)
+    newer = versions.new_generation_dir(tmp_path)
+    versions.write_meta(newer, {"format": 1})
+    versions.switch_to(tmp_path, newer)
+    assert versions.remove_stale(tmp_path, keep=1) == [] and gen.is_dir()  # held: kept
+    held.release()
+    assert versions.remove_stale(tmp_path, keep=1) == [gen.name] and not gen.exists()
+    with pytest.raises(versions.VersionGoneError):
+        versions.lease(gen)
+    assert versions.remove_stale(tmp_path, keep=1) == []
+    assert list((tmp_path / versions.READERS).glob("*.lock")) == []  # the refused lease's file swept
