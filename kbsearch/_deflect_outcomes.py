@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import Settings
+
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
@@ -64,12 +66,12 @@ def label(row: dict[str, Any], escalation: tuple[str, str | None] | None) -> boo
     return True if row["action"] == "answer" else None
 
 
-def collect(root: Path, limit: int, n_features: int) -> tuple[list[tuple[list[float], bool]], list[str]]:
+def collect(root: Path, limit: int, n_features: int,
+            settings: Settings | None = None) -> tuple[list[tuple[list[float], bool]], list[str]]:
     """What the newest ``limit`` decisions with an outcome in the knowledge base at ``root`` (usage log
     and escalation store) teach: (features of the best candidate, right) of each (decisions scored
     with another feature layout are left out), and the questions experts closed as unanswerable
     (real unanswerable questions for calibration's hold-outs, `calibrate`)."""
-    from .peers.service import STORE_FILE
     from .usage import open_usage
 
     usage = open_usage(root)
@@ -78,14 +80,15 @@ def collect(root: Path, limit: int, n_features: int) -> tuple[list[tuple[list[fl
     finally:
         usage.close()
     escalations: dict[str, tuple[str, str | None]] = {}
-    if any(r["escalation_id"] for r in rows) and (Path(root) / STORE_FILE).is_file():
-        from .peers.store import SqliteStore
+    if any(r["escalation_id"] for r in rows):
+        from .peers._open import open_store
 
-        store = SqliteStore(Path(root) / STORE_FILE)
-        try:
-            escalations = store.outcomes()
-        finally:
-            store.close()
+        store = open_store(root, settings or Settings(), existing_only=True)
+        if store is not None:
+            try:
+                escalations = store.outcomes()
+            finally:
+                store.close()
     out: list[tuple[list[float], bool]] = []
     unanswerable: list[str] = []
     for row in rows:

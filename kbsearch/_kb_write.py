@@ -322,9 +322,10 @@ def refit(kb: FrontDoor, timings: dict[str, Any] | None = None, *, calibrate: bo
 
 def _kept_answers(kb: FrontDoor, seen: set[str]) -> Iterator[Document]:
     """Answered escalations of the peer store not among ``seen``: a rebuild must not drop them."""
-    from .peers.service import STORE_FILE
+    from .peers._open import STORE_FILE, uses_postgresql
 
-    if getattr(kb, "_peer_loop", None) is None and not (Path(kb.root) / STORE_FILE).is_file():
+    if (getattr(kb, "_peer_loop", None) is None and not uses_postgresql(kb.settings)
+            and not (Path(kb.root) / STORE_FILE).is_file()):
         return
     from .sources.escalations import EscalationsSource
 

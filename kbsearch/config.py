@@ -137,8 +137,10 @@ class PeersConfig:
 
     #: Group for questions that fit no configured group (created implicitly when not configured).
     default_group: str = "general"
-    #: Escalation store: "sqlite" (``peers.sqlite3`` in the index directory).
-    store: str = "sqlite"
+    #: Escalation store: "auto" (PostgreSQL when ``store.url`` is set, else SQLite), "sqlite"
+    #: (``peers.sqlite3`` in the index directory, whatever ``store.url`` says) or "postgresql"
+    #: (``store.url`` must be set).
+    store: str = "auto"
     #: Seconds a writer waits for SQLite's lock before failing.
     busy_timeout: float = 30.0
     #: Deliver notifications right after the change that queues them (a new escalation; an answer,
@@ -205,6 +207,25 @@ class PeersConfig:
     index_wait: float = 30.0
     #: Parsed ``[[groups]]`` tables (filled from the config file; validated by `kbsearch.peers.groups`).
     groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class StoreConfig:
+    """The database of the mutable state (escalations, attachments, the outbox); see docs/postgresql.md.
+
+    Empty ``url``: SQLite files in the index directory (embedded, no server: one machine).  A
+    ``postgresql://user@host:5432/dbname`` URL: a shared PostgreSQL, so several ``kbsearch serve``
+    processes on several machines see the same escalations; no SQLite file is then created for them.
+    ``KBSEARCH_DATABASE_URL`` sets it too.  The password comes from the environment only: in
+    ``KBSEARCH_DATABASE_URL``, or PostgreSQL's own ``PGPASSWORD`` / ``~/.pgpass``; a URL with a
+    password in the config file is refused.  Messages and logs show the URL without it.
+    """
+
+    url: str = ""
+    #: Most connections each process keeps open to PostgreSQL (psycopg_pool).
+    pool_size: int = 10
+    #: Seconds to wait for PostgreSQL to accept a connection (and for a free pooled one).
+    connect_timeout: float = 10.0
 
 
 @dataclass
@@ -377,6 +398,7 @@ class Settings:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     web: WebConfig = field(default_factory=WebConfig)
     peers: PeersConfig = field(default_factory=PeersConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     route: RouteConfig = field(default_factory=RouteConfig)
     deflect: DeflectConfig = field(default_factory=DeflectConfig)
 
@@ -421,15 +443,23 @@ class Settings:
             if section in _SECTION_EXTRAS:
                 continue  # tables owned by other parts (e.g. [[groups]]), read by them
             for name, value in values.items():
+                if section == "store" and name == "url" and isinstance(value, str) and _has_password(value):
+                    raise ConfigError(f"{origin}: store.url must not hold a password (secrets come from the "
+                                      "environment: KBSEARCH_DATABASE_URL, PGPASSWORD or ~/.pgpass)")
                 self._set(section, name, value, origin=origin)
 
     def apply_env(self, env: Mapping[str, str]) -> None:
-        """Apply ``KBSEARCH_<SECTION>_<FIELD>`` variables (and ``KBSEARCH_INDEX``)."""
+        """Apply ``KBSEARCH_<SECTION>_<FIELD>`` variables (and ``KBSEARCH_INDEX``, ``KBSEARCH_DATABASE_URL``)."""
         if env.get("KBSEARCH_INDEX"):
             self._set("index", "path", env["KBSEARCH_INDEX"], origin="KBSEARCH_INDEX")
+        url, store_url = env.get("KBSEARCH_DATABASE_URL"), env.get("KBSEARCH_STORE_URL")
+        if url and store_url and url != store_url:
+            raise ConfigError("KBSEARCH_DATABASE_URL and KBSEARCH_STORE_URL name different databases; set one")
+        if url:
+            self._set("store", "url", url, origin="KBSEARCH_DATABASE_URL")
         sections = {f.name for f in dataclasses.fields(self)}
         for key, raw in env.items():
-            if not key.startswith("KBSEARCH_") or key in ("KBSEARCH_INDEX", "KBSEARCH_CONFIG"):
+            if not key.startswith("KBSEARCH_") or key in ("KBSEARCH_INDEX", "KBSEARCH_CONFIG", "KBSEARCH_DATABASE_URL"):
                 continue
             rest = key[len("KBSEARCH_"):].lower()
             section, _, name = rest.partition("_")
@@ -484,6 +514,17 @@ class Settings:
 
 #: Top-level TOML tables that belong to other parts of kbsearch (not settings sections).
 _SECTION_EXTRAS: set[str] = {"groups", "sources"}
+
+
+def _has_password(url: str) -> bool:
+    """Whether a database URL carries a password (``user:secret@`` or a ``password=`` parameter)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.password is not None or "password=" in parts.query
+    except ValueError:
+        return ":" in url.partition("@")[0].partition("://")[2]
 
 
 def _field_names(obj: Any) -> set[str]:

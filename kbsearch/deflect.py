@@ -613,7 +613,7 @@ def after_build(kb: Any, generation: Any) -> dict[str, Any]:
         usage = open_usage(kb.root)
         asked: list[list[float]] = []
         if usage.path.exists():
-            examples, unanswerable = collect(kb.root, kb.settings.deflect.max_feedback, len(FEATURES))
+            examples, unanswerable = collect(kb.root, kb.settings.deflect.max_feedback, len(FEATURES), kb.settings)
             feedback = [Feedback(f, h, OUTCOME) for f, h in examples]
             asked = usage.recent_features(kb.settings.deflect.share_estimate_asks)
             usage.close()

@@ -72,5 +72,18 @@ class DeliveryError(KbsearchError):
         self.permanent = permanent
 
 
+class StoreError(KbsearchError):
+    """The database holding escalations, the outbox or the usage log cannot be used: unreachable,
+    misconfigured (a bad URL), or at a schema version this kbsearch does not know."""
+
+    http_status = 503
+
+
+class StoreValueError(StoreError):
+    """A value the database cannot hold (PostgreSQL text cannot contain a NUL character)."""
+
+    http_status = 400
+
+
 class SourceError(KbsearchError):
     """An import source cannot be read (missing file, malformed export, unreachable API)."""

@@ -133,12 +133,17 @@ class KnowledgeBase:
         return self._current().path
 
     def close(self) -> None:
+        """Close the open index versions and release the peer store's connections (a PostgreSQL pool);
+        using the knowledge base again reopens what it needs."""
         with self._lock:
             live = self._live.value
             for gen in [*self._retired, *([live] if live else [])]:
                 gen.close()
             self._retired = []
             self._live.clear()
+            loop, self._peer_loop = getattr(self, "_peer_loop", None), None
+        if loop is not None:
+            loop.close()
 
     def __enter__(self) -> KnowledgeBase:
         return self

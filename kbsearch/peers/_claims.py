@@ -10,20 +10,20 @@ Three acts, each an event in the escalation's history and committed with its not
 
 A reroute ends the claim (the new group's people take it).  This module is the store side:
 `ClaimsMixin` (one row per held question in table ``claims``, written in the store's write
-transaction), mixed into `store.SqliteStore`; it imports nothing of the store, so the store can import
+transaction), mixed into `store.SqlStore`; it imports nothing of the store, so the store can import
 it.  The rule side (who may do what, and the notices) is `_claim_rules.ClaimRules`.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from ..errors import InvalidEscalationError
+from ..storage.sql import Con
 
 #: An escalation (`store.Escalation`) and the store's ``notify`` callable (`store.Notify`); typed
 #: loosely here because the store imports this module.
@@ -39,26 +39,26 @@ CLAIMS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
     escalation_id TEXT PRIMARY KEY REFERENCES escalations (id),
     user_name TEXT NOT NULL,
-    at REAL NOT NULL,
+    at {real} NOT NULL,
     by_user TEXT
 );
 """
 
 
 class ClaimsMixin:
-    """The store side of claims, mixed into `SqliteStore` (uses its ``_write``, ``_load``, ``_event``
+    """The store side of claims, mixed into `SqlStore` (uses its ``_write``, ``_load``, ``_event``
     and ``_finish``): one transaction checks, changes, records the event and queues the notices."""
 
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _write: Callable[[], AbstractContextManager[Con]]
 
     @staticmethod
-    def load_claim(con: sqlite3.Connection, esc: Escalation) -> None:
+    def load_claim(con: Con, esc: Escalation) -> None:
         """Fill ``esc.claimed_by`` / ``claimed_at`` from the claims table (called by the store's load)."""
         row = con.execute("SELECT user_name, at, by_user FROM claims WHERE escalation_id = ?", (esc.id,)).fetchone()
         esc.claimed_by, esc.claimed_at, esc.assigned_by = (row[0], row[1], row[2]) if row else (None, None, None)
 
     @staticmethod
-    def drop_claim(con: sqlite3.Connection, escalation_id: str) -> str | None:
+    def drop_claim(con: Con, escalation_id: str) -> str | None:
         """End a claim inside the caller's transaction (a reroute); returns who held it."""
         row = con.execute("SELECT user_name FROM claims WHERE escalation_id = ?", (escalation_id,)).fetchone()
         if row:

@@ -1,14 +1,15 @@
-"""The store side of the SLA (`_sla`): `SlaMixin` (mixed into `store.SqliteStore`) and when an
+"""The store side of the SLA (`_sla`): `SlaMixin` (mixed into `store.SqlStore`) and when an
 escalation reached its group (`arrived`).  It imports nothing of the store, so the store and the outbox
 can import it."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
+
+from ..storage.sql import Con
 
 #: An escalation (`store.Escalation`) and an outbox entry (`store.NewNotification`); typed loosely here
 #: because the store imports this module.
@@ -31,10 +32,10 @@ def events_since(esc: Escalation, kind: str, start: float) -> list[dict[str, Any
 
 
 class SlaMixin:
-    """The store side of the SLA, mixed into `SqliteStore` (uses its ``_write``, ``_load``, ``_event``,
+    """The store side of the SLA, mixed into `SqlStore` (uses its ``_write``, ``_load``, ``_event``,
     ``_enqueue``)."""
 
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _write: Callable[[], AbstractContextManager[Con]]
 
     def open_escalations(self, *, limit: int = 100_000) -> list[Escalation]:
         """Every open escalation with its history, oldest first (the SLA's candidates)."""
@@ -49,7 +50,8 @@ class SlaMixin:
         still open in ``group`` and has fewer than ``limit`` such events since ``since``; False if not
         (answered meanwhile, moved, or another run did it).  A reminder also sets ``reminded_at``."""
         with self._write() as con:
-            row = con.execute("SELECT status, group_name FROM escalations WHERE id = ?", (escalation_id,)).fetchone()
+            row = con.execute(f"SELECT status, group_name FROM escalations WHERE id = ?{con.locking}",
+                              (escalation_id,)).fetchone()
             if row is None or row[0] not in ("asked", "escalated") or row[1] != group:
                 return False
             (done,) = con.execute("SELECT COUNT(*) FROM events WHERE escalation_id = ? AND kind = ? AND at >= ?",

@@ -41,7 +41,8 @@ from .outbox import (
     notifications_for,
     reroute_notices,
 )
-from .store import Escalation, EscalationStore, NewNotification, Notify, SqliteStore
+from ._open import STORE_FILE, open_store  # noqa: F401 - STORE_FILE: re-exported
+from .store import Escalation, EscalationStore, NewNotification, Notify
 
 if TYPE_CHECKING:
     from .._protocols import AnswerIndex
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE = "escalations"
-STORE_FILE = "peers.sqlite3"
 
 
 def answer_doc_id(escalation_id: str) -> str:
@@ -117,9 +117,8 @@ class PeerLoop:
         self.cfg = kb.settings.peers
         self.groups = Groups.from_config(self.cfg)
         if store is None:
-            if self.cfg.store != "sqlite":
-                raise InvalidEscalationError(f"peers.store {self.cfg.store!r} is not available (use 'sqlite')")
-            store = SqliteStore(Path(kb.root) / STORE_FILE, busy_timeout=self.cfg.busy_timeout)
+            store = open_store(kb.root, kb.settings)
+            assert store is not None
         self.store = store
         self.outbox = Outbox(store, self.groups, self.cfg, env=env)
         self._router: FileCache[Router] = FileCache()
@@ -128,6 +127,10 @@ class PeerLoop:
         self.claims = ClaimRules(self)
         #: Repeated reminders, fallback group and lead for unanswered questions (`_sla.SlaRunner`).
         self.sla = SlaRunner(self)
+
+    def close(self) -> None:
+        """Release the store's connections (a PostgreSQL pool); the knowledge base closes its loop."""
+        self.store.close()
 
     # -- routing ----------------------------------------------------------------------------
     def router(self) -> Router:

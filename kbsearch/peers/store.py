@@ -5,10 +5,12 @@ answer is ``indexed`` (a timestamp, set once the answer document is searchable);
 closed as a duplicate of an existing answer; or ``unanswerable`` when an expert closes it as nothing
 the group can answer.  Every step is also an event in the history.
 
-`EscalationStore` is the interface; `SqliteStore` (WAL, one file ``peers.sqlite3`` in the index
-directory) is the embedded implementation.  Nothing here uses SQLite-only SQL beyond the connection
-setup and ``BEGIN IMMEDIATE``, so a PostgreSQL store can implement the same Protocol.  Notifications
-are written to the outbox in the same transaction as the escalation they announce.
+`EscalationStore` is the interface; `SqlStore` implements it once over `kbsearch.storage.sql`'s
+narrow layer, on either database: `SqliteStore` (WAL, one file ``peers.sqlite3`` in the index
+directory, the embedded default) or a shared PostgreSQL (``store.url``, see docs/postgresql.md), whose
+outbox is claimed with ``FOR UPDATE SKIP LOCKED`` (`_outbox_sql`).  The tables are versioned
+migrations (`_schema`).  Notifications are written to the outbox in the same transaction as the
+escalation they announce.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import hashlib
 import json
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidEscalationError, NotFoundError
-from ..storage import sqlite
-from ._claims import CLAIMS_SCHEMA, ClaimsMixin
+from ..storage.sql import Con, Database, SqliteDatabase, migrate
+from . import _schema
+from ._claims import ClaimsMixin
+from ._outbox_store import NewNotification, Notification, OutboxMixin, iso
 from ._sla_store import SlaMixin
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,6 @@ ANSWERED_STATUSES = ("answered", "accepted", "verified")
 #: Closed without an answer: nothing the group knows answers it (deflection learns it was unanswerable).
 CLOSED_STATUSES = ("duplicate", "unanswerable")
 STATUSES = (*OPEN_STATUSES, *ANSWERED_STATUSES, *CLOSED_STATUSES)
-
-
-def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() if ts is not None else None
 
 
 @dataclass(frozen=True)
@@ -120,47 +118,6 @@ class Escalation:
         return out
 
 
-@dataclass
-class Notification:
-    """One outbox entry: a message for one channel about one escalation, delivered at least once."""
-
-    id: int
-    key: str
-    escalation_id: str
-    group: str
-    channel: str
-    kind: str
-    payload: dict[str, Any]
-    status: str
-    attempts: int
-    next_attempt: float
-    last_error: str = ""
-    delivered_at: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["next_attempt"] = iso(self.next_attempt)
-        out["delivered_at"] = iso(self.delivered_at)
-        return out
-
-
-@dataclass(frozen=True)
-class NewNotification:
-    """What to put in the outbox with a new escalation, a reminder or a notice to the asker."""
-
-    group: str
-    channel: str
-    kind: str
-    payload: dict[str, Any]
-    #: Distinguishes repeatable notices of one kind (``r3``: the answer's third revision); empty: once ever.
-    tag: str = ""
-
-    def key(self, escalation_id: str) -> str:
-        """The idempotency key: one message of a kind (and tag) per escalation and channel, ever."""
-        key = f"{escalation_id}/{self.group}/{self.channel}/{self.kind}"
-        return f"{key}/{self.tag}" if self.tag else key
-
-
 #: Called inside a write transaction with the escalation before and after the change; returns the
 #: outbox entries committed with it (the asker's notices), so a change and its notices are never apart.
 Notify = Callable[[Escalation, Escalation], Sequence[NewNotification]]
@@ -216,84 +173,6 @@ class EscalationStore(Protocol):
     def close(self) -> None: ...
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS escalations (
-    id TEXT PRIMARY KEY,
-    question TEXT NOT NULL,
-    user_name TEXT,
-    group_name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    note TEXT NOT NULL DEFAULT '',
-    routing TEXT NOT NULL DEFAULT '{}',
-    decision TEXT,
-    seen TEXT NOT NULL DEFAULT '[]',
-    answer TEXT,
-    answered_by TEXT,
-    answered_at REAL,
-    verified INTEGER NOT NULL DEFAULT 0,
-    verified_by TEXT,
-    accepted INTEGER NOT NULL DEFAULT 0,
-    doc_id TEXT,
-    duplicate_of TEXT,
-    indexed_at REAL,
-    reminded_at REAL,
-    revision INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS escalations_group ON escalations (group_name, status);
-CREATE INDEX IF NOT EXISTS escalations_status ON escalations (status, created);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    escalation_id TEXT NOT NULL REFERENCES escalations (id),
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    actor TEXT,
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS events_escalation ON events (escalation_id);
-CREATE TABLE IF NOT EXISTS attachments (
-    id TEXT PRIMARY KEY,
-    escalation_id TEXT NOT NULL REFERENCES escalations (id),
-    filename TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attachments_escalation ON attachments (escalation_id);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,
-    escalation_id TEXT NOT NULL REFERENCES escalations (id),
-    group_name TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,
-    claimed_until REAL NOT NULL DEFAULT 0,
-    last_error TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL,
-    delivered_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt);
-CREATE TABLE IF NOT EXISTS followers (
-    escalation_id TEXT NOT NULL REFERENCES escalations (id),
-    user_name TEXT NOT NULL,
-    at REAL NOT NULL,
-    groups TEXT,
-    PRIMARY KEY (escalation_id, user_name)
-);
-CREATE TABLE IF NOT EXISTS doc_marks (
-    doc_id TEXT PRIMARY KEY,
-    outdated INTEGER NOT NULL,
-    at REAL NOT NULL,
-    actor TEXT
-);
-"""
-
 _COLUMNS = ("id, question, user_name, group_name, status, created, updated, note, routing, decision, seen, "
             "answer, answered_by, answered_at, verified, verified_by, accepted, doc_id, duplicate_of, "
             "indexed_at, reminded_at, revision")
@@ -304,46 +183,37 @@ def new_escalation_id() -> str:
     return "esc-" + secrets.token_hex(6)
 
 
-class SqliteStore(ClaimsMixin, SlaMixin):
-    """`EscalationStore` in one SQLite file in WAL mode; safe across threads and processes.
+class SqlStore(ClaimsMixin, SlaMixin, OutboxMixin):
+    """`EscalationStore` over a `Database` (SQLite or PostgreSQL); safe across threads and processes.
 
-    Each operation opens its own short-lived connection, so threads never share one, and writes use
-    ``BEGIN IMMEDIATE`` so concurrent writers queue on SQLite's lock (``busy_timeout``) instead of failing.
+    Reads take a connection per operation; each change is one write transaction in which the
+    escalation is read with ``con.locking`` (a row lock on PostgreSQL; SQLite's write lock covers the
+    whole file), so the check and the change see the same state in every process.  The schema is
+    migrated on open (`_schema.MIGRATIONS`).
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            sqlite.create(con, _SCHEMA + CLAIMS_SCHEMA)
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        try:
+            migrate(db, _schema.COMPONENT, _schema.MIGRATIONS)
+        except BaseException:
+            db.close()
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite.connect(self.path, durable=True, busy_timeout=self.busy_timeout)
-        try:
-            yield con
-        finally:
-            con.close()
+    def _connect(self) -> AbstractContextManager[Con]:
+        return self.db.read()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> AbstractContextManager[Con]:
         """One write transaction: committed when the block ends, rolled back on any error."""
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        return self.db.write()
 
     def close(self) -> None:
-        """Nothing stays open between operations; kept for the Protocol."""
+        """Release the database's connections (a pool on PostgreSQL; nothing stays open on SQLite)."""
+        self.db.close()
 
     @staticmethod
-    def _event(con: sqlite3.Connection, escalation_id: str, kind: str, actor: str | None,
+    def _event(con: Con, escalation_id: str, kind: str, actor: str | None,
                detail: dict[str, Any] | None = None, at: float | None = None) -> None:
         con.execute("INSERT INTO events (escalation_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
                     (escalation_id, at or time.time(), kind, actor, json.dumps(detail or {}, ensure_ascii=False)))
@@ -361,15 +231,19 @@ class SqliteStore(ClaimsMixin, SlaMixin):
             duplicate_of=duplicate_of, indexed_at=indexed_at, reminded_at=reminded_at, revision=revision,
         )
 
-    def _load(self, con: sqlite3.Connection, escalation_id: str, history: bool = False) -> Escalation:
-        row = con.execute(f"SELECT {_COLUMNS} FROM escalations WHERE id = ?", (escalation_id,)).fetchone()
+    def _load(self, con: Con, escalation_id: str, history: bool = False) -> Escalation:
+        """The escalation with its attachments, followers and claim (and its history); inside a write
+        transaction its row stays locked until the transaction ends (``con.locking``)."""
+        row = con.execute(f"SELECT {_COLUMNS} FROM escalations WHERE id = ?{con.locking}",
+                          (escalation_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no escalation {escalation_id!r}")
         esc = self._row(row)
         esc.attachments = [
             Attachment(id=a, filename=f, content_type=c, size=s, sha256=h)
             for a, f, c, s, h in con.execute(
-                "SELECT id, filename, content_type, size, sha256 FROM attachments WHERE escalation_id = ? ORDER BY rowid",
+                "SELECT id, filename, content_type, size, sha256 FROM attachments WHERE escalation_id = ? "
+                "ORDER BY length(id), id",
                 (escalation_id,))
         ]
         esc.followers = [u for (u,) in con.execute(
@@ -412,21 +286,13 @@ class SqliteStore(ClaimsMixin, SlaMixin):
                     "INSERT INTO attachments (id, escalation_id, filename, content_type, size, sha256, data) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (f"{eid}-a{n + 1}", eid, filename, content_type, len(data),
-                     hashlib.sha256(data).hexdigest(), sqlite3.Binary(data)))
+                     hashlib.sha256(data).hexdigest(), bytes(data)))
             esc = self._load(con, eid)
             for item in notify(esc):
                 self._enqueue(con, eid, item, now)
             return esc
 
-    @staticmethod
-    def _enqueue(con: sqlite3.Connection, eid: str, item: NewNotification, now: float) -> None:
-        con.execute(
-            "INSERT INTO outbox (key, escalation_id, group_name, channel, kind, payload, next_attempt, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-            (item.key(eid), eid, item.group, item.channel, item.kind,
-             json.dumps(item.payload, ensure_ascii=False), now, now))
-
-    def _finish(self, con: sqlite3.Connection, before: Escalation, notify: Notify | None, now: float) -> Escalation:
+    def _finish(self, con: Con, before: Escalation, notify: Notify | None, now: float) -> Escalation:
         """The changed escalation, with the outbox entries ``notify`` gives for the change written in the
         caller's transaction (an error in ``notify`` rolls the change back: no change without its notices)."""
         after = self._load(con, before.id)
@@ -676,66 +542,15 @@ class SqliteStore(ClaimsMixin, SlaMixin):
         return Attachment(id=row[0], filename=row[1], content_type=row[2], size=row[3], sha256=row[4],
                           data=bytes(row[5]))
 
-    # -- outbox -----------------------------------------------------------------------------
-    def claim(self, *, now: float, lease: float, limit: int,
-              escalation_id: str | None = None) -> list[Notification]:
-        """Take up to ``limit`` due notifications for ``lease`` seconds (others skip them meanwhile)."""
-        only = " AND escalation_id = ?" if escalation_id else ""
-        args = (now, now, *((escalation_id,) if escalation_id else ()), limit)
-        with self._write() as con:
-            rows = con.execute(
-                "SELECT id, key, escalation_id, group_name, channel, kind, payload, status, attempts, "
-                "next_attempt, last_error FROM outbox WHERE status = 'pending' AND next_attempt <= ? "
-                f"AND claimed_until <= ?{only} ORDER BY next_attempt, id LIMIT ?", args).fetchall()
-            con.executemany("UPDATE outbox SET claimed_until = ? WHERE id = ?", [(now + lease, r[0]) for r in rows])
-        return [Notification(id=r[0], key=r[1], escalation_id=r[2], group=r[3], channel=r[4], kind=r[5],
-                             payload=json.loads(r[6]), status=r[7], attempts=r[8], next_attempt=r[9],
-                             last_error=r[10]) for r in rows]
 
-    def delivered(self, notification_id: int, *, now: float) -> None:
-        with self._write() as con:
-            row = con.execute("SELECT escalation_id, group_name, channel, kind FROM outbox WHERE id = ?",
-                              (notification_id,)).fetchone()
-            con.execute("UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, "
-                        "claimed_until = 0, last_error = '' WHERE id = ?", (now, notification_id))
-            if row:
-                self._event(con, row[0], "notified", None, {"channel": f"{row[1]}/{row[2]}", "kind": row[3]}, at=now)
+class SqliteStore(SqlStore):
+    """The embedded store: one SQLite file (``peers.sqlite3`` in the index directory) in WAL mode."""
 
-    def failed(self, notification_id: int, error: str, *, retry_at: float | None) -> None:
-        """Record a failed attempt: retry at ``retry_at``, or give up (status ``failed``) when None."""
-        with self._write() as con:
-            if retry_at is None:
-                con.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, claimed_until = 0, "
-                            "last_error = ? WHERE id = ?", (error[:500], notification_id))
-            else:
-                con.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, claimed_until = 0, "
-                            "last_error = ? WHERE id = ?", (retry_at, error[:500], notification_id))
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        super().__init__(SqliteDatabase(self.path, durable=True, busy_timeout=busy_timeout))
 
-    def due_reminders(self, cutoff: float) -> list[Escalation]:
-        """Open escalations created before ``cutoff`` whose experts were not reminded yet."""
-        with self._connect() as con:
-            ids = [r[0] for r in con.execute(
-                "SELECT id FROM escalations WHERE status IN ('asked', 'escalated') AND reminded_at IS NULL "
-                "AND created <= ? ORDER BY created", (cutoff,))]
-            return [self._load(con, i) for i in ids]
 
-    def add_reminders(self, escalation_id: str, notify: Sequence[NewNotification], *,
-                      now: float | None = None) -> bool:
-        """Queue the reminders and mark the escalation reminded, once (False if already done);
-        ``now``: the time recorded (default: the clock)."""
-        now = time.time() if now is None else now
-        with self._write() as con:
-            cur = con.execute("UPDATE escalations SET reminded_at = ? WHERE id = ? AND reminded_at IS NULL "
-                              "AND status IN ('asked', 'escalated')", (now, escalation_id))
-            if cur.rowcount == 0:
-                return False
-            for item in notify:
-                self._enqueue(con, escalation_id, item, now)
-            self._event(con, escalation_id, "reminded", None, {"channels": [n.channel for n in notify]}, at=now)
-            return True
-
-    def outbox_counts(self) -> dict[str, int]:
-        with self._connect() as con:
-            counts = {"pending": 0, "delivered": 0, "failed": 0}
-            counts.update({s: n for s, n in con.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status")})
-            return counts
+__all__ = ["ANSWERED_STATUSES", "CLOSED_STATUSES", "OPEN_STATUSES", "STATUSES", "Attachment", "Escalation",
+           "EscalationStore", "NewNotification", "Notification", "Notify", "SqlStore", "SqliteStore",
+           "iso", "new_escalation_id"]

@@ -138,8 +138,11 @@ def hook_env(webhook: WebhookServer, monkeypatch: pytest.MonkeyPatch) -> Webhook
 
 
 @pytest.fixture
-def kb(tmp_path: Path, hook_env: WebhookServer) -> Iterator[KnowledgeBase]:
-    base = KnowledgeBase.open(settings=peer_settings(tmp_path / "index", hook_env))
+def kb(tmp_path: Path, hook_env: WebhookServer, store_url: str) -> Iterator[KnowledgeBase]:
+    """A knowledge base with the two groups, on each store (SQLite file; PostgreSQL)."""
+    settings = peer_settings(tmp_path / "index", hook_env)
+    settings.store.url = store_url
+    base = KnowledgeBase.open(settings=settings)
     yield base
     base.close()
 

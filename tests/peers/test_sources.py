@@ -19,6 +19,13 @@ from kbsearch.peers.service import answer_doc_id
 
 from .conftest import EVAL, WebhookServer, peer_settings
 
+
+@pytest.fixture
+def store_url() -> str:
+    """Importing archives tests the sources, not the store: the embedded store only (the store
+    contract runs on both in test_store_contract.py and test_loop.py)."""
+    return ""
+
 POSTS = """<?xml version="1.0" encoding="utf-8"?>
 <posts>
   <row Id="1" PostTypeId="1" AcceptedAnswerId="3" CreationDate="2024-01-02T10:00:00.000" Score="5"
