@@ -88,3 +88,34 @@ def test_numbers_out_of_range_are_refused_with_the_setting_named(name: str, valu
 def test_minus_one_means_never_where_the_setting_says_so() -> None:
     assert Settings.load(env={"KBSEARCH_DEFLECT_PARALLEL_FIT_PHRASINGS": "-1"}).deflect.parallel_fit_phrasings == -1
 
+
+
+def test_store_url_from_the_file_without_a_password_the_environment_with_one(tmp_path: Path) -> None:
+    """``[store] url`` may name the database; its password comes only from the environment."""
+    cfg = tmp_path / "kbsearch.toml"
+    cfg.write_text('[store]\nurl = "postgresql://kb@db.internal:5432/kbsearch"\npool_size = 4\n', encoding="utf-8")
+    s = Settings.load(config_file=cfg, env={})
+    assert (s.store.url, s.store.pool_size, s.peers.store) == ("postgresql://kb@db.internal:5432/kbsearch", 4, "auto")
+    s = Settings.load(config_file=cfg, env={"KBSEARCH_DATABASE_URL": "postgresql://kb:pw@db2/kbsearch"})
+    assert s.store.url == "postgresql://kb:pw@db2/kbsearch"  # the environment wins over the file
+    assert Settings.load(env={"KBSEARCH_STORE_URL": "postgresql://kb@db3/x"}).store.url == "postgresql://kb@db3/x"
+    for url in ("postgresql://kb:hunter2@db/kbsearch", "postgresql://db/kbsearch?password=hunter2"):
+        cfg.write_text(f'[store]\nurl = "{url}"\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match="must not hold a password") as caught:
+            Settings.load(config_file=cfg, env={})
+        assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match="name different databases"):
+        Settings.load(env={"KBSEARCH_DATABASE_URL": "postgresql://a/x", "KBSEARCH_STORE_URL": "postgresql://b/x"})
+
+
+def test_peers_store_chooses_between_the_embedded_file_and_the_url(tmp_path: Path) -> None:
+    from kbsearch.peers._open import uses_postgresql
+
+    url = {"KBSEARCH_DATABASE_URL": "postgresql://kb@db/kbsearch"}
+    assert not uses_postgresql(Settings.load(env={}))  # the default: SQLite, no server
+    assert uses_postgresql(Settings.load(env=url))
+    assert not uses_postgresql(Settings.load(env={**url, "KBSEARCH_PEERS_STORE": "sqlite"}))
+    with pytest.raises(ConfigError, match="store.url"):
+        uses_postgresql(Settings.load(env={"KBSEARCH_PEERS_STORE": "postgresql"}))
+    with pytest.raises(ConfigError, match="not available"):
+        uses_postgresql(Settings.load(env={"KBSEARCH_PEERS_STORE": "mongo"}))
