@@ -74,7 +74,7 @@ def collect(root: Path, limit: int, n_features: int,
     (real unanswerable questions for calibration's hold-outs, `calibrate`)."""
     from .usage import open_usage
 
-    usage = open_usage(root)
+    usage = open_usage(root, settings)
     try:
         rows = usage.outcome_rows(limit)
     finally:
@@ -200,13 +200,14 @@ def outcome_report(cal: Any, target: float, simulated_margin: float) -> dict[str
             "outcome_weight": round(conf.size / (conf.size + cal.outcome_prior), 4) if cal.outcome_prior >= 0 else 0.0}
 
 
-def with_confirmed_phrasings(root: Path, documents: Iterable[Document], limit: int) -> Iterator[Document]:
+def with_confirmed_phrasings(root: Path, documents: Iterable[Document], limit: int,
+                             settings: Settings | None = None) -> Iterator[Document]:
     """``documents`` with the questions their askers confirmed they answer (`UsageLog.confirmed_questions`)
     among their phrasings, as a duplicate's wording joins its answer's at once: a rebuild learns from
     "this solved it" as from an expert's duplicate close."""
     from .usage import open_usage
 
-    usage = open_usage(root)
+    usage = open_usage(root, settings)
     try:
         confirmed = usage.confirmed_questions(limit) if limit > 0 else []
     finally:

@@ -94,7 +94,7 @@ def models_digest(settings: Settings) -> str:
 def _feedback_seen(kb: FrontDoor) -> int:
     from .usage import open_usage
 
-    usage = open_usage(kb.root)
+    usage = open_usage(kb.root, kb.settings)
     try:
         return usage.last_feedback_id()
     finally:
@@ -341,7 +341,7 @@ def _confirmed(kb: FrontDoor, documents: Iterable[Document]) -> Iterable[Documen
         return documents
     from ._deflect_outcomes import with_confirmed_phrasings
 
-    return with_confirmed_phrasings(kb.root, documents, kb.settings.deflect.max_feedback)
+    return with_confirmed_phrasings(kb.root, documents, kb.settings.deflect.max_feedback, kb.settings)
 
 
 def rebuild(kb: FrontDoor, documents: Iterable[Document], progress: Progress | None,

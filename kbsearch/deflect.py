@@ -610,9 +610,9 @@ def after_build(kb: Any, generation: Any) -> dict[str, Any]:
     feedback: list[Feedback] = []
     unanswerable: list[str] = []
     try:
-        usage = open_usage(kb.root)
+        usage = open_usage(kb.root, kb.settings)
         asked: list[list[float]] = []
-        if usage.path.exists():
+        if usage.exists():
             examples, unanswerable = collect(kb.root, kb.settings.deflect.max_feedback, len(FEATURES), kb.settings)
             feedback = [Feedback(f, h, OUTCOME) for f, h in examples]
             asked = usage.recent_features(kb.settings.deflect.share_estimate_asks)

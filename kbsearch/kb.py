@@ -133,7 +133,7 @@ class KnowledgeBase:
         return self._current().path
 
     def close(self) -> None:
-        """Close the open index versions and release the peer store's connections (a PostgreSQL pool);
+        """Close the open index versions and release the peer store's and the usage log's connections;
         using the knowledge base again reopens what it needs."""
         with self._lock:
             live = self._live.value
@@ -142,8 +142,11 @@ class KnowledgeBase:
             self._retired = []
             self._live.clear()
             loop, self._peer_loop = getattr(self, "_peer_loop", None), None
+            usage, self._usage_log = getattr(self, "_usage_log", None), None
         if loop is not None:
             loop.close()
+        if usage is not None:
+            usage.close()
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -389,7 +392,7 @@ class KnowledgeBase:
         if log_ is None:
             from .usage import open_usage
 
-            log_ = self._usage_log = open_usage(self.root)
+            log_ = self._usage_log = open_usage(self.root, self.settings)
         return log_
 
     def _fit_deflection(self, generation: Generation) -> dict[str, Any]:

@@ -20,8 +20,9 @@ shared one (`postgres.open_database`).  Values always travel as parameters, neve
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -87,21 +88,30 @@ class _SqliteCon:
 
 
 class SqliteDatabase:
-    """One SQLite file in WAL mode (`kbsearch.storage.sqlite`): a short-lived connection per operation,
-    so threads never share one; writers queue on SQLite's lock (``busy_timeout``)."""
+    """One SQLite file in WAL mode (`kbsearch.storage.sqlite`): a short-lived connection per operation
+    (or, with ``per_thread``, one kept per thread: the usage log writes once per question asked), so
+    threads never share one; writers queue on SQLite's lock (``busy_timeout``)."""
 
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path, *, durable: bool = True, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, durable: bool = True, busy_timeout: float = 30.0,
+                 per_thread: bool = False) -> None:
         self.path = Path(path)
         self.durable = durable
         self.busy_timeout = busy_timeout
+        self._local = threading.local() if per_thread else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._raw() as con:
             con.execute("PRAGMA journal_mode=WAL")
 
     @contextmanager
     def _raw(self) -> Iterator[sqlite3.Connection]:
+        if self._local is not None:
+            con = getattr(self._local, "con", None)
+            if con is None:
+                con = self._local.con = sqlite.connect(self.path, durable=self.durable, busy_timeout=self.busy_timeout)
+            yield con
+            return
         con = sqlite.connect(self.path, durable=self.durable, busy_timeout=self.busy_timeout)
         try:
             yield con
@@ -132,7 +142,11 @@ class SqliteDatabase:
         return str(self.path)
 
     def close(self) -> None:
-        """Nothing stays open between operations."""
+        """Close the calling thread's kept connection (``per_thread``); otherwise nothing stays open."""
+        con = getattr(self._local, "con", None) if self._local is not None else None
+        if con is not None:
+            con.close()
+            self._local.con = None  # type: ignore[union-attr]
 
 
 @lru_cache(maxsize=512)
@@ -148,9 +162,9 @@ def render(ddl: str, dialect: str) -> list[str]:
     return [s.strip() for s in ddl.split(";") if s.strip()]
 
 
-def migrate(db: Database, component: str, migrations: Sequence[str]) -> int:
-    """Bring ``component``'s tables to the newest of ``migrations`` (version n is ``migrations[n-1]``);
-    returns the version.  Runs in one transaction under the database's migration lock, so two
+def migrate(db: Database, component: str, migrations: Sequence[str | Mapping[str, str]]) -> int:
+    """Bring ``component``'s tables to the newest of ``migrations`` (version n is ``migrations[n-1]``:
+    one schema for both dialects, or one per dialect in a mapping); returns the version.  Runs in one transaction under the database's migration lock, so two
     processes starting together apply each step once; a database newer than this code is refused."""
     with db.migrating() as con:
         for statement in render(_VERSION_TABLE, db.dialect):
@@ -161,7 +175,8 @@ def migrate(db: Database, component: str, migrations: Sequence[str]) -> int:
             raise StoreError(f"{db.describe()}: the {component} tables are at schema version {current}; this "
                              f"kbsearch knows versions up to {len(migrations)} (upgrade kbsearch)")
         for version in range(current + 1, len(migrations) + 1):
-            for statement in render(migrations[version - 1], db.dialect):
+            step = migrations[version - 1]
+            for statement in render(step if isinstance(step, str) else step[db.dialect], db.dialect):
                 con.execute(statement)
         if current < len(migrations):
             con.execute("INSERT INTO schema_version (component, version, applied) VALUES (?, ?, ?) "

@@ -5,6 +5,7 @@ Real knowledge bases (Whoosh index, usage log and escalation store in SQLite) in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,15 @@ def test_outcome_threshold_needs_the_lower_bound_to_reach_the_target() -> None:
     assert abs(few - 0.3) < 0.05 and many > 0.45
 
 
-def test_outcomes_flow_from_the_usage_log_and_the_store(kb: KnowledgeBase) -> None:
+@pytest.fixture
+def kb_on_store(tmp_path: Path, store_url: str) -> Iterator[KnowledgeBase]:
+    """A knowledge base on each store: SQLite files, and PostgreSQL for escalations and the usage log."""
+    with make_kb(tmp_path / "kb", thread_docs(), **{"store.url": store_url}) as base:
+        yield base
+
+
+def test_outcomes_flow_from_the_usage_log_and_the_store(kb_on_store: KnowledgeBase) -> None:
+    kb = kb_on_store
     right = kb.ask("printer says paper jam on the third floor")
     assert right.answers and right.answers[0].id == "printer"
     kb.feedback(right.id, True)
@@ -74,7 +83,7 @@ def test_outcomes_flow_from_the_usage_log_and_the_store(kb: KnowledgeBase) -> No
     assert closed.status == "unanswerable" and not closed.open
     with pytest.raises(KbsearchError):
         kb.close_unanswerable(esc.id)  # closed already
-    labelled, unanswerable = collect(kb.root, 100, len(FEATURES))
+    labelled, unanswerable = collect(kb.root, 100, len(FEATURES), kb.settings)
     assert sorted(r for _f, r in labelled) == [False, False, True]
     assert unanswerable == ["what is the wifi password of the canteen"]
     steps = kb.rebuild(list(kb.documents())).steps["deflect"]
@@ -83,6 +92,8 @@ def test_outcomes_flow_from_the_usage_log_and_the_store(kb: KnowledgeBase) -> No
     assert kb.get("printer").questions.count("printer says paper jam on the third floor") == 1
     kb.rebuild(list(kb.documents()))
     assert kb.get("printer").questions.count("printer says paper jam on the third floor") == 1
+    if kb.settings.store.url:  # escalations and the usage log are in PostgreSQL: no SQLite file
+        assert sorted(p.name for p in kb.root.glob("*.sqlite3")) == []
 
 
 def test_only_experts_close_as_unanswerable(tmp_path: Path) -> None:

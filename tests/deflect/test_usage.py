@@ -1,4 +1,5 @@
-"""The usage log: a real SQLite file beside the index, every ask logged, feedback validated."""
+"""The usage log: every ask logged, feedback validated; on both stores (``store_url``: a real SQLite
+file beside the index, and a database of the test PostgreSQL cluster)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ import sqlite3
 
 import pytest
 
+from collections.abc import Iterator
+from pathlib import Path
+
 from kbsearch import KnowledgeBase, NotFoundError
 from kbsearch.usage import UsageError, UsageLog
+
+from .conftest import make_kb, thread_docs
+
+
+@pytest.fixture
+def kb(tmp_path: Path, store_url: str) -> Iterator[KnowledgeBase]:
+    with make_kb(tmp_path / "kb", thread_docs(), **{"store.url": store_url}) as base:
+        yield base
 
 
 def test_every_ask_is_logged(kb: KnowledgeBase) -> None:
@@ -21,9 +33,16 @@ def test_every_ask_is_logged(kb: KnowledgeBase) -> None:
     assert first["user"] == "carol" and first["groups"] == ["it", "staff"]
     assert abs(first["confidence"] - d1.confidence) < 1e-9
     assert rows[1]["answer_id"] is None and rows[1]["routed_group"] == d2.group
-    assert (kb.root / "usage.sqlite3").is_file()
-    with sqlite3.connect(kb.root / "usage.sqlite3") as db:
-        assert db.execute("SELECT COUNT(*) FROM asks").fetchone()[0] == 2
+    if kb.settings.store.url:  # PostgreSQL holds the log: no SQLite file is created
+        assert not (kb.root / "usage.sqlite3").exists()
+        import psycopg
+
+        with psycopg.connect(kb.settings.store.url) as db:
+            assert db.execute("SELECT COUNT(*) FROM asks").fetchone() == (2,)
+    else:
+        assert (kb.root / "usage.sqlite3").is_file()
+        with sqlite3.connect(kb.root / "usage.sqlite3") as db:
+            assert db.execute("SELECT COUNT(*) FROM asks").fetchone()[0] == 2
 
 
 def test_feedback_on_unknown_decision_is_an_error(kb: KnowledgeBase) -> None:
