@@ -3,7 +3,8 @@
 `atomic` writes one file (temp name in the same directory, fsync, `os.replace`); `versions` owns the
 directory of index versions (the ``CURRENT`` pointer, copy-on-write forks, the writer lock,
 clean-up); `sqlite` opens the SQLite databases beside the versions (peer store, usage log, crawl
-state), all one way.  This layer sits below the index: it never imports the engine, search or models.
+state), all one way; `sql` is the narrow layer the peer store and the usage log run on, over SQLite
+or, with `postgres`, a shared PostgreSQL (versioned migrations, pooled connections).  This layer sits below the index: it never imports the engine, search or models.
 """
 
 from __future__ import annotations
