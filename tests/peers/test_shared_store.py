@@ -96,3 +96,27 @@ def test_an_unreachable_or_malformed_store_url_is_one_clear_line_without_the_pas
             KnowledgeBase.open(settings=settings).escalate("the printer jams", deliver=False)
     assert not (tmp_path / "index" / "peers.sqlite3").exists()  # nothing fell back to SQLite silently
     kb.close()
+
+
+def test_cli_on_postgresql_and_its_one_line_errors(tmp_path: Path, pg_url: str) -> None:
+    """The CLI takes the URL from KBSEARCH_DATABASE_URL: an escalation made by one command is listed by
+    the next; a wrong password is one line without it, exit status 1."""
+    from click.testing import CliRunner
+
+    from kbsearch.cli import main
+
+    config = tmp_path / "kbsearch.toml"
+    config.write_text('[[groups]]\nname = "it-support"\nexperts = ["bo"]\n', encoding="utf-8")
+    opts = ["--index", str(tmp_path / "index"), "--config", str(config)]
+    runner = CliRunner()
+    out = runner.invoke(main, ["escalate", "the scanner jams", "--group", "it-support", "--json", *opts],
+                        env={"KBSEARCH_DATABASE_URL": pg_url})
+    assert out.exit_code == 0, out.output
+    esc_id = json.loads(out.output)["id"]
+    out = runner.invoke(main, ["escalations", "--json", *opts], env={"KBSEARCH_DATABASE_URL": pg_url})
+    assert out.exit_code == 0 and [e["id"] for e in json.loads(out.output)] == [esc_id]
+    wrong = pg_url.replace("@", "x-wrong@", 1)  # the password with a suffix
+    out = runner.invoke(main, ["escalations", *opts], env={"KBSEARCH_DATABASE_URL": wrong})
+    assert out.exit_code == 1 and out.output.startswith("error: ") and out.output.count("\n") == 1, out.output
+    assert "x-wrong" not in out.output and "password authentication failed" in out.output
+    assert not (tmp_path / "index" / "peers.sqlite3").exists()
