@@ -1,7 +1,8 @@
 """The deflection report: how many questions the index answered, how many went to the peers, and why.
 
-Built from the usage log (``usage.sqlite3``: every `KnowledgeBase.ask` and its feedback) and the
-escalation store (``peers.sqlite3``: escalations and their answers), both read through
+Built from the usage log (``usage.sqlite3``, or PostgreSQL with ``store.url``: every
+`KnowledgeBase.ask` and its feedback) and the escalation store (``peers.sqlite3``, or PostgreSQL:
+escalations and their answers), both read through
 `KnowledgeBase`.  Shown as a terminal table (`render_text`), JSON (`DeflectionReport.to_dict`) and a
 self-contained HTML page with inline SVG charts (`render_html`; no external assets).
 
