@@ -587,7 +587,7 @@ class Crawler:
         the pages parsed under another template decision: the first pages of a site, parsed
         before the counts existed, and pages whose blocks crossed the threshold since.  Then the
         index holds what a full crawl in any order would have produced."""
-        if not self.template.enabled or self.dry_run or self.report.stopped_early is not None:
+        if self.dry_run or self.report.stopped_early is not None:
             return
         self._flush(writer, force=True)
         writer.queue.join()  # the crawl state holds every page parsed so far

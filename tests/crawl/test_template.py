@@ -95,6 +95,18 @@ def test_incremental_crawl_ends_where_a_full_crawl_ends(tmp_path, site):
 
 def test_template_share_zero_keeps_everything(tmp_path, site):
     serve(site, 8)
-    report, docs = crawl(tmp_path / "index", site, template_share=0)
+    report, docs = crawl(tmp_path / "off", site, template_share=0)
     assert report.template_blocks == 0 and report.template_reparsed == 0
     assert sum("Acme Intranet" in t for _, _, t in docs.values()) == 8
+
+
+def test_turning_the_template_off_restores_the_text_incrementally(tmp_path, site):
+    """The template settings changed: pages parsed under the old decision are parsed again (the
+    server's 304 notwithstanding), with no --full."""
+    serve(site, 8)
+    _, docs = crawl(tmp_path / "index", site)
+    assert not any("Acme Intranet" in t for _, _, t in docs.values())
+    report, docs = crawl(tmp_path / "index", site, template_share=0)
+    assert report.not_modified == 8 and report.template_reparsed == 8
+    assert sum("Acme Intranet" in t for _, _, t in docs.values()) == 8
+    assert all(site.count(f"/p{n}.html") == 3 for n in range(8))  # first crawl, 304, re-parse
