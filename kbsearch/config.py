@@ -42,6 +42,9 @@ class IndexConfig:
     batch_size: int = 2000
     #: Complete generations kept on disk (the live one and its predecessors).
     keep_generations: int = 2
+    #: ``stats`` calls a source stale when its last successful sync is older than this many days;
+    #: set it above the interval of your scheduled ``kbsearch reindex`` (weekly crawls: 8).
+    stale_after_days: float = 2.0
 
 
 @dataclass

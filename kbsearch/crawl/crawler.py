@@ -221,7 +221,6 @@ class Crawler:
         """Crawl, index and report; network trouble is reported, never raised."""
         self._started = time.monotonic()
         state = self._state = CrawlState.for_kb(self.kb.root)
-        run_id = state.begin_run(self.spec.name)
         writer = _Writer(self.kb, state, self.spec.name, self.dry_run)
         writer.start()
         parse_pool: Executor | None = None
@@ -250,7 +249,7 @@ class Crawler:
             writer.queue.put(None)
             writer.join()
             self.fetcher.close()
-            self._finish(state, writer, run_id)
+            self._finish(state, writer)
             state.close()
             release_memory()
         return self.report
@@ -550,7 +549,7 @@ class Crawler:
                        "skipped": self.report.skipped, "pages_per_second": self.report.fetched / elapsed,
                        "sections": self.report.sections})
 
-    def _finish(self, state: CrawlState, writer: _Writer, run_id: int) -> None:
+    def _finish(self, state: CrawlState, writer: _Writer) -> None:
         rep = self.report
         if writer.error is not None and rep.stopped_early is None:
             rep.stopped_early = f"index write failed: {writer.error}"
@@ -576,7 +575,6 @@ class Crawler:
         rep.unchanged += writer.unchanged
         rep.seconds = time.monotonic() - self._started
         rep.pages_per_second = rep.fetched / rep.seconds if rep.seconds > 0 else 0.0
-        state.finish_run(run_id, rep.complete, {k: v for k, v in rep.to_dict().items() if k not in ("errors", "skips")})
         self._tick(force=True)
         log.info("crawl %s: %s", self.spec.name, rep.summary())
 

@@ -148,6 +148,7 @@ class CrawlState:
                 raise KbsearchError(f"cannot write crawl state {self.path}: {exc}") from None
 
     def begin_run(self, source: str) -> int:
+        """Record that a sync of ``source`` starts (see `kbsearch._source_runs`)."""
         with self._lock:
             cur = self._db.execute("INSERT INTO runs (source, started) VALUES (?, ?)", (source, time.time()))
             return int(cur.lastrowid or 0)
@@ -156,6 +157,11 @@ class CrawlState:
         with self._lock:
             self._db.execute("UPDATE runs SET finished = ?, complete = ?, summary = ? WHERE id = ?",
                              (time.time(), int(complete), json.dumps(summary, default=str), run_id))
+
+    def run_sources(self) -> list[str]:
+        """Every source with a recorded run."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT source FROM runs ORDER BY source")]
 
     def last_runs(self, source: str, limit: int = 5) -> list[dict[str, object]]:
         """The most recent runs of ``source`` (newest first) with their summaries."""
