@@ -50,9 +50,10 @@ Progress = Callable[[dict[str, Any]], None]
 #: Entries kept in the report's ``errors`` / ``skips`` lists (counts by reason are always complete).
 MAX_LISTED = 500
 _SITEMAP_URLS_MAX = 50_000
-#: Characters of section text kept from the pages parsed in a run, so the pages parsed before the
-#: site template was known are parsed again without fetching them (beyond it they are fetched).
-_RECENT_CHARS = 20_000_000
+#: Characters of section text (twice: text and blocks) kept from the first pages parsed in a run,
+#: so the pages parsed before the site template was known are parsed again without fetching them
+#: (pages beyond it are fetched again; about 10 MB of memory).
+_RECENT_CHARS = 10_000_000
 #: Seconds a batch write waits for another writer to finish before the crawl gives up.
 WRITE_LOCK_WAIT = 120.0
 
@@ -444,7 +445,7 @@ class Crawler:
             self._batch.puts.append(page)
             return
         self._index_page(page, known, ex.title, ex.sections, res.updated)
-        size = sum(len(s.text) for s in ex.sections)
+        size = 2 * sum(len(s.text) for s in ex.sections)  # the text, and again in its blocks
         if not self._repass and not self.dry_run and self._recent_chars + size <= _RECENT_CHARS:
             self._recent[url] = (ex.title, ex.sections, page, res.updated)
             self._recent_chars += size

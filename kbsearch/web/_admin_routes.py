@@ -11,7 +11,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from ._auth import ForbiddenError
-from ._calls import call_kb
+from ._calls import call_kb, has_kb
 
 
 def rules() -> list[Rule]:
@@ -33,5 +33,6 @@ class AdminRoutes:
 
         stats = call_kb(self.kb, "stats")
         sources = call_kb(self.kb, "source_stats")
-        health = call_kb(self.kb, "source_health", sources=[s.source for s in sources])
+        health = call_kb(self.kb, "source_health", sources=[s.source for s in sources]) \
+            if has_kb(self.kb, "source_health") else []  # a portal's own knowledge base may not keep runs
         return self.json({**stats.to_dict(), "sources": with_health(sources, health)})
