@@ -129,6 +129,7 @@ def publish(kb: FrontDoor, gen: Path, meta: dict[str, Any], what: str, parent: P
     checkpoint(f"{what}.before-switch")
     gens.switch_to(kb.root, gen, parent)
     checkpoint(f"{what}.switched")
+    kb._current()  # open the new version, letting go of this process's hold on the one it replaced
     gens.remove_stale(kb.root, kb.settings.index.keep_generations)
 
 

@@ -104,15 +104,15 @@ class KnowledgeBase:
             except gens.VersionGoneError:  # replaced and removed since CURRENT was read: read it again
                 if attempt == 4:
                     raise
-        # Close what nobody uses any more; the generation just replaced stays open for a
-        # while, as callers that did not pin it may still be reading it.
+        # Close what nobody uses any more (readers pin what they read, `_using`): closing lets go of
+        # the version's lease, so that clean-up may remove it.
         still = []
-        for gen in self._retired:
+        for gen in [*self._retired, *([old] if old is not None else [])]:
             if gen.users:
                 still.append(gen)
             else:
                 gen.close()
-        self._retired = still + ([old] if old is not None else [])
+        self._retired = still
         return fresh
 
     @contextmanager
