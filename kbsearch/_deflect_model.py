@@ -416,8 +416,8 @@ class AnswerModel:
         path = gen_dir / MODEL_DIR
         path.mkdir(parents=True, exist_ok=True)
         for name, v in (("word", self.vec.word), ("char", self.vec.char)):
-            write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in v.vocabulary_.items()},
-                       ensure_ascii=False)
+            vocabulary = getattr(v, "vocabulary_", None) or v.vocabulary  # loaded: a parameter until used
+            write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in vocabulary.items()}, ensure_ascii=False)
             save_npy(path / f"{name}_idf.npy", v.idf_.astype(np.float64))
         self.terms.save(path, "terms")
         for name, m in (("phrasings", self.phrasings), ("bodies", self.bodies)):

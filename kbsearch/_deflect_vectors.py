@@ -317,8 +317,9 @@ class TermIndex:
         return bm25, coverage.astype(np.float32)
 
     def save(self, path: Path, name: str) -> None:
-        write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in self.vocab.vocabulary_.items()},
-                   ensure_ascii=False)
+        # A loaded index's vectorizer has its vocabulary as a parameter until its first transform.
+        vocabulary = getattr(self.vocab, "vocabulary_", None) or self.vocab.vocabulary
+        write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in vocabulary.items()}, ensure_ascii=False)
         save_sparse(path / f"{name}_bm25.npz", self.weights.rows())
         save_npy(path / f"{name}_idf.npy", self.idf)
         write_json(path / f"{name}_meta.json", {"avg_len": self.avg_len, "plain": self.plain})
