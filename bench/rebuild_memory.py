@@ -7,9 +7,10 @@ the process and its workers together, sampled from outside.
 Each run is a child process doing `KnowledgeBase.rebuild` of the bench corpus (`bench/corpus.py`,
 page sections of Debian's manuals) into a fresh index.  A sampler polls every 0.25 s the resident
 set size of the child and of every process it started (the answer model is fitted in a worker while
-calibration runs) and keeps the peak of the child alone and of the sum.  ``--baseline REV`` runs the
-same rebuild with kbsearch as it was at git revision REV (a temporary worktree) first, in the same
-invocation, and prints the ratios.  Sampling can miss a peak shorter than 0.25 s; the child's own
+calibration runs) and keeps the peak of the child alone and of the sum.  Each revision runs from a
+temporary git worktree (the committed HEAD, not uncommitted edits); ``--baseline REV`` runs the
+same rebuild with kbsearch as it was at revision REV first, in the same invocation, and prints the
+ratios.  Sampling can miss a peak shorter than 0.25 s; the child's own
 ``VmHWM`` (the kernel's exact high-water mark) is printed beside it.
 """
 
@@ -92,19 +93,20 @@ def main() -> None:
     ap.add_argument("--baseline", help="git revision to measure first, side by side")
     args = ap.parse_args()
     corpus_path = corpus.build(args.size)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
     runs: dict[str, dict[str, float]] = {}
-    if args.baseline:
-        with tempfile.TemporaryDirectory(prefix="kbsearch-baseline-") as tmp:
+    # Each revision from a worktree of its own: the run takes minutes, and its worker processes
+    # import kbsearch when they start (the committed code is measured, not the files being edited).
+    for rev in ([args.baseline] if args.baseline else []) + [head]:
+        with tempfile.TemporaryDirectory(prefix="kbsearch-rev-") as tmp:
             tree = Path(tmp) / "kb"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), args.baseline],
-                           check=True)
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev], check=True)
             try:
-                runs[args.baseline] = measure(tree, corpus_path)
-                print(args.baseline, json.dumps(runs[args.baseline]), flush=True)
+                runs[rev] = measure(tree, corpus_path)
+                print(rev, json.dumps(runs[rev]), flush=True)
             finally:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
-    runs["this"] = measure(ROOT, corpus_path)
-    print("this", json.dumps(runs["this"]), flush=True)
     rows = [("seconds", "seconds"), ("peak RSS MB, rebuilding process", "peak_self_mb"),
             ("its VmHWM MB", "vmhwm_mb"), ("peak RSS MB, process + workers", "peak_tree_mb")]
     names = list(runs)
