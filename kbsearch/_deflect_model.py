@@ -108,7 +108,7 @@ class AnswerModel:
     """Phrasing, document, BM25 and classifier scores for every covered document."""
 
     def __init__(self, docs: list[DocInfo], vec: Vectorizer, phrasings: sp.csr_matrix, owners: np.ndarray,
-                 bodies: sp.csr_matrix, terms: TermIndex, clf_coef: np.ndarray | None,
+                 bodies: sp.csr_matrix, terms: TermIndex, clf_coef: sp.csr_matrix | np.ndarray | None,
                  clf_intercept: np.ndarray | None, clf_classes: np.ndarray | None, covers_all: bool) -> None:
         self.docs = docs
         self.vec = vec
@@ -116,7 +116,7 @@ class AnswerModel:
         self.owners = owners                # doc index of each phrasing row (sorted ascending)
         self.bodies = Rows(bodies)          # rows: documents
         self.terms = terms                  # BM25 over phrasings + body start
-        self.clf_coef = clf_coef            # (classes, features) float32
+        self.clf_coef = clf_coef            # (classes, features) float32, sparse (dense if stored so)
         self.clf_intercept = clf_intercept
         self.clf_classes = clf_classes      # doc index of each classifier class
         self.covers_all = covers_all        # every document of the generation is covered
@@ -416,15 +416,15 @@ class AnswerModel:
         path = gen_dir / MODEL_DIR
         path.mkdir(parents=True, exist_ok=True)
         for name, v in (("word", self.vec.word), ("char", self.vec.char)):
-            write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in v.vocabulary_.items()},
-                       ensure_ascii=False)
+            vocabulary = getattr(v, "vocabulary_", None) or v.vocabulary  # loaded: a parameter until used
+            write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in vocabulary.items()}, ensure_ascii=False)
             save_npy(path / f"{name}_idf.npy", v.idf_.astype(np.float64))
         self.terms.save(path, "terms")
         for name, m in (("phrasings", self.phrasings), ("bodies", self.bodies)):
             save_sparse(path / f"{name}.npz", m.rows())
         save_npy(path / "owners.npy", self.owners)
         if self.clf_coef is not None:
-            save_npy(path / "clf_coef.npy", self.clf_coef.astype(np.float32))
+            save_sparse(path / "clf_coef.npz", sp.csr_matrix(self.clf_coef, dtype=np.float32))
             save_npy(path / "clf_intercept.npy", self.clf_intercept.astype(np.float32))
             save_npy(path / "clf_classes.npy", self.clf_classes.astype(np.int32))
         encoder = None
@@ -465,7 +465,9 @@ class AnswerModel:
             vecs.append(v)
         coef = intercept = classes = None
         if meta.get("classifier"):
-            coef = np.load(path / "clf_coef.npy")
+            # Sparse since the classifier is fitted on the phrasings' columns; dense before.
+            coef = (sp.load_npz(path / "clf_coef.npz").tocsr() if (path / "clf_coef.npz").exists()
+                    else np.load(path / "clf_coef.npy"))
             intercept = np.load(path / "clf_intercept.npy")
             classes = np.load(path / "clf_classes.npy")
         from ._encoder import load_encoder
@@ -546,9 +548,14 @@ def fit_classifier(P: sp.csr_matrix, owners: np.ndarray, n_docs: int, min_phrasi
 
     from sklearn.exceptions import ConvergenceWarning
 
+    X = P[rows].tocsr()
+    # Fitted on the columns the phrasings use: a column no row has gets weight 0 anyway, and
+    # liblinear's dense (classes x columns) weights over the whole vocabulary, bodies' n-grams
+    # included, cost ~400 MB at 150 classes x 200k columns.
+    used = np.unique(X.indices)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        svc.fit(P[rows], y)
+        svc.fit(X[:, used], y)
     coef = svc.coef_.astype(np.float32)
     intercept = svc.intercept_.astype(np.float32)
     classes = svc.classes_.astype(np.int32)
@@ -558,7 +565,9 @@ def fit_classifier(P: sp.csr_matrix, owners: np.ndarray, n_docs: int, min_phrasi
     if negatives:
         keep = classes != n_docs
         coef, intercept, classes = coef[keep], intercept[keep], classes[keep]
-    return coef, intercept, classes
+    r, c = np.nonzero(coef)
+    full = sp.csr_matrix((coef[r, c], (r, used[c])), shape=(len(classes), P.shape[1]), dtype=np.float32)
+    return full, intercept, classes
 
 
 def tokens(text: str) -> list[str]:

@@ -210,18 +210,44 @@ class Vectorizer:
             return X
         return normalize(sp.hstack([X, sp.csr_matrix(D)], format="csr"), copy=False).astype(np.float32)
 
-    def classifier_scores(self, X: sp.csr_matrix, texts: Sequence[str], coef: np.ndarray,
+    def classifier_scores(self, X: sp.csr_matrix, texts: Sequence[str], coef: sp.csr_matrix | np.ndarray,
                           intercept: np.ndarray) -> np.ndarray:
         """Decision values of a classifier fitted on `classifier_rows`, without building those rows."""
         n = X.shape[1]
-        s = np.asarray(X @ coef[:, :n].T)
-        if coef.shape[1] > n:
+        cols, words, dense = self._classifier_weights(coef, n)
+        s = np.asarray(X[:, cols] @ words.T)
+        if dense is not None:
             D = self.dense(texts)
             if D is not None:
-                s += D @ coef[:, n:].T
+                s += D @ dense.T
                 norm = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel() + (D * D).sum(axis=1))
                 s /= np.where(norm > 0, norm, 1.0)[:, None]
         return s + intercept
+
+    def _classifier_weights(self, coef: sp.csr_matrix | np.ndarray, n: int
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The classifier's n-gram columns with a weight, their weights (dense), and the weights of the
+        dense part (None: n-grams alone); made once per classifier.  A question's row times a few
+        thousand dense columns is far cheaper than times the whole vocabulary."""
+        made: dict[int, tuple[Any, ...]] = self.__dict__.setdefault("_classifier_weights_made", {})
+        cached = made.get(id(coef))
+        if cached is None or cached[0] is not coef:
+            if len(made) >= 8:  # calibration's split models share this vectorizer
+                made.clear()
+            words = coef[:, :n]
+            if sp.issparse(words):
+                words = words.tocsr()
+                cols = np.unique(words.indices)
+                weights = words[:, cols].toarray()
+            else:
+                cols = np.flatnonzero(np.any(words != 0, axis=0))
+                weights = np.ascontiguousarray(words[:, cols])
+            dense = None
+            if coef.shape[1] > n:
+                rest = coef[:, n:]
+                dense = np.asarray(rest.toarray() if sp.issparse(rest) else rest)
+            cached = made[id(coef)] = (coef, cols, weights, dense)
+        return cached[1], cached[2], cached[3]
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """The rows of ``texts``; a few texts (a question, a page's parts) skip sklearn's call overhead."""
@@ -317,8 +343,9 @@ class TermIndex:
         return bm25, coverage.astype(np.float32)
 
     def save(self, path: Path, name: str) -> None:
-        write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in self.vocab.vocabulary_.items()},
-                   ensure_ascii=False)
+        # A loaded index's vectorizer has its vocabulary as a parameter until its first transform.
+        vocabulary = getattr(self.vocab, "vocabulary_", None) or self.vocab.vocabulary
+        write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in vocabulary.items()}, ensure_ascii=False)
         save_sparse(path / f"{name}_bm25.npz", self.weights.rows())
         save_npy(path / f"{name}_idf.npy", self.idf)
         write_json(path / f"{name}_meta.json", {"avg_len": self.avg_len, "plain": self.plain})

@@ -136,25 +136,30 @@ def search_cmd(question: str, limit: int | None, groups: tuple[str, ...], as_jso
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @index_option
 def stats_cmd(as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
-    """Show what the index holds: documents, pages, answers, size, model, and documents per source.
+    """Show what the index holds: documents, pages, answers, size, model, and per source its
+    documents, last sync run (start, end, outcome, pages fetched / changed / failed) and health.
 
     \b
     Example:
       kbsearch stats --json
     """
+    from ._source_runs import describe, with_health
+
     with open_kb(index_path, config_file) as kb:
         stats = kb.stats()
-        sources = kb.source_stats()
+        counts = kb.source_stats()
+        sources = with_health(counts, kb.source_health(sources=[s.source for s in counts]))
     if as_json:
-        emit_json({**stats.to_dict(), "sources": [s.to_dict() for s in sources]})
+        emit_json({**stats.to_dict(), "sources": sources})
         return
     for key, value in stats.to_dict().items():
         click.echo(f"{key:>16}: {terminal_safe(value)}")
     click.echo("per source:")
     for s in sources:
-        newest = f", newest {s.newest_updated[:10]}" if s.newest_updated else ""
-        click.echo(terminal_safe(f"{s.source or '(none)':>16}: {s.documents} documents ({s.pages} pages, "
-                                 f"{s.answers} answers, {s.restricted} restricted{newest})"))
+        newest = f", newest {s['newest_updated'][:10]}" if s["newest_updated"] else ""
+        click.echo(terminal_safe(f"{s['source'] or '(none)':>16}: {s['documents']} documents ({s['pages']} pages, "
+                                 f"{s['answers']} answers, {s['restricted']} restricted{newest})"))
+        click.echo(terminal_safe(f"{'':>16}  {describe(s['run'])}"))
 
 
 # The commands of the other areas, each in its own module.

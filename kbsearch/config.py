@@ -42,6 +42,9 @@ class IndexConfig:
     batch_size: int = 2000
     #: Complete generations kept on disk (the live one and its predecessors).
     keep_generations: int = 2
+    #: ``stats`` calls a source stale when its last successful sync is older than this many days;
+    #: set it above the interval of your scheduled ``kbsearch reindex`` (weekly crawls: 8).
+    stale_after_days: float = 2.0
 
 
 @dataclass
@@ -283,6 +286,12 @@ class CrawlConfig:
     batch_size: int = 500
     #: Extra class / id names of page chrome to strip, besides navigation, headers, footers, sidebars.
     strip_classes: list[str] = field(default_factory=list)
+    #: A block of text (paragraph, list item, ...) found on at least this share of a source's pages
+    #: is site template (banner, navigation, footer) and is not indexed.  Lower it when a site's
+    #: theme differs between its parts (each part's chrome then recurs on fewer pages); 0 keeps all.
+    template_share: float = 0.5
+    #: ... and on at least this many pages: text a small site repeats on a few pages is content.
+    template_min_pages: int = 5
     verify_tls: bool = True
 
 

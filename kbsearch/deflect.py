@@ -15,6 +15,8 @@ import importlib
 import logging
 import math
 import re
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -256,6 +258,7 @@ class _ModelFit:
         self.options: dict[str, Any] = {}
         self._pool: Any = None
         self._future: Any = None
+        self._scratch: str | None = None
         if elsewhere:
             from ._workers import process_pool
 
@@ -272,7 +275,8 @@ class _ModelFit:
         self.documents, self.options = documents, options
         if self._pool is not None:
             try:
-                self._future = self._pool.submit(AnswerModel.fit, documents, **options)
+                self._scratch = tempfile.mkdtemp(prefix="kbsearch-fit-")
+                self._future = self._pool.submit(_fit_to_disk, documents, self._scratch, **options)
             except Exception as exc:  # the worker died booting
                 log.warning("deflection: fitting the answer model in this process (%s)", exc)
                 self.close(wait=False)
@@ -280,7 +284,9 @@ class _ModelFit:
     def result(self) -> AnswerModel | None:
         if self._future is not None:
             try:
-                return self._future.result()
+                # Written to disk by the worker and read here: a pickle sent back would cost this
+                # process its bytes besides the model (~240 MB at 100k sections).
+                return AnswerModel.load(Path(self._scratch)) if self._future.result() else None
             except Exception as exc:
                 log.warning("deflection: the worker fitting the answer model failed (%s: %s); fitting here",
                             type(exc).__name__, exc)
@@ -292,12 +298,24 @@ class _ModelFit:
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = self._future = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def __enter__(self) -> _ModelFit:
         return self
 
     def __exit__(self, exc_type: object, *_exc: object) -> None:
         self.close(wait=exc_type is None)  # on an error (Ctrl-C) do not wait for the worker's fit
+
+
+def _fit_to_disk(documents: list[Document], scratch: str, **options: Any) -> bool:
+    """In the worker: fit the answer model and save it under ``scratch``; whether there is one."""
+    model = AnswerModel.fit(documents, **options)
+    if model is None:
+        return False
+    model.save(Path(scratch))
+    return True
 
 
 def _boot_fit_worker(encoder: str | None) -> None:

@@ -246,6 +246,16 @@ class KnowledgeBase:
 
         return source_stats(self)
 
+    def source_health(self, *, sources: Iterable[str] | None = None, now: float | None = None) -> list[Any]:
+        """Each source's last sync run and health verdict (`_source_runs.SourceHealth`): start and
+        end, ok / failed with a one-line reason, pages fetched / changed / failed, and ``ok``,
+        ``failing since …`` or ``stale: last success N days ago`` (``index.stale_after_days``).
+        ``sources``: names to include even without runs (default: those in the index)."""
+        from ._source_runs import source_health
+
+        names = [s.source for s in self.source_stats()] if sources is None else list(sources)
+        return source_health(self.root, names, self.settings.index.stale_after_days, now)
+
     def refit(self, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
               lock_timeout: float | None = None) -> bool:
         """Refit a small, grown index's TF-IDF model, router and (``calibrate``) deflection as a new
@@ -343,7 +353,12 @@ class KnowledgeBase:
         urls = [start_urls] if isinstance(start_urls, str) else list(start_urls)
         source = WebSource(name or default_name(urls), urls, **options)
         # The crawl's batches are added with refit=False: the model is refitted (and recalibrated) once, here.
-        report = source.sync(self, full=full, progress=progress, dry_run=dry_run)
+        if dry_run:
+            report = source.sync(self, full=full, progress=progress, dry_run=True)
+        else:  # recorded for `source_health`
+            from ._source_runs import recorded
+
+            report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
         if not dry_run and (report.added or report.updated):
             timings: dict[str, Any] = {}
             try:
@@ -543,7 +558,10 @@ class KnowledgeBase:
         if isinstance(source, str):
             name = options.pop("name", None) or source
             source = make_source(str(name), {"type": source, **options})
-        report = source.sync(self, full=full, progress=progress)  # adds with refit=False...
+        from ._source_runs import recorded
+
+        report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
+        # (its adds were made with refit=False...)
         if getattr(report, "added", 0) or getattr(report, "updated", 0):
             self.refit()  # ...so the models are refitted once, after the whole import
         return report

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._source_runs import recorded
 from .errors import ConfigError, IndexLockedError, KbsearchError
 from .storage.versions import file_lock
 
@@ -164,7 +165,7 @@ def _sync_one(kb: Rebuildable, source: Source, full: bool, emit: Progress, repor
         emit({"stage": "sync", "source": name, **event})
 
     try:
-        result = source.sync(kb, full=full, progress=forward)
+        result = recorded(kb.root, name, lambda: source.sync(kb, full=full, progress=forward))
     except Exception as exc:  # noqa: BLE001 - one failing source must not stop the others
         if isinstance(exc, KbsearchError):
             log.error("source %s failed: %s (its previous documents are kept)", name, exc)

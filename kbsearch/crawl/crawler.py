@@ -14,6 +14,7 @@ what it saw definitively gone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -32,10 +33,11 @@ from .._workers import process_pool
 from ..documents import Document, make_id
 from ..errors import KbsearchError
 from ..sources import SourceReport
-from .extract import ExtractOptions, PageExtract, extract_page
+from .extract import ExtractOptions, PageExtract, Section, extract_page
 from .fetch import Credentials, Fetcher, FetchOptions, FetchResult
 from .frontier import NON_HTML_EXTENSIONS, TRAP_REASONS, Frontier, Scope, Task, canonical_url, extension_of, host_of
 from .state import CrawlState, PageState
+from .template import SiteTemplate
 
 if TYPE_CHECKING:
     from ..config import CrawlConfig
@@ -48,6 +50,10 @@ Progress = Callable[[dict[str, Any]], None]
 #: Entries kept in the report's ``errors`` / ``skips`` lists (counts by reason are always complete).
 MAX_LISTED = 500
 _SITEMAP_URLS_MAX = 50_000
+#: Characters of section text (twice: text and blocks) kept from the first pages parsed in a run,
+#: so the pages parsed before the site template was known are parsed again without fetching them
+#: (pages beyond it are fetched again; about 10 MB of memory).
+_RECENT_CHARS = 10_000_000
 #: Seconds a batch write waits for another writer to finish before the crawl gives up.
 WRITE_LOCK_WAIT = 120.0
 
@@ -81,6 +87,11 @@ class CrawlReport(SourceReport):
     refit_seconds: float = 0.0
     after_build_seconds: float = 0.0
     after_build: dict[str, Any] = field(default_factory=dict)
+    #: Pages parsed again at the end of the run because what counts as site template changed after
+    #: they were parsed (mostly the first pages of a new site; they are fetched again too).
+    template_reparsed: int = 0
+    #: Distinct text blocks that are site template (dropped) at the end of the run.
+    template_blocks: int = 0
     #: Why the run stopped before its frontier was empty ("max_pages", "interrupted", an error).
     stopped_early: str | None = None
     skip_reasons: dict[str, int] = field(default_factory=dict)
@@ -128,6 +139,7 @@ class _Writer(threading.Thread):
             if batch is None:
                 return
             if self.error is not None or self.dry_run:
+                self.queue.task_done()
                 continue  # drain; nothing more is written after a failure (or ever, in a dry run)
             started = time.perf_counter()
             try:
@@ -144,6 +156,7 @@ class _Writer(threading.Thread):
                 self.error = exc
             finally:
                 self.seconds += time.perf_counter() - started
+                self.queue.task_done()
 
 
 @dataclass
@@ -183,6 +196,13 @@ class Crawler:
         self.frontier = Frontier(self.cfg.max_depth)
         self.extract_options = ExtractOptions(
             chrome_tokens=tuple(ExtractOptions().chrome_tokens) + tuple(self.cfg.strip_classes))
+        self.extract_fp = self.extract_options.fingerprint()
+        self.template = SiteTemplate(self.cfg.template_share, self.cfg.template_min_pages)
+        #: True in the end-of-run pass that re-parses pages whose template decision changed.
+        self._repass = False
+        #: Pages parsed this run (title, sections, state, updated), for the re-parse without a fetch.
+        self._recent: dict[str, tuple[str, list[Section], PageState, str | None]] = {}
+        self._recent_chars = 0
         self.fetcher = Fetcher(FetchOptions(
             user_agent=self.cfg.user_agent, connect_timeout=self.cfg.connect_timeout,
             read_timeout=self.cfg.read_timeout, page_timeout=self.cfg.page_timeout,
@@ -202,7 +222,6 @@ class Crawler:
         """Crawl, index and report; network trouble is reported, never raised."""
         self._started = time.monotonic()
         state = self._state = CrawlState.for_kb(self.kb.root)
-        run_id = state.begin_run(self.spec.name)
         writer = _Writer(self.kb, state, self.spec.name, self.dry_run)
         writer.start()
         parse_pool: Executor | None = None
@@ -216,6 +235,7 @@ class Crawler:
             if self.cfg.sitemaps:
                 self._seed_sitemaps()
             self._loop(state, fetch_pool, parse_pool, writer)
+            self._reparse_for_template(state, fetch_pool, parse_pool, writer)
         except BaseException as exc:  # interrupted or a bug: the run is incomplete, so it deletes nothing
             self.report.stopped_early = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
                 f"crashed: {type(exc).__name__}: {exc}"
@@ -230,7 +250,7 @@ class Crawler:
             writer.queue.put(None)
             writer.join()
             self.fetcher.close()
-            self._finish(state, writer, run_id)
+            self._finish(state, writer)
             state.close()
             release_memory()
         return self.report
@@ -260,7 +280,8 @@ class Crawler:
                     continue
                 known = state.get(self.spec.name, task.url)
                 etag = last_mod = None
-                if known is not None and not self.full:
+                if self._may_reuse(known):
+                    assert known is not None
                     etag, last_mod = known.etag, known.last_modified
                 self._attempted.add(task.url)
                 fut = fetch_pool.submit(self._fetch, task.url, etag, last_mod)
@@ -373,12 +394,17 @@ class Crawler:
         if res.body is None:
             self._fail(final, f"HTTP {res.status} without a body")
             return False
-        if known is not None and not self.full and known.body_hash == res.body_hash:
+        if self._may_reuse(known) and known is not None and known.body_hash == res.body_hash:
             rep.same_hash += 1
             self._reuse(task, final, known, res)
             res.body = None
             return False
         return True
+
+    def _may_reuse(self, known: PageState | None) -> bool:
+        """Whether an unchanged page may keep what it was parsed into: not in a full crawl, not when
+        it was parsed with other extraction settings, not in the template re-parse."""
+        return known is not None and not self.full and not self._repass and known.extract_fp == self.extract_fp
 
     def _reuse(self, task: Task, url: str, known: PageState, res: FetchResult) -> None:
         """An unchanged page: follow its remembered links, keep its documents, refresh validators."""
@@ -393,11 +419,14 @@ class Crawler:
         if ex.error:
             self._fail(url, ex.error)
             return
-        self.report.pages_parsed += 1
+        if not self._repass:
+            self.report.pages_parsed += 1
         links = [] if ex.nofollow else ex.links
         self._follow(links, task.depth + 1, url)
         page = PageState(url=url, etag=res.etag, last_modified=res.last_modified, body_hash=res.body_hash,
-                         links=[u for u in links if self.scope.check(u) is None])
+                         links=[u for u in links if self.scope.check(u) is None], extract_fp=self.extract_fp)
+        if known is not None:
+            self.template.remove(known.blocks)
         reason = None
         if ex.canonical and not _same_page(ex.canonical, url, res.aliases) and self.scope.check(ex.canonical) is None:
             # Index the page once, under its canonical URL (fetched on its own if not yet seen).
@@ -415,24 +444,36 @@ class Crawler:
                 self._batch.delete_ids.extend(known.doc_ids)
             self._batch.puts.append(page)
             return
-        docs = self._documents(url, ex, res)
+        self._index_page(page, known, ex.title, ex.sections, res.updated)
+        size = 2 * sum(len(s.text) for s in ex.sections)  # the text, and again in its blocks
+        if not self._repass and not self.dry_run and self._recent_chars + size <= _RECENT_CHARS:
+            self._recent[url] = (ex.title, ex.sections, page, res.updated)
+            self._recent_chars += size
+
+    def _index_page(self, page: PageState, known: PageState | None, title: str, sections: list[Section],
+                    updated: str | None) -> None:
+        """Documents of a parsed page's sections without the site template, and its new state."""
+        kept, page.blocks, page.template = self.template.apply(sections)
+        self.template.add(page.blocks)
+        docs = self._documents(page.url, title, kept, updated)
         page.doc_ids = [d.id for d in docs]
-        self.report.sections += len(docs)
+        self.report.sections += len(docs) - (len(known.doc_ids) if self._repass and known else 0)
         if known is not None:
             new = set(page.doc_ids)
             self._batch.delete_ids.extend(i for i in known.doc_ids if i not in new)
         self._batch.docs.extend(docs)
         self._batch.puts.append(page)
 
-    def _documents(self, url: str, ex: PageExtract, res: FetchResult) -> list[Document]:
+    def _documents(self, url: str, page_title: str, sections: list[Section | None],
+                   updated: str | None) -> list[Document]:
+        """One document per section (None: a section of site template only, numbered but dropped)."""
         docs: list[Document] = []
         used: set[str] = set()
-        updated = res.updated
-        for number, section in enumerate(ex.sections):
-            if is_blank(section.text):
+        for number, section in enumerate(sections):
+            if section is None or is_blank(section.text):
                 continue  # only control characters: nothing to search (a Document needs a text)
             # A section without a usable title of its own is named by its page (then by its url).
-            title = next((t for t in (section.title, ex.title) if t and not is_blank(t)), url)
+            title = next((t for t in (section.title, page_title) if t and not is_blank(t)), url)
             anchor = section.anchor
             key = f"{url}#{anchor}" if anchor else f"{url}#§{number}"
             if key in used:
@@ -447,6 +488,8 @@ class Crawler:
         return docs
 
     def _follow(self, links: list[str], depth: int, referrer: str) -> None:
+        if self._repass:
+            return  # the re-parse revisits known pages only
         for link in links:
             if self.frontier.seen(link):
                 continue
@@ -465,6 +508,7 @@ class Crawler:
         log.info("crawl %s: %s gone (%s); removing %d documents", self.spec.name, url, why, len(known.doc_ids))
         self._batch.delete_ids.extend(known.doc_ids)
         self._batch.forget.append(url)
+        self.template.remove(known.blocks)
 
     def _skip(self, url: str, reason: str, known: PageState | None, *, count: bool = True) -> None:
         if count:
@@ -506,7 +550,7 @@ class Crawler:
                        "skipped": self.report.skipped, "pages_per_second": self.report.fetched / elapsed,
                        "sections": self.report.sections})
 
-    def _finish(self, state: CrawlState, writer: _Writer, run_id: int) -> None:
+    def _finish(self, state: CrawlState, writer: _Writer) -> None:
         rep = self.report
         if writer.error is not None and rep.stopped_early is None:
             rep.stopped_early = f"index write failed: {writer.error}"
@@ -532,15 +576,53 @@ class Crawler:
         rep.unchanged += writer.unchanged
         rep.seconds = time.monotonic() - self._started
         rep.pages_per_second = rep.fetched / rep.seconds if rep.seconds > 0 else 0.0
-        state.finish_run(run_id, rep.complete, {k: v for k, v in rep.to_dict().items() if k not in ("errors", "skips")})
         self._tick(force=True)
         log.info("crawl %s: %s", self.spec.name, rep.summary())
 
+    # -- site template ------------------------------------------------------------------------------
+    def _reparse_for_template(self, state: CrawlState, fetch_pool: Executor, parse_pool: Executor | None,
+                              writer: _Writer) -> None:
+        """Fix the site template to this run's counts and parse again (fetching unconditionally)
+        the pages parsed under another template decision: the first pages of a site, parsed
+        before the counts existed, and pages whose blocks crossed the threshold since.  Then the
+        index holds what a full crawl in any order would have produced."""
+        if self.dry_run or self.report.stopped_early is not None:
+            return
+        self._flush(writer, force=True)
+        writer.queue.join()  # the crawl state holds every page parsed so far
+        if writer.error is not None:
+            return
+        template = self.template.freeze()
+        self.report.template_blocks = len(template)
+        stale = [url for url, keys, was in state.block_keys(self.spec.name)
+                 if [k for k in keys if k in template] != was]
+        if not stale:
+            return
+        log.info("crawl %s: site template learned; parsing %d pages again", self.spec.name, len(stale))
+        self._repass = True
+        self.report.template_reparsed = len(stale)
+        self.frontier = Frontier(self.cfg.max_depth)
+        for url in stale:
+            recent, known = self._recent.get(url), state.get(self.spec.name, url)
+            if recent is None or known is None:  # parsed in an earlier run: fetched again
+                self.frontier.push(url, 1)
+                continue
+            title, sections, page, updated = recent
+            self.template.remove(known.blocks)
+            self._index_page(dataclasses.replace(page, doc_ids=[], blocks=[], template=[]), known, title,
+                             sections, updated)
+            self._flush(writer)
+        self._recent.clear()
+        self._loop(state, fetch_pool, parse_pool, writer)
+
     # -- seeds ----------------------------------------------------------------------------------
     def _seed_known(self, state: CrawlState) -> None:
-        """Re-check every page remembered from earlier runs (finds deletions without links to them)."""
+        """Re-check every page remembered from earlier runs (finds deletions without links to them)
+        and count their text blocks for the site template."""
         for url in state.urls(self.spec.name):
             self.frontier.push(url, 1)
+        for _url, keys, _was in state.block_keys(self.spec.name):
+            self.template.add(keys)
 
     def _seed_sitemaps(self) -> None:
         hosts: dict[str, str] = {}

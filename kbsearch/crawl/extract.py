@@ -12,8 +12,10 @@ the main content is split at every heading, so a hit can point at ``page.html#an
 from __future__ import annotations
 
 import codecs
+import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urljoin
 
 from lxml import etree
@@ -43,6 +45,18 @@ _MARK = "\ue000"
 #: Stand-ins for a line break and a space inside ``<pre>`` while the rest of the text is collapsed.
 _PRE_NL = "\ue001"
 _PRE_SP = "\ue002"
+#: The private-use characters used as markers (removed from pages before parsing).
+_PRIVATE = re.compile("[\ue000-\ue006]")
+#: Around the number of the block element the following text belongs to (-1: the main element).
+_BLOCK_OPEN = "\ue003"
+_BLOCK_CLOSE = "\ue004"
+_BLOCK_SPLIT = re.compile("\ue003(-?[0-9]+)\ue004")
+#: Around the text of a link, to tell blocks made only of links (navigation) from prose.
+_LINK_OPEN = "\ue005"
+_LINK_CLOSE = "\ue006"
+_LINK_SPAN = re.compile("\ue005[^\ue006]*\ue006?")
+_LINK_MARKS = re.compile("[\ue005\ue006]")
+_WORD = re.compile(r"\w")
 _HEADING_MARKS = " \t\n¶§#🔗"
 _SINGLE_BYTE_LATIN = {"iso8859-1", "latin-1", "ascii", "cp1252", "iso8859-15"}
 
@@ -56,14 +70,29 @@ def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error("kbsearch-cp1252", _cp1252_fallback)
 
 
+class Block(NamedTuple):
+    """One run of text of a block element (paragraph, list item, cell, ...) in a section.
+
+    ``key`` identifies the normalized text across pages (site template is recognized by it),
+    ``group`` is the number of the enclosing block element (items of one list share it), and
+    ``link_only`` says the text is all link text (navigation-shaped).
+    """
+
+    text: str
+    key: int
+    group: int
+    link_only: bool
+
+
 @dataclass
 class Section:
-    """One part of a page between two headings."""
+    """One part of a page between two headings; ``blocks`` are its text's parts (see `Block`)."""
 
     anchor: str
     title: str
     headings: tuple[str, ...]
     text: str
+    blocks: tuple[Block, ...] = ()
 
 
 @dataclass
@@ -81,11 +110,22 @@ class PageExtract:
     error: str | None = None
 
 
+#: Raised whenever extraction changes what a page yields: pages parsed by another version are
+#: re-parsed by the next incremental crawl (see `ExtractOptions.fingerprint`).
+EXTRACT_VERSION = 2
+
+
 @dataclass(frozen=True)
 class ExtractOptions:
     """What to strip besides the defaults (extra class / id tokens)."""
 
     chrome_tokens: tuple[str, ...] = DEFAULT_CHROME_TOKENS
+
+    def fingerprint(self) -> str:
+        """Names these settings and the extractor's version: a page parsed under another
+        fingerprint is parsed again even if the server says it has not changed."""
+        spec = f"{EXTRACT_VERSION}|" + ",".join(sorted(set(self.chrome_tokens)))
+        return hashlib.blake2b(spec.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def _codec(name: str | None) -> str | None:
@@ -134,7 +174,10 @@ def decode_html(body: bytes, header_charset: str | None = None) -> tuple[str, st
 def _clean_text(text: str) -> str:
     """Runs of white space as one space, except inside ``<pre>`` (`_keep_pre`): code keeps its lines
     and indentation."""
-    text = _SPACES.sub(" ", text).strip()
+    return _unmark_pre(_SPACES.sub(" ", text).strip())
+
+
+def _unmark_pre(text: str) -> str:
     if _PRE_NL in text or _PRE_SP in text:
         text = text.replace(" " + _PRE_NL, "\n").replace(_PRE_NL + " ", "\n").replace(_PRE_NL, "\n")
         text = text.replace(_PRE_SP, " ")
@@ -158,7 +201,10 @@ def _keep_pre(main: etree._Element) -> None:
                 el.text = el.text.rstrip(_PRE_NL + _PRE_SP)
                 break
         pre.text = _PRE_NL + (pre.text or "").lstrip(_PRE_NL)
-        pre.tail = _PRE_NL + (pre.tail or "")
+        if len(pre):  # the line break after the block ends its own text (it stays with the code)
+            pre[-1].tail = (pre[-1].tail or "") + _PRE_NL
+        else:
+            pre.text += _PRE_NL
 
 
 def _heading_text(el: etree._Element) -> str:
@@ -227,8 +273,8 @@ def _parse(text: str) -> etree._Element:
     text = _XML_DECL.sub("", text[:200], count=1) + text[200:] if text[:200].lstrip().startswith("<?xml") else text
     if _CONTROL.search(text):
         text = _CONTROL.sub("", text)
-    if _MARK in text:
-        text = text.replace(_MARK, "")
+    if _PRIVATE.search(text):
+        text = _PRIVATE.sub("", text)
     root = etree.fromstring(text, _PARSER)
     if root is None:
         raise ValueError("document is empty")
@@ -330,17 +376,15 @@ def _main_content(root: etree._Element) -> etree._Element:
 
 
 def _sections(root: etree._Element, page_title: str) -> list[Section]:
-    """Split the main content at its headings.
+    """Split the main content at its headings, each section into its `Block` s.
 
-    Each heading is replaced by a marker character in the tree, block elements get a line break
-    after them, and the text is then read in one pass by libxml2 (``itertext``) and split at the
-    markers: much faster than walking every element in Python.
+    Each heading is replaced by a marker character in the tree, every block element's text starts
+    with a marker naming it (and its tail with one naming its parent), link text is bracketed, and
+    the text is then read in one pass by libxml2 (``itertext``) and split at the markers: much
+    faster than walking every element in Python.
     """
     main = _main_content(root)
     _keep_pre(main)
-    for el in main.iter(*_BLOCKS):
-        if el.tag not in _HEADINGS:
-            el.tail = "\n" + el.tail if el.tail else "\n"
     heads: list[tuple[int, str, str]] = []
     for el in list(main.iter(*_HEADINGS)):
         if el is main or any(a.tag in _HEADINGS for a in el.iterancestors()):
@@ -350,11 +394,16 @@ def _sections(root: etree._Element, page_title: str) -> list[Section]:
             el.remove(child)
         el.text = f"\n{_MARK}\n"
         el.attrib.clear()
+    for el in main.iter("a"):
+        el.text = _LINK_OPEN + (el.text or "")
+        el.tail = _LINK_CLOSE + (el.tail or "")
+    parent_of = _mark_blocks(main)
     chunks = "".join(main.itertext()).split(_MARK)
     sections: list[Section] = []
-    body = _clean_text(chunks[0])
-    if body:
-        sections.append(Section("", page_title, (), body))
+    owner = -1
+    blocks, owner = _blocks(chunks[0], owner, parent_of)
+    if blocks:
+        sections.append(Section("", page_title, (), section_text(blocks), blocks))
     stack: list[tuple[int, str]] = []
     used: set[str] = set()
     for (level, title, anchor), chunk in zip(heads, chunks[1:]):
@@ -366,8 +415,59 @@ def _sections(root: etree._Element, page_title: str) -> list[Section]:
         if anchor in used:
             anchor = ""
         used.add(anchor)
-        body = _clean_text(chunk)
+        blocks, owner = _blocks(chunk, owner, parent_of)
         # A heading with no text of its own (only subsections below it) adds nothing searchable.
-        if body:
-            sections.append(Section(anchor, title or page_title, path, body))
+        if blocks:
+            sections.append(Section(anchor, title or page_title, path, section_text(blocks), blocks))
     return sections
+
+
+def _mark_blocks(main: etree._Element) -> dict[int, int]:
+    """Number the block elements under ``main`` and mark where each one's text starts and where its
+    parent's resumes; returns each number's parent block number (-1: ``main``; -1's is -2)."""
+    number: dict[etree._Element, int] = {}
+    for el in main.iter(*_BLOCKS):
+        if el is not main and el.tag not in _HEADINGS:
+            number[el] = len(number)
+    parent_of = {-1: -2}
+    for el, i in number.items():
+        parent = -1
+        for anc in el.iterancestors():
+            if anc is main:
+                break
+            if anc in number:
+                parent = number[anc]
+                break
+        parent_of[i] = parent
+        el.text = f"{_BLOCK_OPEN}{i}{_BLOCK_CLOSE}" + (el.text or "")
+        el.tail = f"{_BLOCK_OPEN}{parent}{_BLOCK_CLOSE}" + (el.tail or "")
+    for el in main.iter(*_HEADINGS):
+        if el is not main and el.getparent() is not None:
+            parent = next((number[a] for a in el.iterancestors() if a in number), -1)
+            el.tail = f"{_BLOCK_OPEN}{parent}{_BLOCK_CLOSE}" + (el.tail or "")
+    return parent_of
+
+
+def _blocks(chunk: str, owner: int, parent_of: dict[int, int]) -> tuple[tuple[Block, ...], int]:
+    """The blocks of one section's marked text; ``owner`` is the block element its first text
+    belongs to.  Returns the blocks and the owner at the chunk's end."""
+    parts = _BLOCK_SPLIT.split(chunk)
+    owners = [owner] + [int(n) for n in parts[1::2]]
+    found: list[Block] = []
+    for who, raw in zip(owners, parts[0::2]):
+        linked = _LINK_OPEN in raw
+        text = _SPACES.sub(" ", _LINK_MARKS.sub("", raw) if linked else raw).strip()
+        if not text:
+            continue
+        norm = text
+        if _PRE_NL in norm or _PRE_SP in norm:
+            norm = _SPACES.sub(" ", norm.replace(_PRE_NL, " ").replace(_PRE_SP, " ")).strip()
+        key = int.from_bytes(hashlib.blake2b(norm.lower().encode("utf-8", "replace"), digest_size=6).digest(), "big")
+        link_only = not _WORD.search(_LINK_SPAN.sub("", raw) if linked else raw)
+        found.append(Block(text, key, parent_of.get(who, -2), link_only))
+    return tuple(found), owners[-1]
+
+
+def section_text(blocks: tuple[Block, ...] | list[Block]) -> str:
+    """The searchable text of a section made of ``blocks`` (code keeps its lines)."""
+    return _unmark_pre(" ".join(b.text for b in blocks))

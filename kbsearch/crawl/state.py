@@ -3,8 +3,11 @@
 One SQLite file directly under the knowledge base root (``crawl-state.sqlite3``; generations come
 and go on rebuild, this stays).  Per source and canonical URL it keeps the validators for
 conditional requests (ETag, Last-Modified), a hash of the body, the ids of the documents the page
-produced (so changed and vanished sections can be deleted) and the page's links (so a 304 or an
-unchanged body still leads the crawl on without parsing).  Only the writer thread writes.
+produced (so changed and vanished sections can be deleted), the page's links (so a 304 or an
+unchanged body still leads the crawl on without parsing), the keys of its text blocks and which of
+them were site template when it was parsed (`kbsearch.crawl.template`), and the fingerprint of the
+extraction settings it was parsed with (a page parsed under other settings is parsed again).
+Only the writer thread writes pages; each run is recorded in ``runs`` (for ``stats``' health).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,9 @@ CREATE TABLE IF NOT EXISTS pages (
     links         TEXT NOT NULL DEFAULT '[]',
     status        TEXT NOT NULL DEFAULT 'indexed',
     crawled_at    REAL NOT NULL,
+    blocks        TEXT NOT NULL DEFAULT '[]',
+    template      TEXT NOT NULL DEFAULT '[]',
+    extract_fp    TEXT,
     PRIMARY KEY (source, url)
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -58,6 +64,11 @@ class PageState:
     links: list[str] = field(default_factory=list)
     #: indexed | noindex | listing | duplicate | empty | skipped
     status: str = "indexed"
+    #: Distinct keys of the page's text blocks, and those that were site template when it was parsed.
+    blocks: list[int] = field(default_factory=list)
+    template: list[int] = field(default_factory=list)
+    #: `ExtractOptions.fingerprint` of the settings the page was parsed with (None: before they were kept).
+    extract_fp: str | None = None
 
 
 class CrawlState:
@@ -69,6 +80,7 @@ class CrawlState:
         try:
             self._db = sqlite.connect(self.path, durable=False, shared=True)  # shared: behind self._lock
             sqlite.create(self._db, _SCHEMA)
+            _add_columns(self._db)
         except sqlite3.Error as exc:
             raise KbsearchError(f"cannot open crawl state {self.path}: {exc}") from None
 
@@ -90,11 +102,20 @@ class CrawlState:
     def get(self, source: str, url: str) -> PageState | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT url, etag, last_modified, body_hash, doc_ids, links, status FROM pages "
-                "WHERE source = ? AND url = ?", (source, url)).fetchone()
+                "SELECT url, etag, last_modified, body_hash, doc_ids, links, status, blocks, template, extract_fp "
+                "FROM pages WHERE source = ? AND url = ?", (source, url)).fetchone()
         if row is None:
             return None
-        return PageState(row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5]), row[6])
+        return PageState(row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5]), row[6],
+                         json.loads(row[7]), json.loads(row[8]), row[9])
+
+    def block_keys(self, source: str) -> Iterator[tuple[str, list[int], list[int]]]:
+        """(url, block keys, template keys when parsed) of every page of ``source`` with blocks."""
+        with self._lock:
+            rows = self._db.execute("SELECT url, blocks, template FROM pages WHERE source = ? AND blocks != '[]' "
+                                    "ORDER BY url", (source,)).fetchall()
+        for url, blocks, template in rows:
+            yield url, json.loads(blocks), json.loads(template)
 
     def urls(self, source: str) -> list[str]:
         """Every URL remembered for ``source``."""
@@ -114,9 +135,11 @@ class CrawlState:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     "INSERT OR REPLACE INTO pages (source, url, etag, last_modified, body_hash, doc_ids, "
-                    "links, status, crawled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "links, status, crawled_at, blocks, template, extract_fp) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(source, p.url, p.etag, p.last_modified, p.body_hash, json.dumps(p.doc_ids),
-                      json.dumps(p.links), p.status, now) for p in puts])
+                      json.dumps(p.links), p.status, now, json.dumps(p.blocks), json.dumps(p.template),
+                      p.extract_fp) for p in puts])
                 self._db.executemany("DELETE FROM pages WHERE source = ? AND url = ?",
                                      [(source, u) for u in deletes])
                 self._db.execute("COMMIT")
@@ -125,6 +148,7 @@ class CrawlState:
                 raise KbsearchError(f"cannot write crawl state {self.path}: {exc}") from None
 
     def begin_run(self, source: str) -> int:
+        """Record that a sync of ``source`` starts (see `kbsearch._source_runs`)."""
         with self._lock:
             cur = self._db.execute("INSERT INTO runs (source, started) VALUES (?, ?)", (source, time.time()))
             return int(cur.lastrowid or 0)
@@ -134,6 +158,11 @@ class CrawlState:
             self._db.execute("UPDATE runs SET finished = ?, complete = ?, summary = ? WHERE id = ?",
                              (time.time(), int(complete), json.dumps(summary, default=str), run_id))
 
+    def run_sources(self) -> list[str]:
+        """Every source with a recorded run."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT source FROM runs ORDER BY source")]
+
     def last_runs(self, source: str, limit: int = 5) -> list[dict[str, object]]:
         """The most recent runs of ``source`` (newest first) with their summaries."""
         with self._lock:
@@ -141,3 +170,12 @@ class CrawlState:
                                     "ORDER BY id DESC LIMIT ?", (source, limit)).fetchall()
         return [{"id": r[0], "started": r[1], "finished": r[2], "complete": bool(r[3]) if r[3] is not None else None,
                  "summary": json.loads(r[4]) if r[4] else None} for r in rows]
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Columns added since the first crawl-state files were written (older files gain them)."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(pages)")}
+    for name, decl in (("blocks", "TEXT NOT NULL DEFAULT '[]'"), ("template", "TEXT NOT NULL DEFAULT '[]'"),
+                       ("extract_fp", "TEXT")):
+        if name not in have:
+            db.execute(f"ALTER TABLE pages ADD COLUMN {name} {decl}")

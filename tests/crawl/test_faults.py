@@ -154,7 +154,7 @@ def test_every_fault_is_reported_and_good_pages_are_indexed(tmp_path, site, fast
     # A second run after the faults are fixed recrawls cleanly.
     for path in BAD:
         site.remove(path)
-        site.page(path, html("Fixed", f"<h1 id='fixed'>Fixed {path}</h1><p>Now working fine.</p>"))
+        site.page(path, html("Fixed", f"<h1 id='fixed'>Fixed {path}</h1><p>Now working fine: {path}.</p>"))
     again = kb.crawl([site.url("/")], name="faulty", **opts)
     assert again.failed == 0, again.errors
     assert {d.url.partition("#")[0] for d in kb.documents()} >= {site.url(p) for p in [*GOOD, *BAD]}

@@ -114,3 +114,41 @@ def test_dry_run_writes_nothing(kb, site, fast, html):
     assert report.dry_run and report.pages_parsed == 4 and report.sections == 5
     assert kb.ids(source="small") == []
     assert CrawlState.for_kb(kb.root).urls("small") == []
+
+
+def test_changed_extraction_settings_reparse_without_full(kb, site, fast, html):
+    """Issue 24: a source's extraction settings changed (a class of page chrome to strip): the next
+    incremental crawl parses every page again although the server answers 304, and the sections
+    change; with the settings unchanged it goes back to conditional requests."""
+    _small_site(site, html)
+    site.page("/a.html", html("A", '<h1 id="a">Alpha</h1><p>Alpha text about aardvarks.</p>'
+                                   '<div class="wiki-toolbar">Edit this page TOOLBARWORDS</div>'
+                                   '<h2 id="a2">Alpha two</h2><p>Second alpha section on anteaters.</p>'))
+    first = _crawl(kb, site, fast)
+    assert first.pages_parsed == 4 and kb.search("TOOLBARWORDS")
+    requests_before = len(site.requests)
+
+    changed = _crawl(kb, site, fast, strip_classes=["wiki-toolbar"])
+    assert changed.pages_parsed == 4 and changed.not_modified == 0 and changed.same_hash == 0
+    assert not kb.search("TOOLBARWORDS")
+    assert changed.updated == 1 and changed.failed == 0  # section a lost its toolbar text
+    assert kb.search("aardvarks")[0].url == site.url("/a.html#a")
+    fetched_again = [h for _, h in site.requests[requests_before:]]
+    assert fetched_again and not any("if-none-match" in h or "if-modified-since" in h for h in fetched_again)
+
+    same = _crawl(kb, site, fast, strip_classes=["wiki-toolbar"])
+    assert same.pages_parsed == 0 and same.not_modified == 3 and same.same_hash == 1
+    assert "if-none-match" in [h for p, h in site.requests if p == "/a.html"][-1]
+    assert (same.added, same.updated, same.deleted) == (0, 0, 0)
+
+
+def test_pages_parsed_by_another_extractor_version_are_parsed_again(kb, site, fast, html, monkeypatch):
+    from kbsearch.crawl import extract
+
+    _small_site(site, html)
+    assert _crawl(kb, site, fast).pages_parsed == 4
+    assert _crawl(kb, site, fast).pages_parsed == 0
+    monkeypatch.setattr(extract, "EXTRACT_VERSION", extract.EXTRACT_VERSION + 1)
+    upgraded = _crawl(kb, site, fast)
+    assert upgraded.pages_parsed == 4 and upgraded.not_modified == 0
+    assert _crawl(kb, site, fast).pages_parsed == 0

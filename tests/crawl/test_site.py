@@ -202,7 +202,7 @@ def test_per_host_delay_spaces_requests(kb, site, fast, monkeypatch):
         stamps.append(clock.monotonic())  # requests follow one another (each page links the next)
         n = int(h.path.rpartition("/p")[2].partition(".")[0] or 0)
         body = f"<html><head><title>P{n}</title></head><body><p>page number {n}</p>" + \
-            (f'<a href="/p{n + 1}.html">next</a>' if n < 5 else "") + "</body></html>"
+            (f'<a href="/p{n + 1}.html">on to page {n + 1}</a>' if n < 5 else "") + "</body></html>"
         h.send_response(200)
         h.send_header("Content-Type", "text/html")
         h.send_header("Content-Length", str(len(body.encode())))
