@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from werkzeug.test import Client
 
 from kbsearch import ALL_GROUPS, Document, KnowledgeBase, Settings
 from kbsearch.web import create_app, make_token
+from tests._hooks import WebhookServer
 
 SECRET = "access-secret-0123456789abcdef"
 WORD = "glorbex"  # occurs only in hr's restricted documents
@@ -72,45 +71,15 @@ def _docs() -> list[Document]:
     return docs
 
 
-class Hooks:
-    """A real HTTP server on 127.0.0.1 recording the JSON of every webhook call."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.bodies.append({"path": self.path, "json": json.loads(body)})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
-def hooks() -> Iterator[Hooks]:
-    server = Hooks()
+def hooks() -> Iterator[WebhookServer]:
+    server = WebhookServer()
     yield server
     server.close()
 
 
 @pytest.fixture(scope="module")
-def kb(tmp_path_factory: pytest.TempPathFactory, hooks: Hooks) -> Iterator[KnowledgeBase]:
+def kb(tmp_path_factory: pytest.TempPathFactory, hooks: WebhookServer) -> Iterator[KnowledgeBase]:
     with pytest.MonkeyPatch.context() as env:
         for name in ("it-support", "hr", "finance", "facilities"):
             env.setenv(f"KBT_HOOK_{name.upper().replace('-', '_')}", hooks.url(f"/{name}"))
@@ -181,7 +150,7 @@ def test_seen_as_multipart_form_is_filtered_too(client: Client) -> None:
 
 
 def test_an_hr_member_escalating_to_it_support_hands_it_no_hr_titles(client: Client, kb: KnowledgeBase,
-                                                                       hooks: Hooks) -> None:
+                                                                       hooks: WebhookServer) -> None:
     # The asker may see the hr page; it-support's members and its webhook may not.
     status, esc = call(client, "POST", "/api/escalations", {
         "question": "my laptop will not start after the update", "group": "it-support",
@@ -190,8 +159,8 @@ def test_an_hr_member_escalating_to_it_support_hands_it_no_hr_titles(client: Cli
     stored = kb.escalation(esc["id"])
     assert [s["id"] for s in stored.seen] == ["wifi"]
     kb.deliver_notifications()
-    payloads = [b["json"] for b in hooks.bodies if esc["id"] in json.dumps(b["json"])]
-    assert payloads and all(b["path"] == "/it-support" for b in hooks.bodies if esc["id"] in json.dumps(b["json"]))
+    payloads = [b["json"] for b in hooks.requests if esc["id"] in json.dumps(b["json"])]
+    assert payloads and all(b["path"] == "/it-support" for b in hooks.requests if esc["id"] in json.dumps(b["json"]))
     assert not any(HR_TITLE in json.dumps(p) or "salary-bands" in json.dumps(p) for p in payloads)
     status, seen_by_it = call(client, "GET", f"/api/escalations/{esc['id']}", user="ivan", groups=("it-support",))
     assert status == 200 and HR_TITLE not in json.dumps(seen_by_it)

@@ -8,52 +8,21 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kbsearch.peers.service import answer_doc_id
+from tests._hooks import WebhookServer
 
 #: Unusual words, one per answered question, so a search finds exactly its answer.
 WORDS = ["quokka", "axolotl", "pangolin", "narwhal", "okapi", "capybara", "tapir", "wombat", "ibex", "gecko"]
 
 
-class Hook:
-    """A webhook receiver on 127.0.0.1 counting every POST by its idempotency key."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with outer.lock:
-                    outer.keys.append(self.headers.get("Idempotency-Key", ""))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/it"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def hook() -> Iterator[Hook]:
-    receiver = Hook()
+def hook() -> Iterator[WebhookServer]:
+    receiver = WebhookServer()
     yield receiver
     receiver.close()
 
@@ -64,9 +33,9 @@ def config(h: Any) -> str:
                                  'url_env = "KBT_SHARED_HOOK"}]\n', 1)
 
 
-def test_two_servers_share_one_postgresql_and_one_index(tmp_path: Path, h: Any, hook: Hook, pg_url: str) -> None:
+def test_two_servers_share_one_postgresql_and_one_index(tmp_path: Path, h: Any, hook: WebhookServer, pg_url: str) -> None:
     index = h.build_index(tmp_path / "idx")
-    env = {"KBSEARCH_DATABASE_URL": pg_url, "KBT_SHARED_HOOK": hook.url}
+    env = {"KBSEARCH_DATABASE_URL": pg_url, "KBT_SHARED_HOOK": hook.url("/it")}
     servers = []
     try:
         for name in ("a", "b"):
@@ -121,7 +90,7 @@ def test_two_servers_share_one_postgresql_and_one_index(tmp_path: Path, h: Any, 
                              timeout=120, cwd=tmp_path / "a", env={**h.os.environ, **env})
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["pending"] == 0
-        keys = list(hook.keys)
+        keys = hook.keys()
         assert len(keys) == len(set(keys)) == 40 + 10  # each new question, and each answer, once
         assert {k.split("/")[0] for k in keys if k.endswith("/escalated")} == set(made)
         assert sorted(k.split("/")[0] for k in keys if "/answered/" in k) == answered
