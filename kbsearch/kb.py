@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -31,6 +32,21 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
+class _Opened:
+    """The versions a knowledge base opened that may still be open."""
+
+    def __init__(self) -> None:
+        self.generations: list[Generation] = []
+
+    def add(self, gen: Generation) -> None:
+        self.generations = [g for g in self.generations if not g.closed] + [gen]
+
+    def close_all(self) -> None:
+        gens, self.generations = self.generations, []
+        for gen in gens:
+            gen.close()
+
+
 class KnowledgeBase:
     """Intranet pages and past peer answers in one index; search them, add to them, rebuild them.
 
@@ -48,6 +64,10 @@ class KnowledgeBase:
         #: The live version's deflection model and calibration (`deflect._deflector`).
         self._deflect_cache: FileCache[Any] = FileCache()
         self._cache = VectorCache()
+        # The index files of the versions opened here are closed by `close`, or when this object is
+        # garbage-collected unclosed (before the files' own finalizers would warn of them).
+        self._opened = _Opened()
+        weakref.finalize(self, self._opened.close_all)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -113,6 +133,7 @@ class KnowledgeBase:
             else:
                 gen.close()
         self._retired = still
+        self._opened.add(fresh)
         return fresh
 
     @contextmanager

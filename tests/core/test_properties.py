@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ WORDS = ["pump", "vpn", "seal", "oil", "badge", "quote", "discount", "printer", 
 
 
 @pytest.fixture(scope="module")
-def acl_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+def acl_kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
     docs = []
     for i in range(120):
         words = " ".join(WORDS[(i * k) % len(WORDS)] for k in range(1, 6))
@@ -23,9 +24,9 @@ def acl_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
         docs.append(Document(id=f"d{i}", title=f"{words} {i}", text=f"{words} text {i}", allowed_groups=allowed,
                              kind="answer" if i % 2 else "page"))
     path: Path = tmp_path_factory.mktemp("acl") / "kb"
-    kb = KnowledgeBase.open(path)
-    kb.add(docs)
-    return kb
+    with KnowledgeBase.open(path) as kb:
+        kb.add(docs)
+        yield kb
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

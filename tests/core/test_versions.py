@@ -203,3 +203,24 @@ def test_a_lease_on_a_removed_version_is_refused(tmp_path: Path) -> None:
         versions.lease(gen)
     assert versions.remove_stale(tmp_path, keep=1) == []
     assert list((tmp_path / versions.READERS).glob("*.lock")) == []  # the refused lease's file swept
+
+
+def test_a_knowledge_base_collected_unclosed_closes_its_index_files(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine reads through open files (not memory maps): a knowledge base its owner forgot to close
+    closes them when it is garbage-collected, instead of leaving them to warn as unclosed files."""
+    import gc
+
+    raised: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: raised.append(f"{u.exc_type.__name__}: {u.object!r}"))
+    kb = KnowledgeBase.open(tmp_path / "kb")
+    kb.add(_docs(20, "pump"))
+    assert kb.search("pump document") and kb.ask("pump document number 3") is not None
+    lease = tmp_path / "kb" / versions.READERS / f"{kb.generation_path.name}.lock"
+    kb._self = kb  # type: ignore[attr-defined]  # in a reference cycle, as fixtures and closures make
+    del kb
+    gc.collect()
+    assert raised == []
+    held = versions._claim(tmp_path / "kb", lease.name[:-len(".lock")])
+    assert held is not None  # its lease was let go too
+    os.close(held)
