@@ -245,11 +245,15 @@ def lease(gen: Path) -> Lease:
     Never waits: raises `VersionGoneError` when ``gen`` was removed or clean-up is removing it (the
     caller reads ``CURRENT`` again: the live version is never removed).
     """
-    if fcntl is None:
+    try:
+        fd = _open_lock(_lease_file(gen.parent, gen.name)) if fcntl is not None else None
+    except OSError as exc:  # a read-only copy of the index (a replica's mount): no writer to hold off
+        log.debug("no lease on %s (%s)", gen.name, exc)
+        fd = None
+    if fd is None:
         if not is_complete(gen):
             raise VersionGoneError(f"version {gen.name} was removed")
         return Lease(gen, None)
-    fd = _open_lock(_lease_file(gen.parent, gen.name))
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

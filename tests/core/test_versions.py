@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -224,3 +225,15 @@ def test_a_knowledge_base_collected_unclosed_closes_its_index_files(tmp_path: Pa
     held = versions._claim(tmp_path / "kb", lease.name[:-len(".lock")])
     assert held is not None  # its lease was let go too
     os.close(held)
+
+
+def test_a_read_only_index_opens_without_leases(tmp_path: Path) -> None:
+    """A replica may read the index from a read-only mount: no lease file can be made there, and none is
+    needed (no writer there to hold off); the version still opens and answers."""
+    root = tmp_path / "kb"
+    with KnowledgeBase.open(root) as kb:
+        kb.add(_docs(5, "kiwi"))
+    shutil.rmtree(root / versions.READERS)
+    (root / versions.READERS).write_text("not a directory", encoding="utf-8")  # no lock file can be made
+    with KnowledgeBase.open(root, create=False) as kb:
+        assert kb.search("kiwi document")[0].id.startswith("kiwi")
