@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
+
 class _Opened:
     """The versions a knowledge base opened that may still be open."""
 
