@@ -1,9 +1,9 @@
 """Rebuild the small evaluation sets the tests use from the full ones (``../shared/data/eval``).
 
-    python tests/data/eval/make_subsets.py /path/to/shared/data/eval
+    python bench/make_eval_subsets.py /path/to/shared/data/eval
 
 Deterministic: the same full sets give byte-identical subsets.  What each subset keeps is in
-``README.md`` beside this script.
+``tests/data/eval/README.md``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "tests" / "data" / "eval"  # where the subsets live
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
