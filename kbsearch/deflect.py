@@ -593,22 +593,21 @@ def _score_on_live(kb: Any, texts: list[str], grp: Any) -> tuple[Deflector, list
     process from removing it meanwhile (`kbsearch.storage.versions.lease`)."""
     with kb._using() as live:
         deflector = _deflector(kb, live.path)
-        searcher = _searcher_if_needed(live, deflector)
+        changed = int(live.meta.get("changes_since_build", 0)) > 0
+        searcher = _searcher_if_needed(live, deflector, changed)
         engine = live.engine
         words = [visible_words(t, engine, grp) for t in texts]  # the words this caller may match with
-        changed = int(live.meta.get("changes_since_build", 0)) > 0
         gone = frozenset(live.meta.get("deleted_since_build", ()))
         return deflector, deflector.score(words, grp, kb.settings, searcher, engine=engine, changed=changed,
                                           gone=gone)
 
 
-def _searcher_if_needed(live: Any, deflector: Deflector) -> Any:
-    """The version's searcher when the answer model does not cover every document (or is stale)."""
+def _searcher_if_needed(live: Any, deflector: Deflector, changed: bool) -> Any:
+    """The version's searcher when the answer model does not cover every document, or the version
+    ``changed`` since the rebuild (an add and a delete leave the count as it was, and may have
+    brought a document the model does not know)."""
     model = deflector.model
-    # Any write since the rebuild (an add and a delete leave the count as it was) may have brought a
-    # document the model does not know.
-    if (model is None or not model.covers_all or live.engine.doc_count() != len(model)
-            or int(live.meta.get("changes_since_build", 0)) > 0):
+    if model is None or not model.covers_all or live.engine.doc_count() != len(model) or changed:
         return live.searcher
     return None
 

@@ -225,10 +225,6 @@ class Lease:
         if fd is not None:
             os.close(fd)  # closing the descriptor releases its lock
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
 
 def _lease_file(root: Path, name: str) -> Path:
     return root / READERS / f"{name}.lock"
