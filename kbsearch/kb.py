@@ -276,7 +276,7 @@ class KnowledgeBase:
         from ._source_runs import source_health
 
         names = [s.source for s in self.source_stats()] if sources is None else list(sources)
-        return source_health(self.root, names, self.settings.index.stale_after_days, now)
+        return source_health(self.root, names, self.settings.index.stale_after_days, now, settings=self.settings)
 
     def refit(self, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
               lock_timeout: float | None = None) -> bool:
@@ -380,7 +380,8 @@ class KnowledgeBase:
         else:  # recorded for `source_health`
             from ._source_runs import recorded
 
-            report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
+            report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress),
+                              settings=self.settings)
         if not dry_run and (report.added or report.updated):
             timings: dict[str, Any] = {}
             try:
@@ -582,7 +583,8 @@ class KnowledgeBase:
             source = make_source(str(name), {"type": source, **options})
         from ._source_runs import recorded
 
-        report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
+        report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress),
+                              settings=self.settings)
         # (its adds were made with refit=False...)
         if getattr(report, "added", 0) or getattr(report, "updated", 0):
             self.refit()  # ...so the models are refitted once, after the whole import
