@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _generations as gens
 from . import _kb_write
@@ -27,6 +27,9 @@ from .index import EngineIndex
 from .rerank import TfidfModel, VectorCache
 from .search import ALL_GROUPS
 from .storage.filecache import FileCache
+
+if TYPE_CHECKING:
+    from ._state_move import MoveReport
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +279,14 @@ class KnowledgeBase:
         from ._source_runs import source_health
 
         names = [s.source for s in self.source_stats()] if sources is None else list(sources)
-        return source_health(self.root, names, self.settings.index.stale_after_days, now)
+        return source_health(self.root, names, self.settings.index.stale_after_days, now, settings=self.settings)
+
+    def move_to_postgresql(self) -> MoveReport:
+        """Copy this knowledge base's SQLite state (escalations, outbox, usage log, crawl state) into
+        the PostgreSQL of ``store.url``, which must hold none of it yet; the files stay untouched."""
+        from ._state_move import move_to_postgresql
+
+        return move_to_postgresql(self.root, self.settings)
 
     def refit(self, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
               lock_timeout: float | None = None) -> bool:
@@ -380,7 +390,8 @@ class KnowledgeBase:
         else:  # recorded for `source_health`
             from ._source_runs import recorded
 
-            report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
+            report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress),
+                              settings=self.settings)
         if not dry_run and (report.added or report.updated):
             timings: dict[str, Any] = {}
             try:
@@ -582,7 +593,8 @@ class KnowledgeBase:
             source = make_source(str(name), {"type": source, **options})
         from ._source_runs import recorded
 
-        report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
+        report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress),
+                              settings=self.settings)
         # (its adds were made with refit=False...)
         if getattr(report, "added", 0) or getattr(report, "updated", 0):
             self.refit()  # ...so the models are refitted once, after the whole import
