@@ -32,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,7 +108,7 @@ class Stats:
 
 
 def client(url: str, name: str, seed: int, questions: list[str], share: float, deadline: float,
-           stats: Stats, start: threading.Barrier) -> None:
+           stats: Stats, start: threading.Barrier, timeout: float) -> None:
     rnd = random.Random(seed)
     session = requests.Session()
     user = f"user-{name}"
@@ -131,7 +130,7 @@ def client(url: str, name: str, seed: int, questions: list[str], share: float, d
         t0 = time.perf_counter()
         err, esc_id = "", None
         try:
-            r = session.post(url + "api/" + route, json=body, timeout=120)
+            r = session.post(url + "api/" + route, json=body, timeout=timeout)
             if route == "ask":
                 ok = r.status_code == 200 and "action" in r.json()
             else:
@@ -198,6 +197,7 @@ def main() -> int:
     ap.add_argument("--max-requests", type=int, default=100_000)
     ap.add_argument("--escalate-share", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=8, help="worker threads per server")
+    ap.add_argument("--timeout", type=float, default=300.0, help="a client's read timeout (s): an error after it")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
 
@@ -269,13 +269,13 @@ def main() -> int:
         deadline = time.monotonic() + args.seconds + 5  # the barrier's wait is inside the window
         threads = [threading.Thread(target=client, daemon=True,
                                     args=(servers[i % args.servers].url, f"c{i}", i, questions, args.escalate_share,
-                                          deadline, stats, start)) for i in range(total)]
+                                          deadline, stats, start, args.timeout)) for i in range(total)]
         for t in threads:
             t.start()
         start.wait()
         t_load = time.perf_counter()
         for t in threads:
-            t.join(args.seconds + 180)
+            t.join(args.seconds + args.timeout + 60)
         load_seconds = time.perf_counter() - t_load
         load_during = os.getloadavg()[0]
         stop.set()
