@@ -25,7 +25,9 @@ Each size runs as child processes, one after the other, so every peak RSS is its
 * **search**: ``KnowledgeBase.search`` (top 10, every group) over up to 300 real questions from the
   questions file, after 30 other questions as warm-up; p50 / p95 and P@1 (the right answer first).
 * **ask**: ``KnowledgeBase.ask`` as a portal calls it (a user, no groups, ``escalate=False``: the
-  decision is logged, nothing is escalated) over the same questions after the same warm-up.
+  decision is logged, nothing is escalated) over the same questions after the same warm-up; then
+  again in a fresh child with ``OPENBLAS_NUM_THREADS=1`` (one question's small matrix products on
+  two BLAS threads that mostly wait for each other when the cores are busy).
 
 Built indexes are kept as ``bench/data/cost-<size>-kb`` with their index figures beside them;
 ``--reuse`` runs only the query phases on them.  Progress is streamed to stderr (and ``--log``).
@@ -218,10 +220,10 @@ def _dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def run_phase(name: str, data: Path, kb_path: Path, logfile) -> dict:
+def run_phase(name: str, data: Path, kb_path: Path, logfile, extra_env: dict[str, str] | None = None) -> dict:
     import psutil
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(extra_env or {})}
     proc = subprocess.Popen([sys.executable, __file__, "--phase", name, "--data", str(data), "--kb", str(kb_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(DATA))
     peak = {"self": 0, "tree": 0}
@@ -284,7 +286,12 @@ def measure(size: int, reuse: bool, logfile) -> dict:
     log(f"{size:,}: search {json.dumps(search)}")
     ask = run_phase("ask", qpath, kb_path, logfile)
     log(f"{size:,}: ask {json.dumps(ask)}")
-    result = {"size": size, "index": index, "search": search, "ask": ask, "load": psutil.getloadavg()[0]}
+    # The same with one BLAS thread: on a busy machine two BLAS threads for one question's small
+    # matrix products mostly wait for each other (a deployment setting, nothing in kbsearch changes).
+    ask1 = run_phase("ask", qpath, kb_path, logfile, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    log(f"{size:,}: ask, one BLAS thread {json.dumps(ask1)}")
+    result = {"size": size, "index": index, "search": search, "ask": ask, "ask_blas1": ask1,
+              "load": psutil.getloadavg()[0]}
     (DATA / f"cost-{size}-result.json").write_text(json.dumps(result))
     return result
 
@@ -301,6 +308,8 @@ ROWS = [
     ("search P@1", lambda r: r["search"]["p_at_1"], "{:.3f}"),
     ("ask p50 ms", lambda r: r["ask"]["p50_ms"], "{:,.1f}"),
     ("ask p95 ms", lambda r: r["ask"]["p95_ms"], "{:,.1f}"),
+    ("ask p50 ms, OPENBLAS_NUM_THREADS=1", lambda r: r["ask_blas1"]["p50_ms"], "{:,.1f}"),
+    ("ask p95 ms, OPENBLAS_NUM_THREADS=1", lambda r: r["ask_blas1"]["p95_ms"], "{:,.1f}"),
     ("ask peak RSS MB", lambda r: r["ask"]["peak_tree_mb"], "{:,.0f}"),
 ]
 
