@@ -233,7 +233,7 @@ class StoreConfig:
 
 @dataclass
 class RouteConfig:
-    """Routing an escalated question to a peer group (`kbsearch.route`)."""
+    """Routing an escalated question to a peer group (`kbsearch.peers.route`)."""
 
     #: Below this confidence the question goes to the default group.
     min_confidence: float = 0.25
@@ -245,7 +245,7 @@ class RouteConfig:
 
 @dataclass
 class CrawlConfig:
-    """The intranet crawler (kbsearch/crawl): politeness, limits, timeouts; a source file may override each."""
+    """The intranet crawler (kbsearch/sources/crawl): politeness, limits, timeouts; a source file may override each."""
 
     #: Sent with every request; names kbsearch so site owners know who is calling.
     user_agent: str = "kbsearch-crawler/0.1 (intranet search indexer)"

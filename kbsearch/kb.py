@@ -16,15 +16,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import _generations as gens
+from .search import _generations as gens
 from . import _kb_write
 from ._build_reports import AddReport, BuildReport, IndexStats
-from ._generations import Generation
+from .search._generations import Generation
 from .config import Settings
 from .documents import Document, Hit
 from .errors import IndexNotFoundError
 from .index import EngineIndex
-from .rerank import TfidfModel, VectorCache
+from .search.rerank import TfidfModel, VectorCache
 from .search import ALL_GROUPS
 from .storage.filecache import FileCache
 
@@ -227,7 +227,7 @@ class KnowledgeBase:
                 answers += doc.kind == "answer"
                 restricted += doc.restricted
             size = sum(p.stat().st_size for p in live.path.rglob("*") if p.is_file())
-            from ._deflect_calibrate import Calibration
+            from .deflect._calibrate import Calibration
 
             cal = Calibration.load(live.path)
             conservative = cal.report.get("conservative") if cal is not None else "not calibrated yet"
@@ -258,13 +258,13 @@ class KnowledgeBase:
     def delete_documents(self, ids: Iterable[str] = (), *, source: str | None = None) -> Any:
         """Delete documents by id and/or every document of ``source`` (one new version, copy-on-write);
         an `_index_admin.DeleteReport` with the count and the ids not found."""
-        from ._index_admin import delete_documents
+        from .ops._index_admin import delete_documents
 
         return delete_documents(self, ids, source=source)
 
     def source_stats(self) -> list[Any]:
         """Documents per source of the live version (`_index_admin.SourceStats`), most first."""
-        from ._index_admin import source_stats
+        from .ops._index_admin import source_stats
 
         return source_stats(self)
 
@@ -273,7 +273,7 @@ class KnowledgeBase:
         end, ok / failed with a one-line reason, pages fetched / changed / failed, and ``ok``,
         ``failing since …`` or ``stale: last success N days ago`` (``index.stale_after_days``).
         ``sources``: names to include even without runs (default: those in the index)."""
-        from ._source_runs import source_health
+        from .ops._source_runs import source_health
 
         names = [s.source for s in self.source_stats()] if sources is None else list(sources)
         return source_health(self.root, names, self.settings.index.stale_after_days, now)
@@ -294,7 +294,7 @@ class KnowledgeBase:
         partial one is removed next time.
         """
         if self.settings.deflect.encoder not in ("auto", "off"):
-            from ._encoder import load_encoder
+            from .search._encoder import load_encoder
 
             load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
         return _kb_write.rebuild(self, documents, progress, lock_timeout)
@@ -323,7 +323,7 @@ class KnowledgeBase:
         ``only`` names the sources to sync; ``full`` ignores incremental state; ``wait`` is how long to
         wait for a running reindex (default ``web.reindex_wait``). Returns a `reindex.ReindexReport`.
         """
-        from . import reindex as _reindex
+        from .ops import reindex as _reindex
         from .sources import load_sources
 
         if sources is None or isinstance(sources, (str, Path)):
@@ -338,7 +338,7 @@ class KnowledgeBase:
         Returns a `report.DeflectionReport` (``.to_dict()``; `report.render_text` / `render_html`).
         """
         from . import deflect
-        from . import report as _report
+        from .ops import report as _report
 
         try:
             deflector = deflect._deflector(self)
@@ -378,7 +378,7 @@ class KnowledgeBase:
         if dry_run:
             report = source.sync(self, full=full, progress=progress, dry_run=True)
         else:  # recorded for `source_health`
-            from ._source_runs import recorded
+            from .ops._source_runs import recorded
 
             report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
         if not dry_run and (report.added or report.updated):
@@ -427,7 +427,7 @@ class KnowledgeBase:
         """The usage log (`usage.UsageLog`) of this knowledge base."""
         log_ = getattr(self, "_usage_log", None)
         if log_ is None:
-            from .usage import open_usage
+            from .storage.usage import open_usage
 
             log_ = self._usage_log = open_usage(self.root, self.settings)
         return log_
@@ -580,7 +580,7 @@ class KnowledgeBase:
         if isinstance(source, str):
             name = options.pop("name", None) or source
             source = make_source(str(name), {"type": source, **options})
-        from ._source_runs import recorded
+        from .ops._source_runs import recorded
 
         report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
         # (its adds were made with refit=False...)
@@ -589,6 +589,6 @@ class KnowledgeBase:
         return report
 
     def _fit_router(self, generation: Generation) -> dict[str, Any]:
-        from .route import fit_for_generation
+        from .peers.route import fit_for_generation
 
         return fit_for_generation(self.settings, generation)

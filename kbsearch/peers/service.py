@@ -27,7 +27,7 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from ..route import Router, Routing
+from .route import Router, Routing
 from ..search import clean_question
 from ..storage.filecache import MISSING, FileCache, file_stamp
 from ._claim_rules import ClaimRules

@@ -124,7 +124,7 @@ def test_segments_of_the_default_codec_and_the_write_codec_mix(tmp_path: Path, e
 
 
 def test_tfidf_fit_in_chunks_equals_one_pass(example_docs: list[Document], monkeypatch: pytest.MonkeyPatch) -> None:
-    from kbsearch import rerank
+    from kbsearch.search import rerank
 
     sample = [rerank.sample_item(d, 600) for d in example_docs]
     whole = rerank.TfidfModel.fit(sample)
