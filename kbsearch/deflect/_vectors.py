@@ -17,25 +17,12 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from ..index import index_terms
+from ..index import content_terms
 from ..storage import save_npy, save_npz, save_sparse, write_json
 
 _WORD = dict(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, lowercase=True,
              token_pattern=r"(?u)\b\w+\b", dtype=np.float32)
 _CHAR = dict(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, lowercase=True, dtype=np.float32)
-#: Words that frame a question rather than say what it is about ("how do I ...", "what is my ...").
-#: They carry no topic, so BM25 and term coverage leave them out: "how do I bake bread" must not
-#: look covered by every "How do I ..." title.
-QUESTION_FRAME = frozenset(index_terms(
-    "how what which who whom whose where why do does did doing done i me my mine myself am was were "
-    "been being should would could there here any some please hi hello thanks thank anyone someone"))
-
-
-def content_terms(text: str) -> list[str]:
-    """The index's terms of ``text`` (stemmed, no stop words) without the question-frame words."""
-    return [t for t in index_terms(text) if t not in QUESTION_FRAME]
-
-
 # Stemmed content words, like the index: "undoing" finds "undo".
 _TERMS = dict(analyzer=content_terms, dtype=np.float32)
 # For an archive with no content word at all: every word, as written.

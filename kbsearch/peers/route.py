@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
-from ..deflect._vectors import content_terms
+from ..index import content_terms
 from ..config import RouteConfig
 from ..documents import Document, read_jsonl
 from ..errors import InvalidEscalationError, KbsearchError

@@ -257,7 +257,7 @@ def test_pages_outside_the_model_compete_with_each_other(tmp_path: Path, rivals:
 def test_question_words_alone_are_no_match(shared_kb: KnowledgeBase, question: str) -> None:
     """"how do I", "what is my" frame questions; they carry no topic, so a question about something the
     archive never mentions is not covered by them (and is not answered)."""
-    from kbsearch.deflect._vectors import content_terms
+    from kbsearch.index import content_terms
 
     assert not {"how", "do", "what", "who"} & set(content_terms(question))
     d = shared_kb.ask(question)
