@@ -1,7 +1,7 @@
 """`KnowledgeBase`: the one front door to kbsearch.
 
 Portals, the CLI and the web layer call these methods and nothing below them.  A knowledge base is
-a directory of index generations (see `_generations`); reads always go to the live generation and
+a directory of index generations (see `search._generations`); reads always go to the live generation and
 follow a switch made by another process; writes take the single writer lock.
 """
 

@@ -57,7 +57,7 @@ class Feedback:
 
     features: list[float]
     helpful: bool
-    #: "feedback" (helpful or not), or `_deflect_outcomes.OUTCOME` (any outcome of a logged decision:
+    #: "feedback" (helpful or not), or `_outcomes.OUTCOME` (any outcome of a logged decision:
     #: those also set a threshold of their own, `Calibration.with_outcomes`).
     kind: str = "feedback"
 
@@ -201,7 +201,7 @@ class Calibration:
 
     def uncovered_prob(self, feats: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
         """P(candidate is right) of rows of documents outside the answer model; ``order``: their
-        search-order columns (`_deflect_pages.order_features`), read when the scorer was fitted with them."""
+        search-order columns (`_pages.order_features`), read when the scorer was fitted with them."""
         if not self.uncovered_scorer:
             return self.candidate_prob(feats)
         u_mean, u_scale, u_coef, (u_icept,) = (np.asarray(a, dtype=float) for a in self.uncovered_scorer)
@@ -254,7 +254,7 @@ class Calibration:
 
     def with_outcomes(self, threshold: float, target: float, segment: int | None = None) -> float:
         """``threshold`` (the hold-outs', `threshold`) moved towards the one at which the production
-        outcomes on the curve reach ``target`` (`_deflect_outcomes.blend`); by ``segment`` when it
+        outcomes on the curve reach ``target`` (`_outcomes.blend`); by ``segment`` when it
         has enough outcomes of its own."""
         kinds = np.asarray(self.curve_kind)
         if len(kinds) != len(self.curve_conf) or not (kinds == OUTCOME).any():
@@ -479,7 +479,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     ``encoder``: the sentence encoder the answering model will use (`AnswerModel.attach_encoder`).
     ``unanswerable``: real questions closed as unanswerable, held out in every split beside the held-out threads.
     ``searcher``: the new generation's, to send hold-outs down the path of documents the model
-    does not cover (`_deflect_pages.search_holdouts`); ``uncovered_share``: the share of the
+    does not cover (`_pages.search_holdouts`); ``uncovered_share``: the share of the
     index outside the model (1 - covered / total), the weight those hold-outs get on the curve
     (at least `MIN_SEARCH_WEIGHT`; all of it when ``docs`` are a sample of a larger index).
     """
@@ -607,7 +607,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         norm = mask if norm is None else norm
         ww = w[mask] * int(norm.sum()) / w[norm].sum()
         Xm = X[mask] if semantic else _without_semantic(X[mask])
-        if order:  # search's order of the hits (`_deflect_pages.order_features`)
+        if order:  # search's order of the hits (`_pages.order_features`)
             Xm = np.hstack([Xm, order_X[mask]])
         return _fit_scorer(Xm, y[mask], ww, cfg.seed)
 

@@ -134,7 +134,7 @@ class AnswerModel:
         self.encoder: Any = None
         self.sem: np.ndarray | None = None          # (rows, dim) float32 unit vectors
         self.sem_owners = np.zeros(0, dtype=np.int32)  # doc index of each row (sorted ascending)
-        # The sentence encoder for documents outside the model (`_deflect_pages.sentence_features`).
+        # The sentence encoder for documents outside the model (`_pages.sentence_features`).
         self.page_encoder: Any = None
 
     def __len__(self) -> int:

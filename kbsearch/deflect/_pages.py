@@ -1,6 +1,6 @@
 """Documents the answer model does not cover, decided like the ones it does, and calibrated as such.
 
-The answer model (`_deflect_model.AnswerModel`) covers what was in the index at the last rebuild, up
+The answer model (`_model.AnswerModel`) covers what was in the index at the last rebuild, up
 to ``deflect.max_model_docs`` documents (beyond that: the peer answers and a sample of pages).  The
 rest (pages of a large index, answers written since the rebuild) reaches a decision through live
 search (`page_candidates`): each hit gets the same `FEATURES` as a covered document, sentence-encoder

@@ -262,7 +262,7 @@ class UsageLog:
     def outcome_rows(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` logged decisions that have feedback or an escalation, newest first:
         action, answer_id (the first answer shown), ranked, features, escalation_id, question and the
-        latest feedback's helpful / answer_id as "helped" (None: no feedback).  `_deflect_outcomes` labels them."""
+        latest feedback's helpful / answer_id as "helped" (None: no feedback).  `kbsearch.deflect._outcomes` labels them."""
         if not self.exists():
             return []
         with self._db() as db:
