@@ -227,7 +227,7 @@ class KnowledgeBase:
                 answers += doc.kind == "answer"
                 restricted += doc.restricted
             size = sum(p.stat().st_size for p in live.path.rglob("*") if p.is_file())
-            from .deflect._calibrate import Calibration
+            from .deflect._calibration import Calibration
 
             cal = Calibration.load(live.path)
             conservative = cal.report.get("conservative") if cal is not None else "not calibrated yet"

@@ -21,11 +21,13 @@ from typing import Any
 
 from ..access import visible_words
 from ..storage.filecache import file_stamp
-from ._calibrate import Calibration, Feedback, has_evidence
+from ._calibration import Calibration
+from ._curve import has_evidence
+from ._holdout import Feedback
 from ._decision import Action, Answer, Decision
 from ._deflector import _WORDS, MIN_ANSWER_CONFIDENCE, Deflector, _Scored
 from ._fit import anchor_thresholds, fit_deflection
-from ._model import FEATURES
+from ._features import FEATURES
 from ._outcomes import OUTCOME, collect
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def _deflector(kb: Any, path: Path | None = None) -> Deflector:
     A version forked by an add shares its model's files (hard links) with its parent: the loaded
     model is reused for it, so indexing a peer answer does not cost the next question a reload.
     """
-    from ._calibrate import CALIBRATION_FILE
+    from ._calibration import CALIBRATION_FILE
     from ._model import MODEL_DIR
 
     path = kb.generation_path if path is None else path

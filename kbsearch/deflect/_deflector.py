@@ -19,9 +19,11 @@ import numpy as np
 
 from ..config import Settings
 from ..documents import Document
-from ._calibrate import Calibration, has_evidence, segment_of
+from ._calibration import Calibration
+from ._curve import has_evidence, segment_of
 from ._decision import Action, Answer, Decision
-from ._model import FEATURES, AnswerModel, DocInfo
+from ._features import FEATURES, DocInfo
+from ._model import AnswerModel
 from ._pages import joint_margins, order_features, search_hits, stored_vectors, uncovered_features
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,13 @@ import numpy as np
 from ..config import Settings
 from ..documents import Document
 from ..search._encoder import load_encoder
-from ._calibrate import SEGMENTS, Calibration, Feedback, calibrate, estimate_unanswerable_share, has_evidence
+from ._calibrate import calibrate
+from ._calibration import Calibration, estimate_unanswerable_share
+from ._curve import SEGMENTS, has_evidence
+from ._holdout import Feedback
 from ._deflector import Deflector
-from ._model import FEATURES, AnswerModel, doc_body, phrasings_of
+from ._features import FEATURES, doc_body, phrasings_of
+from ._model import AnswerModel
 from ._outcomes import conservative_reason, outcome_report
 from ._pages import sample_pages
 from ._vectors import Vectorizer

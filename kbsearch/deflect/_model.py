@@ -18,11 +18,9 @@ import copy
 import json
 import logging
 import math
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +28,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from ._classifier import fit_classifier
+from ._features import FEATURES, DocInfo, doc_body, phrasings_of, terms_text
 from ._vectors import _CHAR, _WORD, Rows, SentenceProjection, TermIndex, Vectorizer
-from ..documents import Document, phrasings
+from ..documents import Document
 from ..storage import _faults as faults
 from ..storage import save_npy, save_sparse, write_json
 
@@ -44,65 +44,7 @@ MODEL_FORMAT = 5
 READABLE_FORMATS = frozenset({4, MODEL_FORMAT})
 #: Documents outside the model whose vectors are kept between questions (see `_extra_vectors`).
 EXTRA_CACHE_DOCS = 4096
-_TOKEN = re.compile(r"(?u)\b\w+\b")
 PROJECTION_FILE = "sentence_projection.npz"
-
-#: Names of the per-candidate features, in the order of the feature matrix.
-FEATURES: tuple[str, ...] = (
-    "classifier", "classifier_margin", "has_classifier", "phrasing_match", "phrasing_margin",
-    "tfidf", "tfidf_margin", "bm25_norm", "bm25_log", "coverage", "verified", "accepted",
-    "query_terms_log", "semantic", "semantic_margin", "encoded",
-)
-
-
-#: The ways a document names its question (`documents.phrasings`).
-phrasings_of = phrasings
-
-
-def doc_body(doc: Document, chars: int) -> str:
-    """Text that represents the document as a whole: its phrasings and the start of its body."""
-    return "\n".join([*phrasings_of(doc), doc.text[:chars]])
-
-
-@dataclass
-class DocInfo:
-    """What the decision needs to know about a covered document without opening the index."""
-
-    id: str
-    title: str
-    url: str
-    kind: str
-    group: str | None
-    allowed_groups: tuple[str, ...]
-    outdated: bool
-    verified: bool
-    accepted: bool
-
-    @classmethod
-    def of(cls, doc: Document) -> DocInfo:
-        return cls(doc.id, doc.title, doc.url, doc.kind, doc.group, tuple(doc.allowed_groups),
-                   doc.outdated, doc.verified, doc.accepted)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "url": self.url, "kind": self.kind, "group": self.group,
-                "allowed_groups": list(self.allowed_groups), "outdated": self.outdated,
-                "verified": self.verified, "accepted": self.accepted}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DocInfo:
-        return cls(d["id"], d["title"], d["url"], d["kind"], d["group"], tuple(d["allowed_groups"]),
-                   d["outdated"], d["verified"], d["accepted"])
-
-
-def names_text(doc: Document) -> str:
-    """The short naming text of a document: its phrasings."""
-    return "\n".join(phrasings_of(doc))
-
-
-def terms_text(doc: Document, body_chars: int) -> str:
-    """The text a document's BM25 terms come from: its phrasings and the start of its body."""
-    return names_text(doc) + "\n" + doc.text[: body_chars * 4]
-
 
 class AnswerModel:
     """Phrasing, document, BM25 and classifier scores for every covered document."""
@@ -515,61 +457,3 @@ def _stored_resource(stored: dict[str, Any], load: Callable[[str], Any]) -> Any:
         if found is not None and found.digest == stored.get("sha256"):
             return found
     return None
-
-
-def fit_classifier(P: sp.csr_matrix, owners: np.ndarray, n_docs: int, min_phrasings: int, max_classes: int,
-                   C: float = 1.0, max_per_class: int = 0,
-                   negatives: int = 0) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """A one-vs-rest linear SVM over the phrasings of documents that have at least ``min_phrasings``.
-
-    ``max_per_class`` > 0 keeps only the first that many phrasings of each document (faster fits).
-    ``negatives``: the last that many rows of ``P`` (after the phrasings') are questions of no class:
-    they are fitted as one more class, whose row is dropped, so every class learns to reject them.
-    """
-    from sklearn.svm import LinearSVC
-
-    counts = np.bincount(owners, minlength=n_docs) if len(owners) else np.zeros(n_docs, int)
-    eligible = np.nonzero(counts >= max(min_phrasings, 2))[0]
-    if len(eligible) < 2:
-        return None, None, None
-    if len(eligible) > max_classes:
-        eligible = eligible[np.argsort(-counts[eligible], kind="stable")[:max_classes]]
-        eligible.sort()
-    rows = np.nonzero(np.isin(owners, eligible))[0]
-    if max_per_class > 0:
-        rank = np.arange(len(owners)) - np.searchsorted(owners, owners)  # position within its document
-        rows = rows[rank[rows] < max_per_class]
-    y = owners[rows]
-    if negatives:
-        rows = np.concatenate([rows, np.arange(len(owners), len(owners) + negatives)])
-        y = np.concatenate([y, np.full(negatives, n_docs, dtype=y.dtype)])  # the "no answer" class
-    svc = LinearSVC(C=C, tol=0.1, max_iter=200, dual=True, random_state=0)
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
-    X = P[rows].tocsr()
-    # Fitted on the columns the phrasings use: a column no row has gets weight 0 anyway, and
-    # liblinear's dense (classes x columns) weights over the whole vocabulary, bodies' n-grams
-    # included, cost ~400 MB at 150 classes x 200k columns.
-    used = np.unique(X.indices)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        svc.fit(X[:, used], y)
-    coef = svc.coef_.astype(np.float32)
-    intercept = svc.intercept_.astype(np.float32)
-    classes = svc.classes_.astype(np.int32)
-    if len(classes) == 2:  # binary LinearSVC has one row; make it one-vs-rest shaped
-        coef = np.vstack([-coef[0], coef[0]])
-        intercept = np.array([-intercept[0], intercept[0]], dtype=np.float32)
-    if negatives:
-        keep = classes != n_docs
-        coef, intercept, classes = coef[keep], intercept[keep], classes[keep]
-    r, c = np.nonzero(coef)
-    full = sp.csr_matrix((coef[r, c], (r, used[c])), shape=(len(classes), P.shape[1]), dtype=np.float32)
-    return full, intercept, classes
-
-
-def tokens(text: str) -> list[str]:
-    """Word tokens of ``text`` (for pseudo-queries)."""
-    return _TOKEN.findall(text)

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ._model import FEATURES, AnswerModel, phrasings_of
+from ._features import FEATURES, phrasings_of
+from ._model import AnswerModel
 from ..documents import Document
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kbsearch import Document, InvalidQuestionError, KnowledgeBase
-from kbsearch.deflect._model import FEATURES
+from kbsearch.deflect._features import FEATURES
 from kbsearch.deflect import Action, Decision
 
 from .conftest import THREADS, make_kb, thread_docs
@@ -286,7 +286,7 @@ def test_no_shared_word_and_no_classifier_vote_is_never_an_answer(tmp_path: Path
 def test_has_evidence_needs_a_shared_word_or_a_classifier_vote() -> None:
     import numpy as np
 
-    from kbsearch.deflect._model import FEATURES
+    from kbsearch.deflect._features import FEATURES
     from kbsearch.deflect import has_evidence
 
     def feats(**values: float) -> np.ndarray:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from kbsearch import KnowledgeBase
-from kbsearch.deflect._calibrate import (Calibration, centred_knots, confidence_map, deflection_at,
-                                        low_deflection_hint, make_holdout, perturb, threshold_by_kind,
-                                        threshold_for)
+from kbsearch.deflect._calibration import Calibration, deflection_at, low_deflection_hint
+from kbsearch.deflect._curve import centred_knots, confidence_map, threshold_by_kind, threshold_for
+from kbsearch.deflect._holdout import make_holdout, perturb
 from kbsearch.config import DeflectConfig
 from kbsearch.deflect import Action
 
@@ -412,7 +412,7 @@ def test_mixed_archive_decisions_use_their_segment_threshold(tmp_path: Path) -> 
 
 def test_unanswerable_share_is_estimated_from_unlabelled_confidences() -> None:
     """EM on real questions' confidences recovers how many of them were unanswerable."""
-    from kbsearch.deflect._calibrate import MIN_ASKS_FOR_ESTIMATE, estimate_unanswerable_share
+    from kbsearch.deflect._calibration import MIN_ASKS_FOR_ESTIMATE, estimate_unanswerable_share
 
     rng = np.random.default_rng(0)
     answerable = list(np.clip(rng.normal(0.85, 0.1, 400), 0, 1))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kbsearch import Document, KnowledgeBase
-from kbsearch.deflect._calibrate import Calibration
+from kbsearch.deflect._calibration import Calibration
 from kbsearch.deflect import Action, Deflector, _deflector, anchor_thresholds
 
 from .conftest import make_kb, thread_docs
@@ -147,7 +147,7 @@ def test_uncovered_scorer_reads_search_order() -> None:
     hits apart, the first one search found scores higher; a scorer without it still applies."""
     import numpy as np
 
-    from kbsearch.deflect._model import FEATURES
+    from kbsearch.deflect._features import FEATURES
     from kbsearch.deflect._pages import ORDER_COLUMNS, order_features
 
     class Hit:

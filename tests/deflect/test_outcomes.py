@@ -13,7 +13,7 @@ import pytest
 
 from kbsearch import KnowledgeBase
 from kbsearch.deflect._outcomes import blend, collect, label, outcome_threshold, wilson_lower
-from kbsearch.deflect._model import FEATURES
+from kbsearch.deflect._features import FEATURES
 from kbsearch.errors import KbsearchError, PermissionDeniedError
 from kbsearch.storage.usage import UsageError
 

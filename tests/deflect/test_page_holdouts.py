@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 from kbsearch import Document
-from kbsearch.deflect._calibrate import make_holdout, perturb
-from kbsearch.deflect._model import tokens
+from kbsearch.deflect._holdout import make_holdout, perturb
+from kbsearch.deflect._features import tokens
 from kbsearch.config import DeflectConfig
 
 HEADINGS = ["Resizing an ext4 volume online", "Configuring the PostgreSQL replication slots",

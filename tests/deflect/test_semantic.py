@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kbsearch import Action, ConfigError, KnowledgeBase, Settings
-from kbsearch.deflect._calibrate import Calibration
+from kbsearch.deflect._calibration import Calibration
 from kbsearch.deflect._model import FEATURES, MODEL_DIR, AnswerModel
 from kbsearch.deflect._vectors import SENTENCE_DIMS, SentenceProjection, Vectorizer
 from kbsearch.search._encoder import load_encoder
