@@ -516,7 +516,7 @@ def test_answer_model_fitted_in_a_worker_is_the_one_fitted_here(tmp_path: Path, 
         with make_kb(tmp_path / "worker", thread_docs(), **{"deflect.parallel_fit_phrasings": 0}) as there:
             assert _stored_model(there) == expected
             again = [d.to_dict() for d in there.ask_many(QUESTIONS)]
-    messages = [r.getMessage() for r in caplog.records if r.name == "kbsearch.deflect"]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("kbsearch.deflect")]
     assert any("in a worker process" in m for m in messages)
     fell_back = [m for m in messages if "in this process" in m or "fitting here" in m]
     assert bool(fell_back) is (worker == "cannot-start")
