@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbsearch.sources.crawl.crawler import parse_sitemap
+from kbsearch.sources.crawl.sitemap import parse_sitemap
 from kbsearch.sources.crawl.extract import decode_html, extract_page
 from kbsearch.sources.crawl.frontier import Frontier, Scope, canonical_url
 

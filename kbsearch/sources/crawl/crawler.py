@@ -16,31 +16,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lxml import etree
-
 from ..._memory import release_memory
-from ..._text import is_blank
 from ..._workers import process_pool
-from ...documents import Document, make_id
 from ...errors import KbsearchError
-from .. import SourceReport
+from ._pages import _same_page, page_documents
+from ._report import CrawlReport, CrawlSpec
+from ._writer import _Batch, _Writer
 from .extract import ExtractOptions, PageExtract, Section, extract_page
-from .fetch import Credentials, Fetcher, FetchOptions, FetchResult
-from .frontier import NON_HTML_EXTENSIONS, TRAP_REASONS, Frontier, Scope, Task, canonical_url, extension_of, host_of
+from .fetch import Fetcher, FetchOptions, FetchResult
+from .frontier import NON_HTML_EXTENSIONS, TRAP_REASONS, Frontier, Scope, Task, canonical_url, extension_of
+from .sitemap import sitemap_pages
 from .state import CrawlState, PageState
 from .template import SiteTemplate
 
 if TYPE_CHECKING:
-    from ...config import CrawlConfig
     from ..._protocols import DocumentStore
 
 log = logging.getLogger(__name__)
@@ -49,130 +44,10 @@ Progress = Callable[[dict[str, Any]], None]
 
 #: Entries kept in the report's ``errors`` / ``skips`` lists (counts by reason are always complete).
 MAX_LISTED = 500
-_SITEMAP_URLS_MAX = 50_000
 #: Characters of section text (twice: text and blocks) kept from the first pages parsed in a run,
 #: so the pages parsed before the site template was known are parsed again without fetching them
 #: (pages beyond it are fetched again; about 10 MB of memory).
 _RECENT_CHARS = 10_000_000
-#: Seconds a batch write waits for another writer to finish before the crawl gives up.
-WRITE_LOCK_WAIT = 120.0
-
-
-@dataclass
-class CrawlReport(SourceReport):
-    """What one crawl did: `SourceReport` counts (documents) plus page-level crawl figures."""
-
-    kind: str = "web"
-    #: True when nothing was written (index and crawl state untouched).
-    dry_run: bool = False
-    #: HTML pages parsed this run.
-    pages_parsed: int = 0
-    #: Pages answered 304 Not Modified, and pages whose body hash had not changed (neither parsed).
-    not_modified: int = 0
-    same_hash: int = 0
-    #: Pages that answered 404/410 and were removed.
-    pages_gone: int = 0
-    sections: int = 0
-    bytes: int = 0
-    retries: int = 0
-    sitemap_urls: int = 0
-    #: Distinct links found that lead outside the scope (never fetched).
-    links_out_of_scope: int = 0
-    pages_per_second: float = 0.0
-    #: Seconds the writer thread spent writing batches (index adds / deletes and crawl state); it
-    #: runs alongside fetching and parsing, so this is part of ``seconds``, not added to it.
-    write_seconds: float = 0.0
-    #: After the crawl (`KnowledgeBase.crawl`, not part of ``seconds``): refitting the TF-IDF model,
-    #: then the after-build steps (router, deflection calibration) and what they reported.
-    refit_seconds: float = 0.0
-    after_build_seconds: float = 0.0
-    after_build: dict[str, Any] = field(default_factory=dict)
-    #: Pages parsed again at the end of the run because what counts as site template changed after
-    #: they were parsed (mostly the first pages of a new site; they are fetched again too).
-    template_reparsed: int = 0
-    #: Distinct text blocks that are site template (dropped) at the end of the run.
-    template_blocks: int = 0
-    #: Why the run stopped before its frontier was empty ("max_pages", "interrupted", an error).
-    stopped_early: str | None = None
-    skip_reasons: dict[str, int] = field(default_factory=dict)
-    error_reasons: dict[str, int] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        """The one-line summary the CLI prints."""
-        return (f"crawled {self.fetched} pages in {self.seconds:.1f}s ({self.pages_per_second:.1f}/s): "
-                f"{self.pages_parsed} parsed, {self.not_modified + self.same_hash} unchanged; documents "
-                f"+{self.added} ~{self.updated} ={self.unchanged} -{self.deleted}; "
-                f"{self.skipped} skipped, {self.failed} failed"
-                + ("" if self.complete else f" (incomplete: {self.stopped_early or 'failures'})")
-                + (f"; then model refit {self.refit_seconds:.1f}s, routing and deflection "
-                   f"{self.after_build_seconds:.1f}s" if self.refit_seconds or self.after_build_seconds else "")
-                + ("; deflection waits for the next reindex"
-                   if "deferred" in (self.after_build or {}).get("deflect", {}) else ""))
-
-
-@dataclass
-class _Batch:
-    docs: list[Document] = field(default_factory=list)
-    delete_ids: list[str] = field(default_factory=list)
-    puts: list[PageState] = field(default_factory=list)
-    forget: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.docs) + len(self.delete_ids) + len(self.puts) + len(self.forget)
-
-
-class _Writer(threading.Thread):
-    """Writes batches to the index, then the matching crawl state (index first: a crash in between
-    only means the next run re-checks those pages)."""
-
-    def __init__(self, kb: DocumentStore, state: CrawlState, source: str, dry_run: bool = False) -> None:
-        super().__init__(name="kbsearch-crawl-writer", daemon=True)
-        self.kb, self.state, self.source, self.dry_run = kb, state, source, dry_run
-        self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
-        self.added = self.updated = self.unchanged = self.deleted = 0
-        self.seconds = 0.0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while True:
-            batch = self.queue.get()
-            if batch is None:
-                return
-            if self.error is not None or self.dry_run:
-                self.queue.task_done()
-                continue  # drain; nothing more is written after a failure (or ever, in a dry run)
-            started = time.perf_counter()
-            try:
-                if batch.delete_ids:
-                    self.deleted += self.kb.delete(batch.delete_ids, lock_timeout=WRITE_LOCK_WAIT)
-                if batch.docs:  # refit once after the crawl
-                    rep = self.kb.add(batch.docs, refit=False, lock_timeout=WRITE_LOCK_WAIT)
-                    self.added += rep.added
-                    self.updated += rep.updated
-                    self.unchanged += rep.unchanged
-                self.state.apply(self.source, batch.puts, batch.forget)
-            except BaseException as exc:  # reported by the coordinator, which stops the crawl
-                log.error("crawl %s: writing to the index failed: %s", self.source, exc)
-                self.error = exc
-            finally:
-                self.seconds += time.perf_counter() - started
-                self.queue.task_done()
-
-
-@dataclass
-class CrawlSpec:
-    """Everything one crawl needs besides the knowledge base (built by `WebSource`)."""
-
-    name: str
-    start_urls: list[str]
-    config: CrawlConfig
-    allowed_hosts: list[str] = field(default_factory=list)
-    allowed_prefixes: list[str] = field(default_factory=list)
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    allowed_groups: list[str] = field(default_factory=list)
-    group: str | None = None
-    credentials: Credentials = field(default_factory=Credentials)
 
 
 class Crawler:
@@ -455,7 +330,7 @@ class Crawler:
         """Documents of a parsed page's sections without the site template, and its new state."""
         kept, page.blocks, page.template = self.template.apply(sections)
         self.template.add(page.blocks)
-        docs = self._documents(page.url, title, kept, updated)
+        docs = page_documents(self.spec, page.url, title, kept, updated)
         page.doc_ids = [d.id for d in docs]
         self.report.sections += len(docs) - (len(known.doc_ids) if self._repass and known else 0)
         if known is not None:
@@ -463,29 +338,6 @@ class Crawler:
             self._batch.delete_ids.extend(i for i in known.doc_ids if i not in new)
         self._batch.docs.extend(docs)
         self._batch.puts.append(page)
-
-    def _documents(self, url: str, page_title: str, sections: list[Section | None],
-                   updated: str | None) -> list[Document]:
-        """One document per section (None: a section of site template only, numbered but dropped)."""
-        docs: list[Document] = []
-        used: set[str] = set()
-        for number, section in enumerate(sections):
-            if section is None or is_blank(section.text):
-                continue  # only control characters: nothing to search (a Document needs a text)
-            # A section without a usable title of its own is named by its page (then by its url).
-            title = next((t for t in (section.title, page_title) if t and not is_blank(t)), url)
-            anchor = section.anchor
-            key = f"{url}#{anchor}" if anchor else f"{url}#§{number}"
-            if key in used:
-                key = f"{key}§{number}"
-            used.add(key)
-            docs.append(Document(
-                id=make_id(self.spec.name, key), title=title, text=section.text,
-                kind="page", url=f"{url}#{anchor}" if anchor else url, headings=section.headings,
-                source=self.spec.name, group=self.spec.group, allowed_groups=tuple(self.spec.allowed_groups),
-                updated=updated,
-            ))
-        return docs
 
     def _follow(self, links: list[str], depth: int, referrer: str) -> None:
         if self._repass:
@@ -625,51 +477,14 @@ class Crawler:
             self.template.add(keys)
 
     def _seed_sitemaps(self) -> None:
-        hosts: dict[str, str] = {}
-        for url in self.starts:
-            hosts.setdefault(host_of(url), url.partition(":")[0])
-        for host, scheme in hosts.items():
-            base = f"{scheme}://{host}/"
-            named = self.fetcher.sitemaps(base) if self.cfg.respect_robots else []
-            todo = list(dict.fromkeys(named or [base + "sitemap.xml"]))
-            seen: set[str] = set()
-            while todo and len(seen) < 50:
-                sitemap = todo.pop(0)
-                if sitemap in seen:
-                    continue
-                seen.add(sitemap)
-                status, body, error = self.fetcher.fetch_small(sitemap, max_bytes=50_000_000)
-                if body is None:
-                    if named and (error or status not in (404, 410)):
-                        self._skip(sitemap, f"sitemap unavailable ({error or f'HTTP {status}'})", None)
-                    continue
-                pages, nested = parse_sitemap(body)
-                todo.extend(nested)
-                for page in pages[:_SITEMAP_URLS_MAX]:
-                    try:
-                        url = canonical_url(page)
-                    except ValueError:
-                        continue
-                    if self.scope.check(url) is None and self.frontier.push(url, 1, sitemap):
-                        self.report.sitemap_urls += 1
+        def unavailable(sitemap: str, why: str) -> None:
+            self._skip(sitemap, f"sitemap unavailable ({why})", None)
 
-
-def _same_page(canonical: str, url: str, aliases: tuple[str, ...]) -> bool:
-    """True when rel=canonical names the page itself (up to a trailing slash or a redirect alias)."""
-    return canonical == url or canonical in aliases or canonical.rstrip("/") == url.rstrip("/")
-
-
-def parse_sitemap(body: bytes) -> tuple[list[str], list[str]]:
-    """(page URLs, nested sitemap URLs) of a sitemap or sitemap index; ([], []) when unreadable."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=True)
-    try:
-        root = etree.fromstring(body, parser)
-    except etree.LxmlError:
-        return [], []
-    if root is None:
-        return [], []
-    locs = [(el.text or "").strip() for el in root.iter("{*}loc")]
-    locs = [u for u in locs if u]
-    if etree.QName(root).localname == "sitemapindex":
-        return [], locs
-    return locs, []
+        for page, sitemap in sitemap_pages(self.fetcher, self.starts, respect_robots=self.cfg.respect_robots,
+                                           unavailable=unavailable):
+            try:
+                url = canonical_url(page)
+            except ValueError:
+                continue
+            if self.scope.check(url) is None and self.frontier.push(url, 1, sitemap):
+                self.report.sitemap_urls += 1
