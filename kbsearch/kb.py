@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .deflect import Decision, Deflector
     from .ops._index_admin import DeleteReport, SourceStats
     from .ops._source_runs import SourceHealth
+    from .ops._state_move import MoveReport
     from .ops.reindex import ReindexReport
     from .ops.report import DeflectionReport
     from .sources import Source, SourceReport
@@ -287,7 +288,14 @@ class KnowledgeBase(PeerDesk):
         from .ops._source_runs import source_health
 
         names = [s.source for s in self.source_stats()] if sources is None else list(sources)
-        return source_health(self.root, names, self.settings.index.stale_after_days, now)
+        return source_health(self.root, names, self.settings.index.stale_after_days, now, settings=self.settings)
+
+    def move_to_postgresql(self) -> MoveReport:
+        """Copy this knowledge base's SQLite state (escalations, outbox, usage log, crawl state) into
+        the PostgreSQL of ``store.url``, which must hold none of it yet; the files stay untouched."""
+        from .ops._state_move import move_to_postgresql
+
+        return move_to_postgresql(self.root, self.settings)
 
     def refit(self, timings: dict[str, object] | None = None, *, calibrate: bool = True,
               lock_timeout: float | None = None) -> bool:
@@ -391,7 +399,8 @@ class KnowledgeBase(PeerDesk):
         else:  # recorded for `source_health`
             from .ops._source_runs import recorded
 
-            report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
+            report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress),
+                              settings=self.settings)
         if not dry_run and (report.added or report.updated):
             timings: dict[str, Any] = {}
             try:
@@ -461,7 +470,8 @@ class KnowledgeBase(PeerDesk):
             source = make_source(str(name), {"type": source, **options})
         from .ops._source_runs import recorded
 
-        report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress))
+        report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress),
+                              settings=self.settings)
         # (its adds were made with refit=False...)
         if getattr(report, "added", 0) or getattr(report, "updated", 0):
             self.refit()  # ...so the models are refitted once, after the whole import

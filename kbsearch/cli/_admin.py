@@ -1,6 +1,7 @@
-"""CLI of index administration: ``kbsearch index delete`` (registered on the ``index`` group).
+"""CLI of index administration: ``kbsearch index delete`` (registered on the ``index`` group) and
+``kbsearch move-to-postgresql``.
 
-The command parses its options, calls one `KnowledgeBase` method and prints the result.
+Each command parses its options, calls one `KnowledgeBase` method and prints the result.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ def register(main: click.Group) -> None:
     group = main.commands["index"]
     assert isinstance(group, click.Group)
     group.add_command(index_delete)
+    main.add_command(move_to_postgresql)
 
 
 @click.command("delete")
@@ -45,3 +47,28 @@ def index_delete(ids: tuple[str, ...], source: str | None, as_json: bool, index_
                         + (f"; not found: {', '.join(report.missing)}" if report.missing else "")))
     if report.missing:
         raise SystemExit(1)
+
+
+@click.command("move-to-postgresql")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@index_option
+def move_to_postgresql(as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
+    """Copy the index directory's SQLite state into the PostgreSQL of $KBSEARCH_DATABASE_URL.
+
+    Escalations (history, attachments, claims, the outbox), the usage log and the crawl state, for
+    the move from one machine to several (docs/postgresql.md). Nothing is copied when that database
+    already holds any of it; the SQLite files are left untouched and are no longer read.
+
+    \b
+    Example:
+      KBSEARCH_DATABASE_URL=postgresql://kbsearch@db.internal/kbsearch kbsearch move-to-postgresql
+    """
+    with open_kb(index_path, config_file) as kb:
+        report = kb.move_to_postgresql()
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    for name, tables in report.files.items():
+        click.echo(safe(f"{name}: " + ", ".join(f"{n} {t}" for t, n in tables.items())))
+    click.echo(safe(f"copied {report.rows} rows from {len(report.files)} files into {report.database} "
+                    f"in {report.seconds:.1f} s"))

@@ -28,6 +28,7 @@ def serve_cmd(host: str | None, port: int | None, threads: int | None, index_pat
 
     The portal vouches for users with trusted headers or signed tokens, both resting on the shared
     secret in $KBSEARCH_WEB_SECRET (see docs/web.md). Binds 127.0.0.1 unless told otherwise.
+    Runs the outbox (what `kbsearch deliver` does) every peers.deliver_every seconds.
 
     \b
     Example:
@@ -37,8 +38,10 @@ def serve_cmd(host: str | None, port: int | None, threads: int | None, index_pat
 
     kb = open_kb(index_path, config_file, create=True)
     cfg = kb.settings.web
+    every = kb.settings.peers.deliver_every
+    outbox = f"outbox every {every:g} s" if every > 0 else "outbox loop off"
     click.echo(f"kbsearch serving {kb.root} on http://{host or cfg.host}:{cfg.port if port is None else port}/ "
-               "(Ctrl-C stops)", err=True)
+               f"({outbox}; Ctrl-C stops)", err=True)
     with kb:
         serve(kb, host=host, port=port, threads=threads)
 

@@ -61,6 +61,11 @@ class PeersConfig:
     #: verification or duplicate for the asker); failures are retried later.  Turn off when a slow
     #: channel must not delay the request and `kbsearch deliver` runs often.
     deliver_on_escalate: bool = True
+    #: Seconds between the outbox runs of every ``kbsearch serve`` process (retries, reminders, the
+    #: SLA, answers waiting for the index: what `kbsearch deliver` does); 0 turns the loop off, e.g.
+    #: when a cron job runs `kbsearch deliver` instead.  Several servers may run it at once: each
+    #: notification is claimed by one of them and sent once.
+    deliver_every: float = 60.0
     #: Retries: first wait, growth factor, longest wait (seconds) and attempts before giving up.
     retry_initial: float = 30.0
     retry_factor: float = 2.0

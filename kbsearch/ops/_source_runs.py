@@ -1,7 +1,7 @@
 """Each source's sync runs and the health they add up to (``kbsearch stats``, ``/api/stats``).
 
 Every sync of a source (a crawl, an import, a source of ``kbsearch reindex``) is recorded in the
-``runs`` table of the knowledge base's crawl state (`kbsearch.sources.crawl.state`), which outlives index
+``crawl_runs`` table of the knowledge base's crawl state (`kbsearch.sources.crawl.state`), which outlives index
 versions: start and end, whether it completed, a one-line reason when not, and its counts.  From the
 newest runs a verdict is made for the admin: ``ok``, ``failing since …`` (the first failure after
 the last success) or ``stale: last success N days ago``.
@@ -15,10 +15,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..sources.crawl.state import CrawlState
 from ..errors import KbsearchError
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +74,12 @@ def _reason(report: Any) -> str | None:
     return " ".join(str(why or f"{failed} failed").split())[:_REASON_MAX]
 
 
-def recorded(root: str | Path, name: str, sync: Callable[[], R]) -> R:
-    """Run ``sync`` (one sync of source ``name`` into the knowledge base at ``root``) and record it;
-    its exception, if any, is recorded as the reason and raised again.  Recording never fails the sync."""
+def recorded(root: str | Path, name: str, sync: Callable[[], R], *, settings: Settings | None = None) -> R:
+    """Run ``sync`` (one sync of source ``name`` into the knowledge base at ``root``) and record it in
+    the crawl state (PostgreSQL with ``settings.store.url``); its exception, if any, is recorded as the
+    reason and raised again.  Recording never fails the sync."""
     try:
-        state = CrawlState.for_kb(root)
+        state = CrawlState.for_kb(root, settings)
     except KbsearchError as exc:
         log.warning("source %s: the run cannot be recorded: %s", name, exc)
         return sync()
@@ -94,10 +98,10 @@ def recorded(root: str | Path, name: str, sync: Callable[[], R]) -> R:
 
 
 def source_health(root: str | Path, sources: list[str], stale_after_days: float,
-                  now: float | None = None) -> list[SourceHealth]:
+                  now: float | None = None, *, settings: Settings | None = None) -> list[SourceHealth]:
     """The last run and health of each of ``sources`` plus every source with recorded runs."""
     now = time.time() if now is None else now
-    with CrawlState.for_kb(root) as state:
+    with CrawlState.for_kb(root, settings) as state:
         names = list(dict.fromkeys([*sources, *state.run_sources()]))
         return [_health(name, state.last_runs(name, _RUNS_READ), stale_after_days, now) for name in names]
 

@@ -165,7 +165,7 @@ def _sync_one(kb: Rebuildable, source: Source, full: bool, emit: Progress, repor
         emit({"stage": "sync", "source": name, **event})
 
     try:
-        result = recorded(kb.root, name, lambda: source.sync(kb, full=full, progress=forward))
+        result = recorded(kb.root, name, lambda: source.sync(kb, full=full, progress=forward), settings=kb.settings)
     except Exception as exc:  # noqa: BLE001 - one failing source must not stop the others
         if isinstance(exc, KbsearchError):
             log.error("source %s failed: %s (its previous documents are kept)", name, exc)

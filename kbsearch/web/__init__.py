@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._app import WebApp
+from ._delivery import DeliveryLoop
 from ._auth import AuthError, DuplicateHeaderError, ForbiddenError, Identity, make_token
 from ._origin import CrossSiteRequestError
 
@@ -41,7 +42,10 @@ def create_asgi_app(kb: KnowledgeBase, *, secret: str | None = None, workers: in
 
 def serve(kb: KnowledgeBase, *, host: str | None = None, port: int | None = None,
           threads: int | None = None, secret: str | None = None) -> None:
-    """Serve ``kb`` with waitress until interrupted (``kbsearch serve``); binds 127.0.0.1 by default."""
+    """Serve ``kb`` with waitress until interrupted (``kbsearch serve``); binds 127.0.0.1 by default.
+
+    Unless ``peers.deliver_every`` is 0, the outbox is run in the background as `kbsearch deliver` would.
+    """
     from ._serve import make_server
 
     cfg = kb.settings.web
@@ -54,4 +58,10 @@ def serve(kb: KnowledgeBase, *, host: str | None = None, port: int | None = None
     server = make_server(app, host=host, port=port, threads=threads or cfg.threads,
                          max_request_body_size=app.max_body_bytes + 1, ident="kbsearch",
                          clear_untrusted_proxy_headers=True, channel_timeout=60)
-    server.run()
+    every = kb.settings.peers.deliver_every
+    loop = DeliveryLoop(kb, every).start() if every > 0 else None
+    try:
+        server.run()
+    finally:
+        if loop is not None:
+            loop.stop()

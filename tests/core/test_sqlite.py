@@ -64,5 +64,5 @@ def test_each_store_uses_it(tmp_path: Path) -> None:
             assert _pragmas(con) == ("wal", NORMAL, 1, 3000)
     finally:
         usage.close()
-    with CrawlState(tmp_path / "crawl.db") as state:
-        assert _pragmas(state._db) == ("wal", NORMAL, 1, int(sqlite.DEFAULT_BUSY_TIMEOUT * 1000))
+    with CrawlState.for_kb(tmp_path) as state, state.db.read() as con:
+        assert _pragmas(con.raw) == ("wal", NORMAL, 1, int(sqlite.DEFAULT_BUSY_TIMEOUT * 1000))

@@ -105,7 +105,9 @@ class Server:
         (workdir / "kbsearch.toml").write_text(config, encoding="utf-8")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        env = dict(os.environ, KBSEARCH_WEB_SECRET=SECRET, **(extra_env or {}))
+        # The outbox loop stays off unless a test turns it on: tests run `deliver` when they mean to.
+        env = dict(os.environ, KBSEARCH_WEB_SECRET=SECRET, KBSEARCH_PEERS_DELIVER_EVERY="0")
+        env.update(extra_env or {})
         env.pop("KBSEARCH_CONFIG", None)
         self.log_path = workdir / f"serve-{self.port}.log"
         self.log = open(self.log_path, "w+")

@@ -107,6 +107,42 @@ def test_two_servers_share_one_postgresql_and_one_index(tmp_path: Path, h: Any, 
         assert con.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall() == [("delivered", 50)]
 
 
+def test_the_servers_outbox_loops_send_each_notification_once(tmp_path: Path, h: Any, hook: WebhookServer,
+                                                              pg_url: str) -> None:
+    """Nothing is sent at escalation; three servers' own outbox loops (``peers.deliver_every``) drain
+    the shared outbox, each notification claimed by one of them."""
+    index = h.build_index(tmp_path / "idx")
+    env = {"KBSEARCH_DATABASE_URL": pg_url, "KBT_SHARED_HOOK": hook.url("/it"),
+           "KBSEARCH_PEERS_DELIVER_EVERY": "0.1", "KBSEARCH_PEERS_DELIVER_ON_ESCALATE": "false"}
+    servers = []
+    try:
+        for name in ("a", "b", "c"):
+            (tmp_path / name).mkdir()
+            servers.append(h.Server(index, tmp_path / name, extra_env=env, config=config(h)))
+        made = []
+        for n in range(24):
+            r = servers[n % 3].api("POST", "escalations", token=h.token_for(f"user{n}", "staff"),
+                                   json={"question": f"the docking station number {n} shows no screen",
+                                         "group": "it-support"})
+            assert r.status_code == 201, r.text
+            made.append(r.json()["id"])
+        deadline = h.time.monotonic() + 120
+        while len(hook.keys("/it")) < 24 and h.time.monotonic() < deadline:
+            h.time.sleep(0.05)  # the servers' loops do the work
+        import psycopg
+
+        with psycopg.connect(pg_url) as con:  # all sent and marked so: no claim is left to send again
+            assert con.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall() == [("delivered", 24)]
+        keys = hook.keys("/it")
+        assert len(keys) == len(set(keys)) == 24
+        assert sorted(k.split("/")[0] for k in keys) == sorted(made)
+    finally:
+        for srv in servers:
+            srv.stop()
+    for srv in servers:
+        assert "Traceback" not in srv.logs(), srv.logs()
+
+
 def test_the_api_answers_503_json_when_the_store_is_unreachable(tmp_path: Path, h: Any) -> None:
     from werkzeug.test import Client
 

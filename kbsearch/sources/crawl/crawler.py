@@ -96,7 +96,7 @@ class Crawler:
     def run(self) -> CrawlReport:
         """Crawl, index and report; network trouble is reported, never raised."""
         self._started = time.monotonic()
-        state = self._state = CrawlState.for_kb(self.kb.root)
+        state = self._state = CrawlState.for_kb(self.kb.root, self.kb.settings)
         writer = _Writer(self.kb, state, self.spec.name, self.dry_run)
         writer.start()
         parse_pool: Executor | None = None
