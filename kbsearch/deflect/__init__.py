@@ -45,7 +45,7 @@ def _deflector(kb: Any, path: Path | None = None) -> Deflector:
     model is reused for it, so indexing a peer answer does not cost the next question a reload.
     """
     from ._calibration import CALIBRATION_FILE
-    from ._model import MODEL_DIR
+    from ._model_files import MODEL_DIR
 
     path = kb.generation_path if path is None else path
     return kb._deflect_cache.get(

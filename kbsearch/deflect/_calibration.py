@@ -18,7 +18,7 @@ from ..storage import write_json
 from ._curve import (_ENCODED, MIN_KIND_QUESTIONS, _answerable, _odds, _without_semantic, threshold_by_kind,
                      threshold_for)
 from ._features import FEATURES
-from ._model import MODEL_DIR
+from ._model_files import MODEL_DIR
 from ._outcomes import MIN_SEGMENT_OUTCOMES, OUTCOME, blend
 
 log = logging.getLogger(__name__)

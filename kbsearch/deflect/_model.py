@@ -9,42 +9,34 @@ of their phrasings when the sentence encoder is installed (`kbsearch.search._enc
 batch of questions come from a few sparse matrix products, so deciding thousands of questions takes
 seconds; one question is counted into its TF-IDF rows without sklearn's per-call overhead
 (`Vectorizer.transform`), so it takes milliseconds.  How text becomes those vectors is
-`kbsearch.deflect._vectors`.
+`kbsearch.deflect._vectors`; how the model is stored, `_model_files`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ._classifier import fit_classifier
 from ._features import FEATURES, DocInfo, doc_body, phrasings_of, terms_text
-from ._vectors import _CHAR, _WORD, Rows, SentenceProjection, TermIndex, Vectorizer
+from ._model_files import MODEL_DIR, read_model, write_model
+from ._vectors import Rows, TermIndex, Vectorizer
 from ..documents import Document
-from ..storage import _faults as faults
-from ..storage import save_npy, save_sparse, write_json
 
 log = logging.getLogger(__name__)
 
-MODEL_DIR = "deflect"
-#: Version of the stored model's layout; a model of another version is not used (rebuild to refit).
-MODEL_FORMAT = 5
-#: Older layouts this kbsearch still reads (4: no sentence vectors in the classifier).
-READABLE_FORMATS = frozenset({4, MODEL_FORMAT})
 #: Documents outside the model whose vectors are kept between questions (see `_extra_vectors`).
 EXTRA_CACHE_DOCS = 4096
-PROJECTION_FILE = "sentence_projection.npz"
+
 
 class AnswerModel:
     """Phrasing, document, BM25 and classifier scores for every covered document."""
@@ -353,107 +345,22 @@ class AnswerModel:
             picks.append(idx[np.isfinite(s[idx])])
         return np.unique(np.concatenate(picks)) if picks else np.zeros(0, dtype=int)
 
-    # -- storage (no pickles) ------------------------------------------------------------------------
+    # -- storage (no pickles: `_model_files`) ------------------------------------------------------------
     def save(self, gen_dir: Path) -> None:
-        path = gen_dir / MODEL_DIR
-        path.mkdir(parents=True, exist_ok=True)
-        for name, v in (("word", self.vec.word), ("char", self.vec.char)):
-            vocabulary = getattr(v, "vocabulary_", None) or v.vocabulary  # loaded: a parameter until used
-            write_json(path / f"{name}_vocab.json", {k: int(i) for k, i in vocabulary.items()}, ensure_ascii=False)
-            save_npy(path / f"{name}_idf.npy", v.idf_.astype(np.float64))
-        self.terms.save(path, "terms")
-        for name, m in (("phrasings", self.phrasings), ("bodies", self.bodies)):
-            save_sparse(path / f"{name}.npz", m.rows())
-        save_npy(path / "owners.npy", self.owners)
-        if self.clf_coef is not None:
-            save_sparse(path / "clf_coef.npz", sp.csr_matrix(self.clf_coef, dtype=np.float32))
-            save_npy(path / "clf_intercept.npy", self.clf_intercept.astype(np.float32))
-            save_npy(path / "clf_classes.npy", self.clf_classes.astype(np.int32))
-        encoder = None
-        if self.sem is not None:
-            save_npy(path / "semantic.npy", self.sem.astype(np.float32))
-            save_npy(path / "semantic_owners.npy", self.sem_owners.astype(np.int32))
-            encoder = {"name": self.encoder.name, "sha256": self.encoder.digest, "path": str(self.encoder.model_dir)}
-        classifier_encoder = None
-        dense = self._classifier_dense()
-        if dense is not None:
-            classifier_encoder = {"name": dense.name, "sha256": dense.digest, "path": str(dense.model_dir)}
-            self.vec.projection.save(path / PROJECTION_FILE)  # type: ignore[union-attr]
-        meta = {"format": MODEL_FORMAT, "features": list(FEATURES), "docs": [d.to_dict() for d in self.docs],
-                "covers_all": self.covers_all, "classifier": self.clf_coef is not None, "encoder": encoder,
-                "classifier_encoder": classifier_encoder,
-                "page_encoder": ({"name": self.page_encoder.name, "sha256": self.page_encoder.digest,
-                                  "path": str(self.page_encoder.model_dir)} if self.page_encoder is not None else None)}
-        faults.checkpoint("deflect.model-arrays-written")
-        write_json(path / "model.json", meta, ensure_ascii=False)  # last: it says which arrays to read
+        write_model(self, gen_dir / MODEL_DIR)
 
     @classmethod
     def load(cls, gen_dir: Path) -> AnswerModel | None:
         """The stored model; None when there is none or it was written by an older kbsearch (rebuild)."""
-        path = gen_dir / MODEL_DIR
-        try:
-            meta = json.loads((path / "model.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        parts = read_model(gen_dir / MODEL_DIR)
+        if parts is None:
             return None
-        if meta.get("format") not in READABLE_FORMATS or meta.get("features") != list(FEATURES):
-            log.warning("deflection model in %s is from an older kbsearch; questions escalate until the "
-                        "next rebuild", gen_dir)
-            return None
-        vecs = []
-        for name, params in (("word", _WORD), ("char", _CHAR)):
-            v = TfidfVectorizer(vocabulary=json.loads((path / f"{name}_vocab.json").read_text(encoding="utf-8")),
-                                **params)
-            v.idf_ = np.load(path / f"{name}_idf.npy")
-            vecs.append(v)
-        coef = intercept = classes = None
-        if meta.get("classifier"):
-            # Sparse since the classifier is fitted on the phrasings' columns; dense before.
-            coef = (sp.load_npz(path / "clf_coef.npz").tocsr() if (path / "clf_coef.npz").exists()
-                    else np.load(path / "clf_coef.npy"))
-            intercept = np.load(path / "clf_intercept.npy")
-            classes = np.load(path / "clf_classes.npy")
-        from ..search._encoder import load_encoder
-
-        if meta.get("word_vectors"):  # GloVe word vectors: no longer part of kbsearch
-            log.warning("deflection model in %s was fitted with word vectors, which this kbsearch no longer "
-                        "reads; questions escalate until the next rebuild", gen_dir)
-            return None
-        stored: dict[str, Any] = {}
-        for key in ("encoder", "classifier_encoder", "page_encoder"):
-            if meta.get(key):
-                stored[key] = _stored_resource(meta[key], load_encoder)
-                if stored[key] is None:
-                    log.warning("deflection model in %s was fitted with the sentence encoder %s, not installed "
-                                "here; questions escalate until the next rebuild", gen_dir, meta[key].get("name"))
-                    return None
-        encoder = stored.get("encoder")
-        projection = None
-        if stored.get("classifier_encoder") is not None:
-            projection = SentenceProjection.load(path / PROJECTION_FILE)
-        vec = Vectorizer(*vecs, encoder=stored.get("classifier_encoder"), projection=projection)
-        model = cls([DocInfo.from_dict(d) for d in meta["docs"]], vec,
-                    sp.load_npz(path / "phrasings.npz").tocsr(), np.load(path / "owners.npy"),
-                    sp.load_npz(path / "bodies.npz").tocsr(), TermIndex.load(path, "terms"), coef, intercept,
-                    classes, bool(meta.get("covers_all")))
-        if encoder is not None:
-            model.encoder = encoder
-            model.sem = np.load(path / "semantic.npy")
-            model.sem_owners = np.load(path / "semantic_owners.npy")
+        model = cls(parts.docs, parts.vec, parts.phrasings, parts.owners, parts.bodies, parts.terms, parts.clf_coef,
+                    parts.clf_intercept, parts.clf_classes, parts.covers_all)
+        if parts.encoder is not None:
+            model.encoder = parts.encoder
+            model.sem = parts.sem
+            model.sem_owners = parts.sem_owners
             model._sem_index()
-        model.page_encoder = stored.get("page_encoder")
+        model.page_encoder = parts.page_encoder
         return model
-
-
-def _stored_resource(stored: dict[str, Any], load: Callable[[str], Any]) -> Any:
-    """What a stored model was fitted with (a sentence encoder): the installed copy or the
-    one at the recorded path, if its SHA-256 is the recorded one; else None."""
-    from ..errors import ConfigError
-
-    for setting in ("auto", stored.get("path") or ""):
-        try:
-            found = load(setting) if setting else None
-        except (ConfigError, OSError):
-            found = None
-        if found is not None and found.digest == stored.get("sha256"):
-            return found
-    return None
