@@ -112,7 +112,7 @@ def run_calibrate(index: str) -> dict:
 def run_faq_check(start: str, index: str, site: Path) -> dict:
     """Search each FAQ question heading verbatim; is its own section the first hit?"""
     from kbsearch import KnowledgeBase, Settings
-    from kbsearch.crawl.extract import _anchor_of, _heading_text, _parse
+    from kbsearch.sources.crawl.extract import _anchor_of, _heading_text, _parse
 
     kb = KnowledgeBase.open(index, settings=Settings.load(config_file=None, env={}), create=False)
     questions = []

@@ -5,7 +5,7 @@
     .venv/bin/python bench/deflect_bench.py decide --size 100000     # what ask decides, per question set
     .venv/bin/python bench/deflect_bench.py variants [--learn] [SET_DIR...]  # robustness: more unanswerable questions
 
-``eval`` runs `kbsearch.evaluate.evaluate` on each set (fresh index, calibrated on the archive alone)
+``eval`` runs `kbsearch.evaluation.evaluate.evaluate` on each set (fresh index, calibrated on the archive alone)
 and prints the figures and wall / CPU seconds.  ``latency`` builds (or reuses, ``--reuse``) a
 knowledge base from ``bench/data/corpus-SIZE.jsonl`` (see bench/corpus.py: Debian documentation
 sections + the eval archives), then times, in the same run and on the same questions, the baseline
@@ -38,7 +38,7 @@ EVAL = HERE.parent.parent / "shared" / "data" / "eval"
 
 
 def run_eval(sets: list[str]) -> None:
-    from kbsearch.evaluate import evaluate
+    from kbsearch.evaluation.evaluate import evaluate
 
     rows = []
     for name in sets:
@@ -200,7 +200,7 @@ def run_variants(learn: bool, folders: list[Path] | None = None) -> None:
     import tempfile
 
     from kbsearch import KnowledgeBase, Settings
-    from kbsearch.evaluate import evaluate, load_archive, load_questions
+    from kbsearch.evaluation.evaluate import evaluate, load_archive, load_questions
 
     cols = ("accuracy", "in_scope_accuracy", "oos_recall", "deflection_rate", "deflection_precision")
     print("| set | unanswerable | run | " + " | ".join(cols) + " |")

@@ -24,8 +24,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from kbsearch.evaluate import evaluate, load_questions, score
-from kbsearch.replay import replay, replay_order
+from kbsearch.evaluation.evaluate import evaluate, load_questions, score
+from kbsearch.evaluation.replay import replay, replay_order
 
 
 def _decisions(path: Path) -> dict[str, Any]:

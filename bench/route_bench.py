@@ -1,4 +1,4 @@
-"""Routing accuracy and speed of kbsearch.route against two baselines, in the same run.
+"""Routing accuracy and speed of kbsearch.peers.route against two baselines, in the same run.
 
 Baselines: the majority group, and a TF-IDF nearest neighbour (the group of the most similar archive
 phrasing; word 1-2-grams, cosine). For sets whose questions have no group, every method is
@@ -21,7 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from kbsearch.config import RouteConfig
 from kbsearch.documents import Document, read_jsonl
-from kbsearch.route import Router
+from kbsearch.peers.route import Router
 
 
 def _splits(set_dir: Path, folds: int = 5) -> list[tuple[list[Document], list[tuple[str, str]]]]:

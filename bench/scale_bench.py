@@ -47,7 +47,7 @@ def _decide(kb, qs: list[dict]) -> tuple[dict, float]:
 
 
 def _calibration(kb) -> dict:
-    from kbsearch._deflect_calibrate import Calibration
+    from kbsearch.deflect._calibration import Calibration
 
     cal = Calibration.load(kb.generation_path)
     rep = cal.report if cal is not None else {}

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from kbsearch.config import RouteConfig
-from kbsearch.evaluate import evaluate
-from kbsearch.route import evaluate_routing
+from kbsearch.evaluation.evaluate import evaluate
+from kbsearch.peers.route import evaluate_routing
 
 ROOT = Path(__file__).resolve().parents[1]
 

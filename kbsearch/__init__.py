@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -25,14 +23,14 @@ _SOURCES: dict[str, str] = {
     "ClaimConflictError": "errors",
     "ConfigError": "errors",
     "CrawlConfig": "config",
-    "CrawlReport": "crawl",
+    "CrawlReport": "sources.crawl",
     "Decision": "deflect",
-    "DeflectionReport": "report",
+    "DeflectionReport": "ops.report",
     "DeliveryError": "errors",
     "DeliveryReport": "peers",
     "Document": "documents",
     "Escalation": "peers",
-    "EvalReport": "evaluate",
+    "EvalReport": "evaluation.evaluate",
     "Group": "peers",
     "Hit": "documents",
     "IndexCorruptError": "errors",
@@ -46,14 +44,14 @@ _SOURCES: dict[str, str] = {
     "KnowledgeBase": "kb",
     "NotFoundError": "errors",
     "PermissionDeniedError": "errors",
-    "ReindexReport": "reindex",
-    "ReindexRunningError": "reindex",
-    "Routing": "route",
+    "ReindexReport": "ops.reindex",
+    "ReindexRunningError": "ops.reindex",
+    "Routing": "peers.route",
     "ScoreParts": "documents",
     "Settings": "config",
     "SourceError": "errors",
     "WebSource": "sources.web",
-    "evaluate": "evaluate",
+    "evaluate": "evaluation.evaluate",
     "make_id": "documents",
     "read_jsonl": "documents",
 }
@@ -75,27 +73,9 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-class _Package(types.ModuleType):
-    """``kbsearch.evaluate`` is the function (as in ``__all__``), not the submodule of that name.
-
-    Importing a submodule binds it on its package, which would shadow the lazily imported
-    function; this property keeps the name pointing at the function, as the eager package did.
-    """
-
-    @property
-    def evaluate(self) -> Any:
-        return importlib.import_module(f"{__name__}.evaluate").evaluate
-
-    @evaluate.setter
-    def evaluate(self, value: Any) -> None:  # the import system binding the submodule: ignored
-        pass
-
-
-sys.modules[__name__].__class__ = _Package
-
 if TYPE_CHECKING:  # what the names resolve to, for type checkers and editors
     from .config import CrawlConfig, Settings
-    from .crawl import CrawlReport
+    from .sources.crawl import CrawlReport
     from .deflect import Action, Answer, Decision
     from .documents import Document, Hit, ScoreParts, make_id, read_jsonl
     from .errors import (
@@ -113,12 +93,12 @@ if TYPE_CHECKING:  # what the names resolve to, for type checkers and editors
         PermissionDeniedError,
         SourceError,
     )
-    from .evaluate import EvalReport, evaluate
+    from .evaluation.evaluate import EvalReport, evaluate
     from .kb import AddReport, BuildReport, IndexStats, KnowledgeBase
     from .peers import Attachment, DeliveryReport, Escalation, Group
-    from .reindex import ReindexReport, ReindexRunningError
-    from .report import DeflectionReport
-    from .route import Routing
+    from .ops.reindex import ReindexReport, ReindexRunningError
+    from .ops.report import DeflectionReport
+    from .peers.route import Routing
     from .search import ALL_GROUPS
     from .sources.web import WebSource
 

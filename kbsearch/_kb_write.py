@@ -20,21 +20,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import _generations as gens
+from .search import _generations as gens
 from ._build_reports import AddReport, BuildReport
-from ._generations import Generation
+from .search._generations import Generation
 from ._memory import release_memory
 from .config import Settings
 from .documents import Document
 from .errors import InvalidDocumentError, KbsearchError
 from .index import EngineIndex
-from .rerank import Reservoir, TfidfModel, VectorCache, fit_on, sample_item
+from .search.rerank import Reservoir, TfidfModel, VectorCache, fit_on, sample_item
 from ._protocols import Progress
 from ._version import __version__
 from .sources.escalations import PeerStoreOwner
 from .storage._faults import checkpoint
-from .vectors import VectorBuilder
-from .vectors import append as append_vectors
+from .search.vectors import VectorBuilder
+from .search.vectors import append as append_vectors
 
 
 class FrontDoor(PeerStoreOwner, Protocol):
@@ -92,7 +92,7 @@ def models_digest(settings: Settings) -> str:
 
 
 def _feedback_seen(kb: FrontDoor) -> int:
-    from .usage import open_usage
+    from .storage.usage import open_usage
 
     usage = open_usage(kb.root, kb.settings)
     try:
@@ -137,7 +137,7 @@ def _vector_encoder(kb: FrontDoor) -> Any:
     """The sentence encoder documents' phrasing vectors are written with, or None (none written)."""
     if kb.settings.deflect.dense_candidates <= 0:
         return None
-    from ._encoder import load_encoder
+    from .search._encoder import load_encoder
 
     return load_encoder(kb.settings.deflect.encoder)
 
@@ -340,7 +340,7 @@ def _confirmed(kb: FrontDoor, documents: Iterable[Document]) -> Iterable[Documen
     """``documents`` with the questions askers confirmed they answer among their phrasings (``deflect.learn_phrasings``)."""
     if not kb.settings.deflect.learn_phrasings:
         return documents
-    from ._deflect_outcomes import with_confirmed_phrasings
+    from .deflect._outcomes import with_confirmed_phrasings
 
     return with_confirmed_phrasings(kb.root, documents, kb.settings.deflect.max_feedback, kb.settings)
 

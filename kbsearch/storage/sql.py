@@ -1,6 +1,6 @@
 """One narrow SQL layer over the two databases kbsearch keeps mutable state in: SQLite and PostgreSQL.
 
-The stores above it (`kbsearch.peers.store`, `kbsearch.usage`) write their SQL once, with ``?``
+The stores above it (`kbsearch.peers.store`, `kbsearch.storage.usage`) write their SQL once, with ``?``
 placeholders and portable statements (``INSERT ... ON CONFLICT``, ``LIMIT ?``), and talk to a
 `Database`:
 

@@ -29,7 +29,7 @@ class AdminRoutes:
         who = self.identity(request)
         if who.anonymous or not set(who.groups) & set(self.cfg.report_groups):
             raise ForbiddenError("index statistics are only for members of the groups in web.report_groups")
-        from .._source_runs import with_health
+        from ..ops._source_runs import with_health
 
         stats = call_kb(self.kb, "stats")
         sources = call_kb(self.kb, "source_stats")

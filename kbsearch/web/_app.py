@@ -10,14 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
-from enum import Enum
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
@@ -25,86 +20,24 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from .._content_types import image_type
-from .._text import clean_text
 from ..errors import IndexLockedError, KbsearchError
 from ._auth import Authenticator, ForbiddenError, Identity, read_secret
 from ._calls import call_kb, has_kb
 from ._admin_routes import AdminRoutes
 from ._admin_routes import rules as admin_rules
+from ._inputs import BadRequest, RequestInputs, parse_json
 from ._escalation_routes import EscalationRoutes, escalation_extras, sla_view
 from ._escalation_routes import rules as escalation_rules
 from ._origin import OriginGuard
 from ._results import enrich_answers, similar_hint
+from ._views import _escalation_view, _to_jsonable
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _STATUSES = ("open", "all", "asked", "escalated", "answered", "accepted", "verified", "duplicate", "unanswerable")
-#: Fields of an escalation shown through the API (not the notification log or internal routing).
-_ESCALATION_FIELDS = ("id", "question", "group", "status", "created", "updated", "user", "note", "answer",
-                      "answered_by", "answered_at", "verified", "accepted", "doc_id", "duplicate_of", "open")
 
 
-class BadRequest(KbsearchError):
-    """The request body or a parameter is not what the endpoint takes."""
-
-
-def _to_jsonable(obj: Any) -> Any:
-    """Report objects, dataclasses, enums and dates → plain JSON values."""
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return _to_jsonable(obj.to_dict())
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return _to_jsonable(asdict(obj))
-    if isinstance(obj, Enum):
-        return obj.value if isinstance(obj.value, (str, int)) else obj.name
-    if isinstance(obj, (datetime, date)):
-        return obj.isoformat()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, bytes):
-        return None
-    return str(obj)
-
-
-def _escalation_view(escalation: Any, visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
-    """What the API shows of an escalation: its lifecycle fields, what the asker saw (only documents
-    the caller may see: ``visible``), its attachments."""
-    data = _to_jsonable(escalation)
-    if not isinstance(data, dict):
-        return {"escalation": data}
-    out = {k: data.get(k) for k in _ESCALATION_FIELDS if k in data}
-    out["seen"] = [{k: s.get(k) for k in ("id", "title", "url") if k in s}
-                   for s in data.get("seen") or []
-                   if isinstance(s, dict) and (visible is None or visible(str(s.get("id"))))]
-    out["attachments"] = [{k: a.get(k) for k in ("id", "filename", "content_type", "size")}
-                          for a in data.get("attachments") or [] if isinstance(a, dict)]
-    routing = data.get("routing") if isinstance(data.get("routing"), dict) else {}
-    if routing.get("rerouted_from"):  # a person's reroute and the reason they gave (not the model's words)
-        out["rerouted_from"] = routing.get("rerouted_from")
-        out["reroute_reason"] = routing.get("reroute_reason", "")
-    return out
-
-
-def parse_json(raw: bytes, what: str) -> Any:
-    """JSON from a request; anything json.loads refuses (bad UTF-8 or syntax, nesting too deep for the
-    parser, integers of more than 4300 digits) is a `BadRequest`, never a 500."""
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except RecursionError:
-        raise BadRequest(f"{what} is nested too deeply") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadRequest(f"{what} is not valid JSON") from None
-    except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
-        raise BadRequest(f"{what} holds a number with too many digits") from None
-
-
-class WebApp(EscalationRoutes, AdminRoutes):
+class WebApp(EscalationRoutes, AdminRoutes, RequestInputs):
     """A WSGI callable serving the kbsearch API and page for one `KnowledgeBase`."""
 
     def __init__(self, kb: Any, *, secret: str | None = None, settings: Any = None) -> None:
@@ -256,93 +189,6 @@ class WebApp(EscalationRoutes, AdminRoutes):
             if name in who.groups and (who.user in experts or not experts):
                 may_verify.append(name)
         return {"expert_of": expert_of, "may_verify": may_verify}
-
-    # -- input helpers ----------------------------------------------------------------------
-    def identity(self, request: Request) -> Identity:
-        return self.auth.identify(request.headers)
-
-    def body(self, request: Request, *, form: bool = False) -> dict[str, Any]:
-        """The JSON object of a request (or, where ``form``, the fields of a multipart form), size-checked."""
-        if form and request.mimetype == "multipart/form-data":
-            return {k: v for k, v in request.form.items()}
-        if request.mimetype != "application/json":
-            raise BadRequest("send a JSON object with Content-Type: application/json"
-                             + (" (or multipart/form-data with a photo)" if form else ""))
-        length = request.content_length
-        if length is not None and length > self.cfg.max_json_bytes:
-            raise RequestEntityTooLarge()
-        raw = request.get_data(cache=False)
-        if len(raw) > self.cfg.max_json_bytes:
-            raise RequestEntityTooLarge()
-        data = parse_json(raw, "the request body")
-        if not isinstance(data, dict):
-            raise BadRequest("the request body must be a JSON object")
-        return data
-
-    @staticmethod
-    def text_field(data: dict[str, Any], name: str, *, required: bool = True, max_chars: int = 20_000) -> str | None:
-        """Field ``name`` as clean text (`clean_text`: NFKC, no control characters or lone surrogates).
-
-        Text that is empty once cleaned (only spaces, NUL or other control characters) counts as missing.
-        """
-        value = data.get(name)
-        if value is not None and not isinstance(value, str):
-            raise BadRequest(f"'{name}' must be text")
-        if value is not None and len(value) > 4 * max_chars:
-            raise BadRequest(f"'{name}' is too long (at most {max_chars} characters)")
-        text = clean_text(value) if value is not None else ""
-        if not text:
-            if required:
-                raise BadRequest(f"'{name}' is required")
-            return None
-        if len(text) > max_chars:
-            raise BadRequest(f"'{name}' is too long (at most {max_chars} characters)")
-        return text
-
-    @staticmethod
-    def int_field(data: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-        value = data.get(name, default)
-        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) <= 20:
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise BadRequest(f"'{name}' must be a whole number from {lo} to {hi}")
-        return value
-
-    @staticmethod
-    def bool_field(data: dict[str, Any], name: str, default: bool = False) -> bool:
-        value = data.get(name, default)
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return value.lower() in ("true", "1", "yes", "on")
-        if not isinstance(value, bool):
-            raise BadRequest(f"'{name}' must be true or false")
-        return value
-
-    def group_field(self, data: dict[str, Any]) -> str | None:
-        group = self.text_field(data, "group", required=False, max_chars=100)
-        if group is not None and not re.match(r"^[\w][\w .:@/+-]{0,99}$", group):
-            raise BadRequest("'group' must be a group name (letters, digits, spaces, . : @ / + - _)")
-        return group
-
-    @staticmethod
-    def check_id(esc_id: str) -> str:
-        if not _ID.match(esc_id):
-            raise BadRequest("invalid escalation id")
-        return esc_id
-
-    def photo(self, request: Request) -> dict[str, Any] | None:
-        upload = request.files.get("photo")
-        if upload is None or not upload.filename and not upload.content_length:
-            return None
-        data = upload.read(self.cfg.max_photo_bytes + 1)
-        if not data:
-            return None
-        if len(data) > self.cfg.max_photo_bytes:
-            raise RequestEntityTooLarge()
-        mime = image_type(data)
-        if mime is None:
-            raise BadRequest("the photo must be a PNG, JPEG, GIF or WebP image")
-        name = Path(upload.filename or "photo").name[:100] or "photo"
-        return {"name": name, "content_type": mime, "data": data}
 
     # -- page -------------------------------------------------------------------------------
     def on_page(self, request: Request) -> Response:

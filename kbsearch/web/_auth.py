@@ -18,11 +18,12 @@ from __future__ import annotations
 import hmac
 import os
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from ..errors import ConfigError, KbsearchError, PermissionDeniedError
 
@@ -92,8 +93,19 @@ def read_secret(env_name: str, env: dict[str, str] | None = None) -> str | None:
     return value
 
 
-def _serializer(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=_SALT)
+class _ClockSigner(TimestampSigner):
+    """itsdangerous' timestamp signer reading an injected clock (tests move time instead of sleeping)."""
+
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
+def _serializer(secret: str, clock: Callable[[], float] = time.time) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=_SALT, signer=_ClockSigner, signer_kwargs={"clock": clock})
 
 
 def make_token(user: str, groups: Iterable[str] = (), *, secret: str | None = None,
@@ -138,12 +150,15 @@ def check_single(headers: Any, secret: str) -> None:
 class Authenticator:
     """Turns a request's headers into an `Identity` (see the module docstring for the rules)."""
 
-    def __init__(self, secret: str | None, *, max_age: int, allow_anonymous: bool) -> None:
+    def __init__(self, secret: str | None, *, max_age: int, allow_anonymous: bool,
+                 clock: Callable[[], float] = time.time) -> None:
         if secret is not None and len(secret) < MIN_SECRET_CHARS:
             raise ConfigError(f"the shared secret is too short: use at least {MIN_SECRET_CHARS} characters")
         self.secret = secret
         self.max_age = max_age
         self.allow_anonymous = allow_anonymous
+        #: What a token's age is measured against (seconds since the epoch).
+        self.clock = clock
 
     def identify(self, headers: Any) -> Identity:
         given_secret = headers.get(SECRET_HEADER)
@@ -183,7 +198,7 @@ class Authenticator:
         if not self.secret:
             raise AuthError("tokens are not accepted: no shared secret is configured")
         try:
-            data = _serializer(self.secret).loads(token, max_age=self.max_age)
+            data = _serializer(self.secret, self.clock).loads(token, max_age=self.max_age)
         except SignatureExpired:
             raise AuthError("token expired: ask the portal for a new one") from None
         except BadSignature:

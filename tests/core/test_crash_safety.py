@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from kbsearch import Document, KnowledgeBase, read_jsonl
-from kbsearch import _generations as gens
+from kbsearch.search import _generations as gens
 from kbsearch.peers.service import answer_doc_id
 from kbsearch.storage._faults import ENV
 

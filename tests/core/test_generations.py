@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kbsearch import Document, IndexLockedError, KbsearchError, KnowledgeBase, Settings
-from kbsearch import _generations as gens
+from kbsearch.search import _generations as gens
 
 
 def _docs(n: int, word: str) -> list[Document]:

@@ -53,7 +53,7 @@ def test_pre_analyzed_documents_index_like_the_analyzer(tmp_path: Path, example_
         return engine
 
     fast = build(tmp_path / "fast")
-    monkeypatch.setattr(engine_module, "index_terms", lambda text: text)  # Whoosh analyzes the text itself
+    monkeypatch.setattr(engine_module._fields, "index_terms", lambda text: text)  # Whoosh analyzes the text itself
     reference = build(tmp_path / "reference")
     monkeypatch.undo()
 
@@ -108,7 +108,7 @@ def test_segments_of_the_default_codec_and_the_write_codec_mix(tmp_path: Path, e
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Indexes written before the write codec (zlib-compressed blocks) stay readable and writable."""
     with KnowledgeBase.open(tmp_path / "kb") as kb:
-        monkeypatch.setattr(engine_module, "_write_codec", lambda: engine_module.W3Codec())
+        monkeypatch.setattr(engine_module._writer, "_write_codec", lambda: engine_module._writer.W3Codec())
         kb.add(example_docs[:20])
         monkeypatch.undo()
         kb.add(example_docs[20:])
@@ -124,7 +124,7 @@ def test_segments_of_the_default_codec_and_the_write_codec_mix(tmp_path: Path, e
 
 
 def test_tfidf_fit_in_chunks_equals_one_pass(example_docs: list[Document], monkeypatch: pytest.MonkeyPatch) -> None:
-    from kbsearch import rerank
+    from kbsearch.search import rerank
 
     sample = [rerank.sample_item(d, 600) for d in example_docs]
     whole = rerank.TfidfModel.fit(sample)

@@ -14,7 +14,7 @@ from whoosh import query, scoring
 from kbsearch import Document, KnowledgeBase, Settings
 from kbsearch.config import RerankConfig, SearchConfig
 from kbsearch.index import NAME_FIELDS, analyze
-from kbsearch.rerank import signal_bonus
+from kbsearch.search.rerank import signal_bonus
 from kbsearch.search import select_clauses
 
 BOOSTS = {"title": 3.0, "questions": 2.5, "headings": 1.5, "body": 1.0}

@@ -10,7 +10,7 @@ import pytest
 from kbsearch import Document
 from kbsearch.config import RerankConfig
 from kbsearch.index import Candidate
-from kbsearch.rerank import Bm25Ranker, Ranker, TfidfModel, TfidfRanker, fit_on
+from kbsearch.search.rerank import Bm25Ranker, Ranker, TfidfModel, TfidfRanker, fit_on
 
 DOCS = [
     Document(id="a", kind="answer", title="How do I reset my password?", questions=("forgot password",),

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from kbsearch.crawl.state import CrawlState
+from kbsearch.sources.crawl.state import CrawlState
 from kbsearch.peers.store import SqliteStore
 from kbsearch.storage import sqlite
-from kbsearch.usage import UsageLog
+from kbsearch.storage.usage import UsageLog
 
 FULL, NORMAL = 2, 1
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from kbsearch import Document, KnowledgeBase, Settings, read_jsonl
-from kbsearch import vectors as vec
-from kbsearch._deflect_pages import search_hits
-from kbsearch._encoder import load_encoder
+from kbsearch.search import vectors as vec
+from kbsearch.deflect._pages import search_hits
+from kbsearch.search._encoder import load_encoder
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MONITOR = Document(id="monitor", kind="page", title="Monitor shows no signal",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kbsearch.crawl.extract import extract_page
+from kbsearch.sources.crawl.extract import extract_page
 
 
 def test_report_splits_crawl_refit_and_after_build(kb, intranet, fast):

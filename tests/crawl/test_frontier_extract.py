@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kbsearch.crawl.crawler import parse_sitemap
-from kbsearch.crawl.extract import decode_html, extract_page
-from kbsearch.crawl.frontier import Frontier, Scope, canonical_url
+from kbsearch.sources.crawl.sitemap import parse_sitemap
+from kbsearch.sources.crawl.extract import decode_html, extract_page
+from kbsearch.sources.crawl.frontier import Frontier, Scope, canonical_url
 
 
 @pytest.mark.parametrize("raw, canonical", [

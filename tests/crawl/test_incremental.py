@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kbsearch import KnowledgeBase
-from kbsearch.crawl.state import CrawlState
+from kbsearch.sources.crawl.state import CrawlState
 
 
 def _small_site(site, html_page):
@@ -143,7 +143,7 @@ def test_changed_extraction_settings_reparse_without_full(kb, site, fast, html):
 
 
 def test_pages_parsed_by_another_extractor_version_are_parsed_again(kb, site, fast, html, monkeypatch):
-    from kbsearch.crawl import extract
+    from kbsearch.sources.crawl import extract
 
     _small_site(site, html)
     assert _crawl(kb, site, fast).pages_parsed == 4

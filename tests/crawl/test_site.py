@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kbsearch import KnowledgeBase
-from kbsearch.crawl.state import STATE_FILE
+from kbsearch.sources.crawl.state import STATE_FILE
 
 
 def _docs_by_url(kb: KnowledgeBase) -> dict[str, object]:
@@ -166,7 +166,7 @@ def test_parsing_in_worker_processes_gives_the_same_documents(tmp_path, intranet
 
 
 class VirtualClock:
-    """Stands in for the ``time`` module of `kbsearch.crawl.fetch`: ``monotonic`` reads a virtual time
+    """Stands in for the ``time`` module of `kbsearch.sources.crawl.fetch`: ``monotonic`` reads a virtual time
     that only ``sleep`` advances (and records), so spacing is checked exactly, without real waits."""
 
     def __init__(self) -> None:
@@ -192,7 +192,7 @@ class VirtualClock:
 
 
 def test_per_host_delay_spaces_requests(kb, site, fast, monkeypatch):
-    from kbsearch.crawl import fetch
+    from kbsearch.sources.crawl import fetch
 
     clock = VirtualClock()
     monkeypatch.setattr(fetch, "time", clock)

@@ -35,7 +35,7 @@ def _ts(iso: str) -> float:
 
 
 class Clock:
-    """Stands in for the ``time`` module of `kbsearch.crawl.state`, where runs are stamped."""
+    """Stands in for the ``time`` module of `kbsearch.sources.crawl.state`, where runs are stamped."""
 
     def __init__(self, now: float) -> None:
         self.now = now
@@ -45,7 +45,7 @@ class Clock:
 
 
 def test_last_run_and_health_follow_the_crawls(kb, site, fast, html, monkeypatch):
-    from kbsearch.crawl import state
+    from kbsearch.sources.crawl import state
 
     clock = Clock(1_800_000_000.0)
     monkeypatch.setattr(state, "time", clock)

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from kbsearch import KnowledgeBase, Settings
-from kbsearch.crawl.state import STATE_FILE, CrawlState, PageState
+from kbsearch.sources.crawl.state import STATE_FILE, CrawlState, PageState
 
 
 def _settings(root: Path, store_url: str) -> Settings:

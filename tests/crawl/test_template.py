@@ -9,7 +9,7 @@ pages, must stay; an incremental crawl must end where a full crawl ends.
 from __future__ import annotations
 
 from kbsearch import KnowledgeBase, Settings
-from kbsearch.crawl import CrawlState
+from kbsearch.sources.crawl import CrawlState
 
 TEMPLATE_TEXT = ["Acme Intranet", "Download the handbook", "Up", "Home", "Prev:", "Next:",
                  "2026 Acme Corp", "All rights reserved"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kbsearch import Document, InvalidQuestionError, KnowledgeBase
-from kbsearch._deflect_model import FEATURES
+from kbsearch.deflect._features import FEATURES
 from kbsearch.deflect import Action, Decision
 
 from .conftest import THREADS, make_kb, thread_docs
@@ -257,7 +257,7 @@ def test_pages_outside_the_model_compete_with_each_other(tmp_path: Path, rivals:
 def test_question_words_alone_are_no_match(shared_kb: KnowledgeBase, question: str) -> None:
     """"how do I", "what is my" frame questions; they carry no topic, so a question about something the
     archive never mentions is not covered by them (and is not answered)."""
-    from kbsearch._deflect_vectors import content_terms
+    from kbsearch.index import content_terms
 
     assert not {"how", "do", "what", "who"} & set(content_terms(question))
     d = shared_kb.ask(question)
@@ -286,7 +286,7 @@ def test_no_shared_word_and_no_classifier_vote_is_never_an_answer(tmp_path: Path
 def test_has_evidence_needs_a_shared_word_or_a_classifier_vote() -> None:
     import numpy as np
 
-    from kbsearch._deflect_model import FEATURES
+    from kbsearch.deflect._features import FEATURES
     from kbsearch.deflect import has_evidence
 
     def feats(**values: float) -> np.ndarray:

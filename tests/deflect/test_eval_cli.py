@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from kbsearch.cli import main
 from kbsearch.deflect import Action, Answer, Decision
-from kbsearch.evaluate import METRIC_KEYS, EvalQuestion, evaluate, score
+from kbsearch.evaluation.evaluate import METRIC_KEYS, EvalQuestion, evaluate, score
 
 from .conftest import THREADS, eval_set, make_kb, thread_docs
 
@@ -99,9 +99,9 @@ def test_eval_warns_of_answer_ids_missing_from_the_archive(small_set: Path,
     first = json.loads(lines[0])
     first["answer_ids"] = ["no-such-thread"]
     qpath.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
-    with caplog.at_level("WARNING", logger="kbsearch.evaluate"):
+    with caplog.at_level("WARNING", logger="kbsearch.evaluation.evaluate"):
         report = evaluate(small_set)
-    warned = [r.getMessage() for r in caplog.records if r.name == "kbsearch.evaluate"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "kbsearch.evaluation.evaluate"]
     assert len(warned) == 1
     assert "'no-such-thread' (1 in all)" in warned[0] and "no answer id in the archive: 1 " in warned[0]
     assert report.questions == 20  # still scored, as answerable

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from kbsearch import Document, KnowledgeBase
-from kbsearch._deflect_calibrate import Calibration
+from kbsearch.deflect._calibration import Calibration
 from kbsearch.deflect import Action, Deflector, _deflector, anchor_thresholds
 
 from .conftest import make_kb, thread_docs
 
 
 def _encoder_installed() -> bool:
-    from kbsearch._encoder import load_encoder
+    from kbsearch.search._encoder import load_encoder
 
     try:
         return load_encoder("auto") is not None
@@ -132,7 +132,7 @@ class _TitleEngine:
 def test_generic_headings_are_no_pseudo_questions() -> None:
     """Headings that repeat, have one word, or only common words are left out of the sampled
     pseudo-questions; a specific heading is kept."""
-    from kbsearch._deflect_pages import specific_titles
+    from kbsearch.deflect._pages import specific_titles
 
     index = ["Description"] * 30 + ["Examples of usage"] * 25 + ["Resizing an ext4 volume online"]
     engine = _TitleEngine(index)
@@ -147,8 +147,8 @@ def test_uncovered_scorer_reads_search_order() -> None:
     hits apart, the first one search found scores higher; a scorer without it still applies."""
     import numpy as np
 
-    from kbsearch._deflect_model import FEATURES
-    from kbsearch._deflect_pages import ORDER_COLUMNS, order_features
+    from kbsearch.deflect._features import FEATURES
+    from kbsearch.deflect._pages import ORDER_COLUMNS, order_features
 
     class Hit:
         def __init__(self, bm25: float) -> None:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from kbsearch import KnowledgeBase
-from kbsearch._deflect_outcomes import blend, collect, label, outcome_threshold, wilson_lower
-from kbsearch._deflect_model import FEATURES
+from kbsearch.deflect._outcomes import blend, collect, label, outcome_threshold, wilson_lower
+from kbsearch.deflect._features import FEATURES
 from kbsearch.errors import KbsearchError, PermissionDeniedError
-from kbsearch.usage import UsageError
+from kbsearch.storage.usage import UsageError
 
 from .conftest import make_kb, thread_docs
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 from kbsearch import Document
-from kbsearch._deflect_calibrate import make_holdout, perturb
-from kbsearch._deflect_model import tokens
+from kbsearch.deflect._holdout import make_holdout, perturb
+from kbsearch.deflect._features import tokens
 from kbsearch.config import DeflectConfig
 
 HEADINGS = ["Resizing an ext4 volume online", "Configuring the PostgreSQL replication slots",

@@ -9,8 +9,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from kbsearch.cli import main
-from kbsearch.evaluate import load_questions
-from kbsearch.replay import replay
+from kbsearch.evaluation.evaluate import load_questions
+from kbsearch.evaluation.replay import replay
 
 SET = Path(__file__).resolve().parents[1] / "data" / "eval" / "stackfaq"
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from kbsearch import Action, ConfigError, KnowledgeBase, Settings
-from kbsearch._deflect_calibrate import Calibration
-from kbsearch._deflect_model import FEATURES, MODEL_DIR, AnswerModel
-from kbsearch._deflect_vectors import SENTENCE_DIMS, SentenceProjection, Vectorizer
-from kbsearch._encoder import load_encoder
+from kbsearch.deflect._calibration import Calibration
+from kbsearch.deflect._model import FEATURES, MODEL_DIR, AnswerModel
+from kbsearch.deflect._vectors import SENTENCE_DIMS, SentenceProjection, Vectorizer
+from kbsearch.search._encoder import load_encoder
 from kbsearch.deflect import _deflector
 
 from .conftest import make_kb, thread_docs

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kbsearch import KnowledgeBase, NotFoundError
-from kbsearch.usage import UsageError, UsageLog
+from kbsearch.storage.usage import UsageError, UsageLog
 
 from .conftest import make_kb, thread_docs
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from kbsearch import KnowledgeBase
-from kbsearch._deflect_vectors import _CHAR, _WORD, BATCH_DOT_ROWS, FAST_TEXTS, Rows, Vectorizer
+from kbsearch.deflect._vectors import _CHAR, _WORD, BATCH_DOT_ROWS, FAST_TEXTS, Rows, Vectorizer
 from kbsearch.deflect import Deflector
 
 from .conftest import THREADS

@@ -12,7 +12,7 @@ from kbsearch.config import RouteConfig
 from kbsearch.documents import read_jsonl
 from kbsearch.errors import InvalidEscalationError
 from kbsearch.peers.groups import Groups
-from kbsearch.route import SMALL_HISTORY, Router, evaluate_routing
+from kbsearch.peers.route import SMALL_HISTORY, Router, evaluate_routing
 
 from .conftest import EVAL, WebhookServer, peer_settings
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from kbsearch import Document, KnowledgeBase
-from kbsearch._generations import current_generation
+from kbsearch.search._generations import current_generation
 
 PAGES = {
     "index.html": "<html><head><title>IT help</title></head><body><main><h1>IT help</h1>"

@@ -11,7 +11,7 @@ from werkzeug.test import Client
 
 from kbsearch import KnowledgeBase
 from kbsearch.deflect import Action, Answer, Decision
-from kbsearch.report import render_html, render_text
+from kbsearch.ops.report import render_html, render_text
 from kbsearch.web import WebApp, create_app, make_token
 
 EVIL = "is <b>bold</b> & <script>x()</script> allowed in the zeppelin hangar?"

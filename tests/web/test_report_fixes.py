@@ -12,7 +12,7 @@ import pytest
 
 from kbsearch import KnowledgeBase
 from kbsearch.deflect import Action, Decision
-from kbsearch.report import _p90, render_html
+from kbsearch.ops.report import _p90, render_html
 
 H = 3600.0
 #: One long unbroken word: it must wrap on a phone, not widen the page.

@@ -2,7 +2,7 @@
 folder first on their PYTHONPATH; Python imports ``sitecustomize`` at start-up).  Nothing happens
 unless one of these is set:
 
-- ``KBT_HOLD``: a folder.  When the rebuild is about to call ``KBT_HOLD_AT`` of `kbsearch._generations`
+- ``KBT_HOLD``: a folder.  When the rebuild is about to call ``KBT_HOLD_AT`` of `kbsearch.search._generations`
   on its new generation (``switch_to``, the default: written and fitted, about to go live; or
   ``write_meta``: the index written, not yet marked complete), write ``<folder>/held`` (the new
   generation's path) and wait until ``<folder>/release`` exists: the test knows where the run is
@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def _install_hold(folder: Path, at: str) -> None:
-    from kbsearch import _generations
+    from kbsearch.search import _generations
 
     original = getattr(_generations, at)
 
@@ -37,7 +37,7 @@ def _install_hold(folder: Path, at: str) -> None:
 def _install_lock_mark(mark: Path) -> None:
     import filelock
 
-    from kbsearch import reindex
+    from kbsearch.ops import reindex
     from kbsearch.storage import versions  # `file_lock`, the one place kbsearch takes a file lock
 
     original = filelock.FileLock
