@@ -14,8 +14,11 @@ total is 1,000,000.  Copy k of a section gets the id ``<id>~k``, its URL under `
 deterministic variation of its text, so no two copies are identical: its sentences are rotated by
 k and about one word in eight is dropped (chosen by a random generator seeded with the id and k).
 Titles and headings are kept, so a FAQ heading's right answer is its section *or any copy of it*;
-the questions' right answers are rewritten that way (``questions-1000000.jsonl``), the answer
-threads' ids do not change.
+the questions' right answers are rewritten that way (``cost-questions-1000000.jsonl``), the answer
+threads' ids do not change.  Kept titles also mean the 1M corpus has no more distinct phrasings
+(titles, last headings) than 100k: a rebuild encodes each distinct phrasing once, so the encoder's
+share of the indexing time does not grow with the copies (a corpus with ten times the distinct
+headings would pay it ten times).
 
 Each size runs as child processes, one after the other, so every peak RSS is its own:
 
