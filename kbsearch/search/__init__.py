@@ -174,6 +174,7 @@ class Searcher:
         if self.meaning is None or k <= 0:
             return []
         out: list[Candidate] = []
+        taken: set[str] = set()  # the ids in ``out``
         checked: set[tuple[str, str]] = set()
         rows, lookups = 4 * k + 16, 0
         # Skipped, stale and hidden rows take places: look further until k are found (bounded: the
@@ -185,12 +186,13 @@ class Searcher:
                 if key in checked:
                     continue
                 checked.add(key)
-                if n.doc_id in skip or any(c.document.id == n.doc_id for c in out):
+                if n.doc_id in skip or n.doc_id in taken:
                     continue
                 lookups += 1
                 cand = self.engine.current(n.doc_id, n.content_hash, user_groups)
                 if cand is not None:
                     out.append(Candidate(cand.document, 0.0, cand.content_hash, similarity=n.similarity))
+                    taken.add(n.doc_id)
             if len(out) >= k or lookups > 8 * k + 64 or not neighbours:
                 break
             rows *= 8
