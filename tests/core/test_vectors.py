@@ -7,7 +7,7 @@ and restricted documents never come back from an older row, and small segments a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +176,27 @@ def test_an_index_created_empty_starts_its_vectors_with_its_first_add(tmp_path: 
         assert not (kb.generation_path / vec.VECTORS_DIR).exists()
         kb.add([MONITOR, *OTHERS])
         assert _meaning_ids(kb, QUESTION, k=1) == ["monitor"]
+
+
+def test_a_rebuild_encodes_a_phrasing_repeated_across_batches_once(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vec, "ENCODE_BATCH", 4)
+    seen: list[str] = []
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        seen.extend(texts)
+        return np.array([[float(len(t)), 1.0, 0.0] for t in texts], dtype=np.float32)
+
+    builder = vec.VectorBuilder(tmp_path, encode, "counting")
+    docs = [Document(id=f"s{i}", kind="page", title="Introduction" if i % 2 else f"Part {i}", text="x")
+            for i in range(12)]
+    for doc in docs:
+        builder.offer(doc)
+    assert builder.finish() == 12
+    assert sorted(seen) == sorted({d.title for d in docs})  # "Introduction" once, not six times
+    vectors = vec.PhrasingVectors.open(tmp_path)
+    assert vectors is not None
+    for doc in docs:  # every row still has its own text's vector
+        stored = vectors.vectors_of(doc.id, doc.content_hash)
+        want = np.array([[float(len(doc.title)), 1.0, 0.0]]) / np.hypot(len(doc.title), 1.0)
+        assert stored is not None and np.allclose(stored / np.linalg.norm(stored), want, atol=1e-3)
