@@ -193,6 +193,8 @@ class Searcher:
                 if cand is not None:
                     out.append(Candidate(cand.document, 0.0, cand.content_hash, similarity=n.similarity))
                     taken.add(n.doc_id)
+                    if len(out) >= k:  # neighbours come best first: the rest cannot displace these
+                        break
             if len(out) >= k or lookups > 8 * k + 64 or not neighbours:
                 break
             rows *= 8
