@@ -224,24 +224,12 @@ def _dir_mb(path: Path) -> float:
 
 
 def run_phase(name: str, data: Path, kb_path: Path, logfile, extra_env: dict[str, str] | None = None) -> dict:
-    import psutil
+    from _rss import PeakRss
 
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(extra_env or {})}
     proc = subprocess.Popen([sys.executable, __file__, "--phase", name, "--data", str(data), "--kb", str(kb_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(DATA))
-    peak = {"self": 0, "tree": 0}
-    done = threading.Event()
-
-    def sample() -> None:
-        me = psutil.Process(proc.pid)
-        while not done.is_set():
-            try:
-                own = me.memory_info().rss
-                tree = own + sum(c.memory_info().rss for c in me.children(recursive=True))
-            except psutil.Error:
-                own = tree = 0
-            peak["self"], peak["tree"] = max(peak["self"], own), max(peak["tree"], tree)
-            done.wait(0.25)
+    sampler = PeakRss(proc.pid).start()
 
     def relay() -> None:
         for line in proc.stderr:
@@ -251,14 +239,12 @@ def run_phase(name: str, data: Path, kb_path: Path, logfile, extra_env: dict[str
                 logfile.write(line)
                 logfile.flush()
 
-    threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=relay, daemon=True)]
-    for t in threads:
-        t.start()
+    relayer = threading.Thread(target=relay, daemon=True)
+    relayer.start()
     out = proc.stdout.read()
     proc.wait()
-    done.set()
-    for t in threads:
-        t.join()
+    peak = sampler.stop()
+    relayer.join()
     if proc.returncode:
         raise SystemExit(f"phase {name} on {kb_path} failed (exit {proc.returncode})")
     result = json.loads(out.strip().splitlines()[-1])

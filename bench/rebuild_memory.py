@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
+from _rss import PeakRss  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -62,25 +61,9 @@ def measure(code: Path, corpus_path: Path) -> dict[str, float]:
         script.write_text(CHILD, encoding="utf-8")
         proc = subprocess.Popen([sys.executable, str(script), str(Path(tmp) / "kb"), str(corpus_path), str(code)],
                                 stdout=subprocess.PIPE, text=True, cwd=tmp)
-        peak = {"self": 0, "tree": 0}
-        done = threading.Event()
-
-        def sample() -> None:
-            me = psutil.Process(proc.pid)
-            while not done.is_set():
-                try:
-                    own = me.memory_info().rss
-                    tree = own + sum(c.memory_info().rss for c in me.children(recursive=True))
-                except psutil.Error:
-                    own = tree = 0
-                peak["self"], peak["tree"] = max(peak["self"], own), max(peak["tree"], tree)
-                done.wait(0.25)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        sampler = PeakRss(proc.pid).start()
         out, _ = proc.communicate()
-        done.set()
-        sampler.join()
+        peak = sampler.stop()
         if proc.returncode:
             raise SystemExit(f"rebuild with {code} failed (exit {proc.returncode})")
         result = json.loads(out.strip().splitlines()[-1])
@@ -111,7 +94,7 @@ def main() -> None:
             ("its VmHWM MB", "vmhwm_mb"), ("peak RSS MB, process + workers", "peak_tree_mb")]
     names = list(runs)
     print(f"\n{args.size} documents, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"load average {psutil.getloadavg()[0]:.1f}\n")
+          f"load average {os.getloadavg()[0]:.1f}\n")
     print("| | " + " | ".join(names) + (" | ratio |" if len(names) == 2 else " |"))
     print("| --- " * (len(names) + 1 + (len(names) == 2)) + "|")
     for label, key in rows:
