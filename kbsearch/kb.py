@@ -292,7 +292,7 @@ class KnowledgeBase(PeerDesk):
 
     def move_to_postgresql(self) -> MoveReport:
         """Copy this knowledge base's SQLite state (escalations, outbox, usage log, crawl state) into
-        the PostgreSQL of ``store.url``, which must hold none of it yet; the files stay untouched."""
+        the PostgreSQL of ``store.url``, which must hold none of it yet; the files stay (no longer read)."""
         from .ops._state_move import move_to_postgresql
 
         return move_to_postgresql(self.root, self.settings)

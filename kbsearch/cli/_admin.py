@@ -57,7 +57,7 @@ def move_to_postgresql(as_json: bool, index_path: Path | None, config_file: Path
 
     Escalations (history, attachments, claims, the outbox), the usage log and the crawl state, for
     the move from one machine to several (docs/postgresql.md). Nothing is copied when that database
-    already holds any of it; the SQLite files are left untouched and are no longer read.
+    already holds any of it; the SQLite files stay where they are and are no longer read.
 
     \b
     Example:

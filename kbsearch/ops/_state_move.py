@@ -4,8 +4,8 @@
 The escalations (with their history, attachments, claims and outbox), the usage log and the crawl
 state are copied table by table (`kbsearch.storage.copy`), after each file and the database are
 brought to the newest schema.  Nothing is merged: when the database already holds any of these
-rows, nothing is copied.  The files are left where they are, untouched; with ``store.url`` set they
-are no longer read.
+rows, nothing is copied.  The files stay where they are (brought to the newest schema, as any start
+of kbsearch would); with ``store.url`` set they are no longer read.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class MoveReport:
 
 
 def _usage_schema(db: Database) -> None:
-    UsageLog(db=db)._open()
+    UsageLog(db=db).ensure_schema()
 
 
 def _peer_schema(db: Database) -> None:
@@ -75,7 +75,8 @@ def _migrate_file(path: Path, schema: Callable[[Database], None]) -> None:
 
 def move_to_postgresql(root: str | Path, settings: Settings) -> MoveReport:
     """Copy the SQLite state files of the knowledge base at ``root`` into the PostgreSQL of
-    ``settings.store.url``; `StoreError` (nothing copied) when that database already holds any of it."""
+    ``settings.store.url``; `StoreError` (nothing copied) when that database already holds any of it.
+    Nothing may write the files meanwhile (stop the server first)."""
     if not settings.store.url:
         raise ConfigError("store.url is not set: name the PostgreSQL to move to in KBSEARCH_DATABASE_URL")
     from ..storage.postgres import open_database

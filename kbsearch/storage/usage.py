@@ -112,6 +112,10 @@ class UsageLog:
         """Whether anything may have been logged (False: no SQLite file yet, so readers return nothing)."""
         return self._database is not None or (self.path is not None and self.path.exists())
 
+    def ensure_schema(self) -> None:
+        """Create or migrate the log's tables now (they are otherwise made on first use)."""
+        self._open()
+
     def _open(self) -> Database:
         if self._database is None:
             assert self.path is not None

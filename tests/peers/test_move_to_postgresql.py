@@ -64,7 +64,7 @@ def test_the_state_of_one_machine_moves_and_the_next_server_carries_on(tmp_path:
     assert report["files"]["peers.sqlite3"]["escalations"] == 2 and report["files"]["usage.sqlite3"]["asks"] == 2
     password = psycopg.conninfo.conninfo_to_dict(pg_url)["password"]
     assert password and password not in out.output  # the database is named without its password
-    assert {p.name: p.read_bytes() for p in root.glob("*.sqlite3")} == files  # the files are left untouched
+    assert {p.name: p.read_bytes() for p in root.glob("*.sqlite3")} == files  # the files stay as they were (already at the newest schema)
 
     settings.store.url = pg_url  # the next server: PostgreSQL only
     with KnowledgeBase.open(settings=settings) as kb:
