@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
 
+from ..errors import KbsearchError
 from ._common import index_option, load_settings, open_kb
 
 
@@ -36,14 +38,25 @@ def serve_cmd(host: str | None, port: int | None, threads: int | None, index_pat
     """
     from ..web import serve
 
-    kb = open_kb(index_path, config_file, create=True)
-    cfg = kb.settings.web
+    # No index is created here: a wrong --index or a missing mount is an error, not an empty server.
+    kb = open_kb(index_path, config_file)
     every = kb.settings.peers.deliver_every
     outbox = f"outbox every {every:g} s" if every > 0 else "outbox loop off"
-    click.echo(f"kbsearch serving {kb.root} on http://{host or cfg.host}:{cfg.port if port is None else port}/ "
-               f"({outbox}; Ctrl-C stops)", err=True)
+
+    def ready(url: str) -> None:
+        click.echo(f"kbsearch serving {kb.root} on {url} ({outbox}; Ctrl-C or SIGTERM stops)", err=True)
+
+    def stop(_signum: int, _frame: object) -> None:  # systemd's stop: end like Ctrl-C, loop and files closed
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
     with kb:
-        serve(kb, host=host, port=port, threads=threads)
+        try:
+            serve(kb, host=host, port=port, threads=threads, ready=ready)
+        except OSError as exc:  # the address is taken or not ours
+            address = f"{host or kb.settings.web.host}:{kb.settings.web.port if port is None else port}"
+            raise KbsearchError(f"cannot serve on {address}: {exc.strerror or exc}") from None
 
 
 @click.command("token")

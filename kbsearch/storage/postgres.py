@@ -112,7 +112,16 @@ class PostgresDatabase:
             self.pool.close()
 
 
+#: A ``password=`` parameter: in a URL's query (up to ``&``) or a ``key=value`` conninfo string
+#: (up to a space, or a quoted value).
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)")
+
+
 def _password(url: str) -> str:
+    """The password ``url`` carries (user part or ``password=`` parameter), to blank out of messages."""
+    found = _PASSWORD_PARAM.search(url)
+    if found:
+        return unquote(found.group(2).strip("'"))
     try:
         password = urlsplit(url).password
     except ValueError:
@@ -124,7 +133,8 @@ _SCHEMES = ("postgresql", "postgres")
 
 
 def redact(url: str) -> str:
-    """``url`` without its password (for messages and logs)."""
+    """``url`` without its password, in the user part or a ``password=`` parameter (for messages and logs)."""
+    url = _PASSWORD_PARAM.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
     except ValueError:

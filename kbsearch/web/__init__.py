@@ -8,6 +8,7 @@ it under waitress, the production WSGI server.  Identity and groups come from th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._app import WebApp
@@ -41,10 +42,13 @@ def create_asgi_app(kb: KnowledgeBase, *, secret: str | None = None, workers: in
 
 
 def serve(kb: KnowledgeBase, *, host: str | None = None, port: int | None = None,
-          threads: int | None = None, secret: str | None = None) -> None:
+          threads: int | None = None, secret: str | None = None,
+          ready: Callable[[str], None] | None = None) -> None:
     """Serve ``kb`` with waitress until interrupted (``kbsearch serve``); binds 127.0.0.1 by default.
 
     Unless ``peers.deliver_every`` is 0, the outbox is run in the background as `kbsearch deliver` would.
+    ``ready`` is called with the URL once the address is bound (port 0: the port the system chose);
+    an address that cannot be bound raises `OSError`.
     """
     from ._serve import make_server
 
@@ -52,12 +56,15 @@ def serve(kb: KnowledgeBase, *, host: str | None = None, port: int | None = None
     app = create_app(kb, secret=secret)
     host = host or cfg.host
     port = cfg.port if port is None else port
-    log.info("serving %s on http://%s:%d/", kb.root, host, port)
     # One byte above the app's own limit (waitress refuses a body >= its cap): the app answers first
     # when it can, and what waitress refuses itself (e.g. a chunked body) is JSON too (`_serve`).
     server = make_server(app, host=host, port=port, threads=threads or cfg.threads,
                          max_request_body_size=app.max_body_bytes + 1, ident="kbsearch",
                          clear_untrusted_proxy_headers=True, channel_timeout=60)
+    url = f"http://{server.effective_host}:{server.effective_port}/"
+    log.info("serving %s on %s", kb.root, url)
+    if ready is not None:
+        ready(url)
     every = kb.settings.peers.deliver_every
     loop = DeliveryLoop(kb, every).start() if every > 0 else None
     try:

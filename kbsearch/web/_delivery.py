@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..errors import KbsearchError
+
 if TYPE_CHECKING:
     from ..kb import KnowledgeBase
 
@@ -47,7 +49,10 @@ class DeliveryLoop:
         """One run of the outbox; never raises (the next tick tries again)."""
         try:
             report = self.kb.deliver_notifications(now=None if self.clock is None else self.clock())
-        except Exception:  # noqa: BLE001 - a store or channel outage must not stop the loop
+        except KbsearchError as exc:  # a store outage: one line a run, not a traceback every minute
+            self.failures += 1
+            log.error("the outbox run failed; the next one tries again in %g s: %s", self.every, exc)
+        except Exception:  # noqa: BLE001 - nothing unexpected may stop the loop either
             self.failures += 1
             log.exception("the outbox run failed; the next one tries again in %g s", self.every)
         else:

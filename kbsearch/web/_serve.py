@@ -9,6 +9,7 @@ written by `JsonErrorTask` instead.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from waitress.channel import HTTPChannel
@@ -47,8 +48,18 @@ class JsonErrorChannel(HTTPChannel):
     error_task_class = JsonErrorTask
 
 
-def make_server(app: Any, **options: Any) -> Any:
-    """``waitress.create_server(app, **options)`` answering its own errors in JSON."""
-    server = create_server(app, **options)
+def make_server(app: Any, *, host: str, port: int, **options: Any) -> Any:
+    """``waitress.create_server(app, **options)`` on ``host:port``, answering its own errors in JSON.
+
+    The address is bound here first, so one that cannot be bound (in use, not ours) raises `OSError`
+    before waitress starts any thread or opens anything else.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family)
+    try:
+        server = create_server(app, sockets=[sock], **options)
+    except BaseException:
+        sock.close()
+        raise
     server.channel_class = JsonErrorChannel
     return server

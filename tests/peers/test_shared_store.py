@@ -94,6 +94,14 @@ def test_an_unreachable_or_malformed_store_url_is_one_clear_line_without_the_pas
         settings.store.url = bad
         with pytest.raises(StoreError, match="store URL"):
             KnowledgeBase.open(settings=settings).escalate("the printer jams", deliver=False)
+    # A password given as a parameter (libpq takes any of its parameters after "?"), or in a conninfo
+    # string, is never shown either.
+    for url in ("postgresql://kbsearch@127.0.0.1:1/x?password=s3cret-pw&sslmode=disable",
+                "host=127.0.0.1 password=s3cret-pw dbname=x", "host=h password='s3cret-pw' dbname=x"):
+        settings.store.url = url
+        with pytest.raises(StoreError) as caught:
+            KnowledgeBase.open(settings=settings).escalate("the printer jams", deliver=False)
+        assert "s3cret-pw" not in str(caught.value) and "password=***" in str(caught.value), str(caught.value)
     assert not (tmp_path / "index" / "peers.sqlite3").exists()  # nothing fell back to SQLite silently
     kb.close()
 

@@ -141,6 +141,8 @@ def test_the_servers_outbox_loops_send_each_notification_once(tmp_path: Path, h:
             srv.stop()
     for srv in servers:
         assert "Traceback" not in srv.logs(), srv.logs()
+        assert srv.proc.returncode == 0, srv.logs()  # SIGTERM ends a server cleanly, its loop stopped
+        assert "outbox every 0.1 s" in srv.logs()
 
 
 def test_the_api_answers_503_json_when_the_store_is_unreachable(tmp_path: Path, h: Any) -> None:
