@@ -200,3 +200,22 @@ def test_a_rebuild_encodes_a_phrasing_repeated_across_batches_once(tmp_path: Pat
         stored = vectors.vectors_of(doc.id, doc.content_hash)
         want = np.array([[float(len(doc.title)), 1.0, 0.0]]) / np.hypot(len(doc.title), 1.0)
         assert stored is not None and np.allclose(stored / np.linalg.norm(stored), want, atol=1e-3)
+
+
+def test_by_meaning_stops_looking_up_once_it_has_k(kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neighbours come best first, so the k-th live one ends the lookups (each is an index read; at 1M
+    sections they were a fifth of an ask): the same documents as reading every neighbour, in order."""
+    searcher = kb._current().searcher
+    every = [(n.doc_id, n.similarity) for n in searcher.meaning.nearest([QUESTION], 100)[0]]
+    assert len(every) == 5
+    looked_up: list[str] = []
+    real = searcher.engine.current
+
+    def counting(doc_id: str, content_hash: str, groups: frozenset[str] | None):  # the real lookup, counted
+        looked_up.append(doc_id)
+        return real(doc_id, content_hash, groups)
+
+    monkeypatch.setattr(searcher.engine, "current", counting)
+    found = searcher.by_meaning(QUESTION, None, 2)
+    assert [(c.document.id, c.similarity) for c in found] == every[:2]
+    assert looked_up == [doc_id for doc_id, _ in every[:2]]  # not all five
