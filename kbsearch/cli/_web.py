@@ -49,14 +49,15 @@ def serve_cmd(host: str | None, port: int | None, threads: int | None, index_pat
     def stop(_signum: int, _frame: object) -> None:  # systemd's stop: end like Ctrl-C, loop and files closed
         raise SystemExit(0)
 
-    signal.signal(signal.SIGTERM, stop)
-
+    previous = signal.signal(signal.SIGTERM, stop)
     with kb:
         try:
             serve(kb, host=host, port=port, threads=threads, ready=ready)
         except OSError as exc:  # the address is taken or not ours
             address = f"{host or kb.settings.web.host}:{kb.settings.web.port if port is None else port}"
             raise KbsearchError(f"cannot serve on {address}: {exc.strerror or exc}") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @click.command("token")
