@@ -30,7 +30,9 @@ Each size runs as child processes, one after the other, so every peak RSS is its
 * **ask**: ``KnowledgeBase.ask`` as a portal calls it (a user, no groups, ``escalate=False``: the
   decision is logged, nothing is escalated) over the same questions after the same warm-up; then
   again in a fresh child with ``OPENBLAS_NUM_THREADS=1`` (one question's small matrix products on
-  two BLAS threads that mostly wait for each other when the cores are busy).
+  two BLAS threads that mostly wait for each other when the cores are busy); then again reading
+  every row of the phrasing vectors (``ask_exact``: what the partition of a large segment, an
+  inverted file, changes: answered right and the share of identical decisions).
 
 Built indexes are kept as ``bench/data/cost-<size>-kb`` with their index figures beside them;
 ``--reuse`` runs only the query phases on them.  Progress is streamed to stderr (and ``--log``).
@@ -202,7 +204,7 @@ def phase_ask(qpath: Path, kb_path: Path) -> dict:
     from kbsearch import KnowledgeBase
 
     warm, qs = _questions(qpath)
-    times, actions = [], {}
+    times, actions, decisions, right = [], {}, [], 0
     with KnowledgeBase.open(kb_path, create=False) as kb:
         for q in warm:
             kb.ask(q["q"], user="bench", groups=[])
@@ -212,10 +214,23 @@ def phase_ask(qpath: Path, kb_path: Path) -> dict:
             times.append(time.perf_counter() - t)
             a = str(getattr(d.action, "value", d.action)).lower()
             actions[a] = actions.get(a, 0) + 1
-    return {**_latency(times), "actions": actions, "vmhwm_mb": _hwm_mb()}
+            first = d.ranked[0] if d.ranked else None
+            decisions.append([a, first])
+            right += a == "answer" and first in set(q["relevant"])
+    return {**_latency(times), "actions": actions, "answered_right": right / len(qs), "decisions": decisions,
+            "vmhwm_mb": _hwm_mb()}
 
 
-PHASES = {"index": phase_index, "search": phase_search, "ask": phase_ask}
+def phase_ask_exact(qpath: Path, kb_path: Path) -> dict:
+    """`phase_ask` reading every row of a partitioned vector segment (the exact nearest phrasings):
+    what the partition's shortcut changes in the decisions."""
+    from kbsearch.search import vectors
+
+    vectors.PROBE_MIN_ROWS = 2**62
+    return phase_ask(qpath, kb_path)
+
+
+PHASES = {"index": phase_index, "search": phase_search, "ask": phase_ask, "ask_exact": phase_ask_exact}
 
 
 # -- driver -------------------------------------------------------------------------------------
@@ -279,8 +294,15 @@ def measure(size: int, reuse: bool, logfile) -> dict:
     # matrix products mostly wait for each other (a deployment setting, nothing in kbsearch changes).
     ask1 = run_phase("ask", qpath, kb_path, logfile, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
     log(f"{size:,}: ask, one BLAS thread {json.dumps(ask1)}")
+    exact = run_phase("ask_exact", qpath, kb_path, logfile)
+    same = sum(a == b for a, b in zip(ask["decisions"], exact["decisions"])) / len(ask["decisions"])
+    log(f"{size:,}: ask reading every vector row: p95 {exact['p95_ms']:.1f} ms, "
+        f"answered right {exact['answered_right']:.3f}, the same decisions {same:.3f}")
     result = {"size": size, "index": index, "search": search, "ask": ask, "ask_blas1": ask1,
+              "ask_exact": {k: v for k, v in exact.items() if k != "decisions"}, "same_decisions": same,
               "load": psutil.getloadavg()[0]}
+    for phase in (ask, ask1):
+        phase.pop("decisions")
     (DATA / f"cost-{size}-result.json").write_text(json.dumps(result))
     return result
 
@@ -300,6 +322,10 @@ ROWS = [
     ("ask p50 ms, OPENBLAS_NUM_THREADS=1", lambda r: r["ask_blas1"]["p50_ms"], "{:,.1f}"),
     ("ask p95 ms, OPENBLAS_NUM_THREADS=1", lambda r: r["ask_blas1"]["p95_ms"], "{:,.1f}"),
     ("ask peak RSS MB", lambda r: r["ask"]["peak_tree_mb"], "{:,.0f}"),
+    ("ask answered right", lambda r: r["ask"]["answered_right"], "{:.3f}"),
+    ("ask p95 ms reading every vector row", lambda r: r["ask_exact"]["p95_ms"], "{:,.1f}"),
+    ("ask answered right reading every vector row", lambda r: r["ask_exact"]["answered_right"], "{:.3f}"),
+    ("decisions the same as reading every row", lambda r: r["same_decisions"], "{:.3f}"),
 ]
 
 

@@ -173,6 +173,9 @@ class Searcher:
         (`access.visible_words`).  Empty without vectors or encoder: the lexical path alone."""
         if self.meaning is None or k <= 0:
             return []
+        encoded = self.meaning.encode([question])
+        if encoded is None:
+            return []
         out: list[Candidate] = []
         taken: set[str] = set()  # the ids in ``out``
         checked: set[tuple[str, str]] = set()
@@ -180,7 +183,7 @@ class Searcher:
         # Skipped, stale and hidden rows take places: look further until k are found (bounded: the
         # index lookups of hidden or stale rows are what costs).
         for _round in range(MEANING_ROUNDS):
-            neighbours = self.meaning.nearest([question], rows)[0]
+            neighbours = self.meaning.nearest_to(encoded, rows)[0]  # encoded once, looked for further
             for n in neighbours:
                 key = (n.doc_id, n.content_hash)
                 if key in checked:

@@ -8,7 +8,8 @@ so a question's nearest phrasings are one matrix product away.
 
 The vectors follow the index's copy-on-write versions.  A rebuild writes one base segment
 (projected on its principal axes above `PROJECT_ABOVE` rows, so a question against 100k pages
-costs a few milliseconds); an add writes a small segment of what it added or changed into its fork;
+costs a few milliseconds; above `PARTITION_ABOVE` rows also partitioned, an inverted file as in
+Faiss's IVF, so a question against a million reads the few clusters nearest to it); an add writes a small segment of what it added or changed into its fork;
 past `MAX_SEGMENTS` the small ones are merged into one.  No file is ever rewritten: the manifest is
 replaced atomically, segments are new files.  Rows of deleted or changed documents stay until the
 next rebuild; every neighbour carries the content hash it was encoded from, and the searcher checks
@@ -31,7 +32,8 @@ import numpy as np
 
 from ..documents import Document, phrasings
 from ..errors import IndexCorruptError
-from ..storage import save_npy, save_npz, write_json
+from ..storage import save_npy, save_npy_gathered, write_json
+from ._vector_math import Partition, Projection, unit
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ PROJECT_ABOVE = 20_000
 PROJECT_DIMS = 128
 #: Rows the projection is fitted on at most (a random sample of the base segment).
 PROJECT_SAMPLE = 20_000
+#: A base segment with more rows than this is also partitioned: its rows clustered (k-means, about
+#: 4·√rows clusters) and stored cluster by cluster, so a question reads the clusters whose centroids
+#: are nearest instead of every row.  At 1M phrasings the full product took ~25 ms per round, the
+#: partitioned read ~4 ms, finding 99% of the same nearest rows (bench/README.md, cost curve).
+PARTITION_ABOVE = 250_000
+#: Rows a question reads from a partitioned segment at least, and per neighbour asked for.
+PROBE_MIN_ROWS = 65_536
+PROBE_ROWS_PER_NEIGHBOUR = 32
 #: Segments kept before the small ones (all but the base) are merged into one.
 MAX_SEGMENTS = 8
 #: Texts encoded per call while a rebuild streams documents past.
@@ -70,39 +80,6 @@ class Neighbour:
     similarity: float
 
 
-class _Projection:
-    """Principal axes of a base segment (scikit-learn's PCA), applied to every vector of the version."""
-
-    def __init__(self, mean: np.ndarray, axes: np.ndarray) -> None:
-        self.mean = np.asarray(mean, dtype=np.float32)
-        self.axes = np.asarray(axes, dtype=np.float32)
-
-    @classmethod
-    def fit(cls, sample: np.ndarray, dims: int) -> _Projection:
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=min(dims, *sample.shape), svd_solver="randomized", random_state=0)
-        pca.fit(np.asarray(sample, dtype=np.float32))
-        return cls(pca.mean_, pca.components_)
-
-    def __call__(self, vectors: np.ndarray) -> np.ndarray:
-        return _unit((np.asarray(vectors, dtype=np.float32) - self.mean) @ self.axes.T)
-
-    def save(self, path: Path) -> None:
-        save_npz(path, mean=self.mean, axes=self.axes)
-
-    @classmethod
-    def load(cls, path: Path) -> _Projection:
-        with np.load(path) as z:
-            return cls(z["mean"], z["axes"])
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.maximum(norms, 1e-12, out=norms)
-    return (x / norms).astype(np.float32, copy=False)
-
-
 def _rows_of(docs: Iterable[Document]) -> tuple[list[str], list[list[str]]]:
     """Texts to encode and, per text, its row: [doc id, content hash]."""
     texts: list[str] = []
@@ -115,13 +92,19 @@ def _rows_of(docs: Iterable[Document]) -> tuple[list[str], list[list[str]]]:
     return texts, rows
 
 
-def _write_segment(folder: Path, matrix: np.ndarray, rows: list[list[str]], full: np.ndarray | None) -> str:
-    """A new segment (never an existing name): its rows, its search matrix and, when that is
-    projected, the full vectors (float16: what deciding reads instead of encoding again); its name."""
+def _write_segment(folder: Path, matrix: np.ndarray, rows: list[list[str]], full: np.ndarray | None,
+                   partition: Partition | None = None, full_order: np.ndarray | None = None) -> str:
+    """A new segment (never an existing name): its rows, its search matrix, its partition if any and,
+    when the matrix is projected, the full vectors (float16: what deciding reads instead of encoding
+    again), taken in ``full_order`` when given; its name."""
     name = f"seg-{uuid.uuid4().hex[:12]}"
     write_json(folder / f"{name}.rows.json", rows)
-    if full is not None:
+    if full is not None and full_order is not None:
+        save_npy_gathered(folder / f"{name}.full.npy", full, full_order, "float16")
+    elif full is not None:
         save_npy(folder / f"{name}.full.npy", np.asarray(full, dtype=np.float16))
+    if partition is not None:
+        partition.save(folder / f"{name}.ivf.npz")
     save_npy(folder / f"{name}.npy", np.ascontiguousarray(matrix, dtype=np.float32))
     return name
 
@@ -189,16 +172,22 @@ class VectorBuilder:
         self._out.close()
         n = len(self._rows)
         try:
-            projection: _Projection | None = None
+            projection: Projection | None = None
             if n:
                 full = np.memmap(self._tmp, dtype=np.float16, mode="r", shape=(n, self._dims))
                 if n > PROJECT_ABOVE:
                     pick = np.sort(np.random.default_rng(0).choice(n, size=min(n, PROJECT_SAMPLE), replace=False))
-                    projection = _Projection.fit(np.asarray(full[pick], dtype=np.float32), PROJECT_DIMS)
+                    projection = Projection.fit(np.asarray(full[pick], dtype=np.float32), PROJECT_DIMS)
                     matrix = np.vstack([projection(full[i:i + 8192]) for i in range(0, n, 8192)])
-                    segments = [_write_segment(self.folder, matrix, self._rows, full)]
+                    if n > PARTITION_ABOVE:
+                        partition, order = Partition.fit(matrix)
+                        matrix = matrix[order]
+                        rows = [self._rows[i] for i in order]
+                        segments = [_write_segment(self.folder, matrix, rows, full, partition, order)]
+                    else:
+                        segments = [_write_segment(self.folder, matrix, self._rows, full)]
                 else:
-                    matrix = _unit(np.asarray(full, dtype=np.float32))
+                    matrix = unit(np.asarray(full, dtype=np.float32))
                     segments = [_write_segment(self.folder, matrix, self._rows, None)]
                 del full
             else:
@@ -209,7 +198,8 @@ class VectorBuilder:
                                                 "projection": "projection.npz" if projection else None})
         finally:
             self._tmp.unlink(missing_ok=True)
-        log.info("vectors: %d phrasings encoded%s", n, " (projected)" if n > PROJECT_ABOVE else "")
+        log.info("vectors: %d phrasings encoded%s", n,
+                 " (projected, partitioned)" if n > PARTITION_ABOVE else " (projected)" if n > PROJECT_ABOVE else "")
         return n
 
     def cancel(self) -> None:
@@ -240,7 +230,7 @@ def append(gen_dir: Path, docs: Sequence[Document], encode: Encode, encoder_name
         return 0
     vectors = np.asarray(encode(texts), dtype=np.float32)
     proj = manifest.get("projection")
-    matrix = _Projection.load(folder / str(proj))(vectors) if proj else _unit(vectors)
+    matrix = Projection.load(folder / str(proj))(vectors) if proj else unit(vectors)
     segments = [str(s) for s in manifest.get("segments", [])]  # type: ignore[union-attr]
     segments.append(_write_segment(folder, matrix, rows, vectors if proj else None))
     if len(segments) > MAX_SEGMENTS:
@@ -267,12 +257,15 @@ def _merge(folder: Path, names: list[str]) -> str:
 
 
 class _Segment:
-    """One segment, loaded: its search matrix and full vectors (memory-mapped) and its rows."""
+    """One segment, loaded: its search matrix and full vectors (memory-mapped), its rows and, for a
+    large base, its partition."""
 
-    def __init__(self, matrix: np.ndarray, full: np.ndarray, rows: list[list[str]]) -> None:
+    def __init__(self, matrix: np.ndarray, full: np.ndarray, rows: list[list[str]],
+                 partition: Partition | None = None) -> None:
         self.matrix = matrix
         self.full = full
         self.rows = rows
+        self.partition = partition
         self._where: dict[tuple[str, str], list[int]] | None = None
 
     def rows_of(self, doc_id: str, content_hash: str) -> list[int]:
@@ -304,11 +297,13 @@ def _load_segment(folder: Path, name: str) -> _Segment:
         full = np.load(full_path, mmap_mode="r") if full_path.exists() else matrix
         with (folder / f"{name}.rows.json").open(encoding="utf-8") as handle:
             rows = json.load(handle)
-    except (OSError, ValueError) as exc:
+        ivf_path = folder / f"{name}.ivf.npz"
+        partition = Partition.load(ivf_path, len(rows), matrix.shape[1]) if ivf_path.exists() else None
+    except (OSError, ValueError, KeyError) as exc:
         raise IndexCorruptError(f"unreadable vector segment {path}: {exc}") from exc
     if not len(rows) == matrix.shape[0] == full.shape[0]:
         raise IndexCorruptError(f"vector segment {path}: {matrix.shape[0]} vectors for {len(rows)} rows")
-    segment = _Segment(matrix, full, rows)
+    segment = _Segment(matrix, full, rows, partition)
     with _cache_lock:
         _cache[key] = segment
         while len(_cache) > _SEGMENT_CACHE:
@@ -319,7 +314,7 @@ def _load_segment(folder: Path, name: str) -> _Segment:
 class PhrasingVectors:
     """One version's phrasing vectors, read-only: the nearest documents to questions."""
 
-    def __init__(self, encoder_name: str, projection: _Projection | None,
+    def __init__(self, encoder_name: str, projection: Projection | None,
                  segments: list[_Segment]) -> None:
         self.encoder_name = encoder_name
         self._projection = projection
@@ -333,7 +328,7 @@ class PhrasingVectors:
         if manifest is None:
             return None
         proj = manifest.get("projection")
-        projection = _Projection.load(folder / str(proj)) if proj else None
+        projection = Projection.load(folder / str(proj)) if proj else None
         segments = [_load_segment(folder, str(n)) for n in manifest.get("segments", [])]  # type: ignore[union-attr]
         return cls(str(manifest.get("encoder")), projection, segments)
 
@@ -360,9 +355,18 @@ class PhrasingVectors:
         if self._projection is not None:
             q = self._projection(q)
         found: list[list[tuple[float, int, str, str]]] = [[] for _ in range(len(q))]
+        probe = max(PROBE_MIN_ROWS, PROBE_ROWS_PER_NEIGHBOUR * rows)
         for s, seg in enumerate(self._segments):
             seg_rows = seg.rows
             if not seg_rows:
+                continue
+            if seg.partition is not None and probe < len(seg_rows):
+                for j in range(len(q)):  # the rows of the clusters nearest to each question
+                    part_sims, part_rows = seg.partition.read(seg.matrix, q[j], probe)
+                    take = min(rows, len(part_sims))
+                    for r in np.argpartition(-part_sims, take - 1)[:take] if take else ():
+                        doc_id, digest = seg_rows[int(part_rows[r])]
+                        found[j].append((float(part_sims[r]), s, doc_id, digest))
                 continue
             sims = np.asarray(seg.matrix @ q.T)  # (rows, questions)
             take = min(rows, sims.shape[0])
@@ -419,10 +423,21 @@ class Meaning:
 
     def nearest(self, questions: Sequence[str], rows: int) -> list[list[Neighbour]]:
         """`PhrasingVectors.nearest` for question texts; empty lists when there are no vectors."""
+        encoded = self.encode(questions)
+        return [[] for _ in questions] if encoded is None else self.nearest_to(encoded, rows)
+
+    def encode(self, questions: Sequence[str]) -> np.ndarray | None:
+        """The questions' vectors, or None when there is nothing to find by meaning."""
         self._open()
         if self._vectors is None or self._encode is None or not questions:
-            return [[] for _ in questions]
-        return self._vectors.nearest(self._encode(list(questions)), rows)
+            return None
+        return np.asarray(self._encode(list(questions)), dtype=np.float32)
+
+    def nearest_to(self, vectors: np.ndarray, rows: int) -> list[list[Neighbour]]:
+        """`PhrasingVectors.nearest` for vectors from `encode` (a question looked for again, further,
+        is not encoded again)."""
+        self._open()
+        return self._vectors.nearest(vectors, rows) if self._vectors is not None else [[] for _ in vectors]
 
     def vectors_of(self, doc_id: str, content_hash: str) -> np.ndarray | None:
         """`PhrasingVectors.vectors_of`, or None when there are no vectors."""

@@ -9,6 +9,6 @@ or, with `postgres`, a shared PostgreSQL (versioned migrations, pooled connectio
 
 from __future__ import annotations
 
-from .atomic import atomic_file, save_npy, save_npz, save_sparse, write_json, write_text
+from .atomic import atomic_file, save_npy, save_npy_gathered, save_npz, save_sparse, write_json, write_text
 
-__all__ = ["atomic_file", "save_npy", "save_npz", "save_sparse", "write_json", "write_text"]
+__all__ = ["atomic_file", "save_npy", "save_npy_gathered", "save_npz", "save_sparse", "write_json", "write_text"]

@@ -78,3 +78,16 @@ def save_sparse(path: str | Path, matrix: Any) -> None:
 
     with atomic_file(path) as handle:
         sp.save_npz(handle, matrix, compressed=False)
+
+
+def save_npy_gathered(path: str | Path, source: Any, order: Any, dtype: str, chunk: int = 8192) -> None:
+    """`save_npy` of ``source[order]`` as ``dtype``, atomically, gathering ``chunk`` rows at a time:
+    a memory-mapped ``source`` is written in another row order without being held whole."""
+    import numpy as np
+
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": (len(order), *source.shape[1:])}
+    with atomic_file(path) as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        for start in range(0, len(order), chunk):
+            handle.write(np.ascontiguousarray(source[order[start:start + chunk]], dtype=dtype).tobytes())

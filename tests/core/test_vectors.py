@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kbsearch import Document, KnowledgeBase, Settings, read_jsonl
+from kbsearch import Document, IndexCorruptError, KnowledgeBase, Settings, read_jsonl
 from kbsearch.search import vectors as vec
 from kbsearch.deflect._pages import search_hits
 from kbsearch.search._encoder import load_encoder
@@ -219,3 +219,139 @@ def test_by_meaning_stops_looking_up_once_it_has_k(kb: KnowledgeBase, monkeypatc
     found = searcher.by_meaning(QUESTION, None, 2)
     assert [(c.document.id, c.similarity) for c in found] == every[:2]
     assert looked_up == [doc_id for doc_id, _ in every[:2]]  # not all five
+
+
+def _clustered_encoder(dims: int = 24, centres: int = 30) -> vec.Encode:
+    """Texts to unit vectors near one of ``centres`` directions (chosen by the text's CRC): an encoder
+    whose phrasings cluster, as real ones do, and that gives one text the same vector every time."""
+    import zlib
+
+    axes = np.random.default_rng(7).normal(size=(centres, dims))
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        out = []
+        for t in texts:
+            crc = zlib.crc32(t.encode())
+            out.append(axes[crc % centres] + 0.35 * np.random.default_rng(crc).normal(size=dims))
+        v = np.asarray(out, dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    return encode
+
+
+def _build(folder: Path, encode: vec.Encode, docs: Sequence[Document]) -> vec.PhrasingVectors:
+    builder = vec.VectorBuilder(folder, encode, "clustered")
+    for doc in docs:
+        builder.offer(doc)
+    builder.finish()
+    vectors = vec.PhrasingVectors.open(folder)
+    assert vectors is not None
+    return vectors
+
+
+def test_a_large_base_is_partitioned_and_reads_only_the_nearest_clusters(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above PARTITION_ABOVE rows the base is stored cluster by cluster; a question reads the clusters
+    nearest to it (fewer rows than the segment) and finds nearly what the full product finds."""
+    monkeypatch.setattr(vec, "PROJECT_ABOVE", 100)
+    monkeypatch.setattr(vec, "PROJECT_DIMS", 16)
+    monkeypatch.setattr(vec, "PARTITION_ABOVE", 1000)
+    monkeypatch.setattr(vec, "PROBE_MIN_ROWS", 400)
+    monkeypatch.setattr(vec, "PROBE_ROWS_PER_NEIGHBOUR", 8)
+    encode = _clustered_encoder()
+    docs = [Document(id=f"d{i}", kind="page", title=f"Topic {i} of the handbook", text="x") for i in range(3000)]
+    vectors = _build(tmp_path, encode, docs)
+    folder = tmp_path / vec.VECTORS_DIR
+    (name,) = vec._read_manifest(folder)["segments"]  # type: ignore[index]
+    assert (folder / f"{name}.ivf.npz").is_file()
+    seg = vec._load_segment(folder, name)
+    part = seg.partition
+    assert part is not None and part.offsets[-1] == 3000 and len(part.centroids) >= 100
+    # Stored cluster by cluster: every row lies in the span of the centroid nearest to it.
+    nearest_centroid = np.argmax(np.asarray(seg.matrix) @ part.centroids.T, axis=1)
+    spans = np.repeat(np.arange(len(part.centroids)), np.diff(part.offsets))
+    assert np.array_equal(nearest_centroid, spans)
+    # Rows, search matrix and full vectors were reordered together: each document keeps its own vector.
+    for doc in docs[::97]:
+        stored = vectors.vectors_of(doc.id, doc.content_hash)
+        assert stored is not None and np.allclose(stored, encode([doc.title]), atol=2e-3)
+
+    read: list[int] = []
+    real_read = type(part).read
+
+    def counting(self, matrix, q, probe):  # the real read, its row count noted
+        sims, rows = real_read(self, matrix, q, probe)
+        read.append(len(rows))
+        return sims, rows
+
+    monkeypatch.setattr(type(part), "read", counting)
+    questions = encode([f"a question about topic {i}" for i in range(60)])
+    approx = vectors.nearest(questions, 10)
+    assert read and all(400 <= r < 3000 for r in read)
+    monkeypatch.setattr(vec, "PROBE_MIN_ROWS", 10**9)  # probe more rows than there are: the full product
+    exact = vectors.nearest(questions, 10)
+    assert len(read) == 60  # the full product reads no partition
+    # Of the ten nearest similarities, the partitioned read finds (nearly) all: ties make ids ambiguous.
+    found = [np.mean([n.similarity >= e[9].similarity - 1e-6 for n in a[:10]]) for a, e in zip(approx, exact)]
+    assert np.mean(found) >= 0.9
+    assert [n.doc_id for n in approx[0][:1]] == [n.doc_id for n in exact[0][:1]] or \
+        approx[0][0].similarity == pytest.approx(exact[0][0].similarity)
+
+
+def test_a_partition_that_does_not_match_its_rows_is_a_corrupt_index(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vec, "PROJECT_ABOVE", 20)
+    monkeypatch.setattr(vec, "PROJECT_DIMS", 8)
+    monkeypatch.setattr(vec, "PARTITION_ABOVE", 40)
+    docs = [Document(id=f"d{i}", kind="page", title=f"Topic {i}", text="x") for i in range(60)]
+    _build(tmp_path, _clustered_encoder(), docs)
+    folder = tmp_path / vec.VECTORS_DIR
+    (name,) = vec._read_manifest(folder)["segments"]  # type: ignore[index]
+    with np.load(folder / f"{name}.ivf.npz") as data:
+        centroids, offsets = data["centroids"], data["offsets"]
+    (folder / f"{name}.ivf.npz").unlink()  # a test's own files: replaced by a damaged copy
+    np.savez(folder / f"{name}.ivf.npz", centroids=centroids, offsets=offsets[:-1])
+    vec._cache.clear()
+    with pytest.raises(IndexCorruptError, match="clusters do not match"):
+        vec.PhrasingVectors.open(tmp_path)
+
+
+def test_a_partitioned_index_answers_by_meaning_and_takes_later_adds(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole path with the real encoder: a partitioned base, a question read from its nearest
+    clusters only, and an add written as a small segment beside it."""
+    monkeypatch.setattr(vec, "PROJECT_ABOVE", 8)
+    monkeypatch.setattr(vec, "PROJECT_DIMS", 32)
+    monkeypatch.setattr(vec, "PARTITION_ABOVE", 30)
+    monkeypatch.setattr(vec, "PROBE_MIN_ROWS", 20)
+    monkeypatch.setattr(vec, "PROBE_ROWS_PER_NEIGHBOUR", 1)
+    rooms = [Document(id=f"room{i}", kind="page", title=f"Booking meeting room {i} on floor {i % 4}",
+                      text="Projector and whiteboard.") for i in range(50)]
+    with _kb(tmp_path / "kb") as kb:
+        kb.rebuild([MONITOR, *OTHERS, *rooms])
+        vectors = vec.PhrasingVectors.open(kb.generation_path)
+        assert vectors is not None and vectors._segments[0].partition is not None
+        assert _meaning_ids(kb, QUESTION, k=1) == ["monitor"]
+        kb.add([Document(id="battery", kind="page", title="Laptop battery drains fast", text="Lower the brightness.")],
+               refit=False)
+        assert _meaning_ids(kb, "my notebook runs out of power quickly", k=1) == ["battery"]
+        assert _meaning_ids(kb, QUESTION, k=1) == ["monitor"]
+
+
+def test_by_meaning_encodes_the_question_once_however_far_it_looks(kb: KnowledgeBase,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Looking further (skipped and hidden rows took the first places) reuses the question's vector."""
+    searcher = kb._current().searcher
+    searcher.meaning.available  # opened before counting
+    calls: list[int] = []
+    real = searcher.meaning._encode
+    monkeypatch.setattr(searcher.meaning, "_encode", lambda texts: calls.append(len(texts)) or real(texts))
+    rounds: list[int] = []
+    real_nearest = searcher.meaning.nearest_to
+    monkeypatch.setattr(searcher.meaning, "nearest_to",
+                        lambda v, rows: rounds.append(rows) or real_nearest(v, rows))
+    # Ten asked for, five documents, one skipped: fewer than ten are ever found, so it looks further
+    # every round (4k + 16 rows, then 8 times as many twice).
+    found = searcher.by_meaning(QUESTION, None, 10, skip={"monitor"})
+    assert rounds == [56, 448, 3584] and calls == [1]
+    assert sorted(c.document.id for c in found) == sorted(d.id for d in OTHERS)
