@@ -141,7 +141,8 @@ class StoreConfig:
     """
 
     url: str = ""
-    #: Most connections each process keeps open to PostgreSQL (psycopg_pool).
+    #: Connections the peer store and the usage log may each use at once per process; they share one
+    #: pool (psycopg_pool) with the crawl state, so a process holds at most 2 × this + 4.
     pool_size: int = 10
     #: Seconds to wait for PostgreSQL to accept a connection (and for a free pooled one).
     connect_timeout: float = 10.0

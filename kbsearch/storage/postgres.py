@@ -10,9 +10,11 @@ connection (503), a value PostgreSQL cannot hold, such as a NUL character in tex
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -170,7 +172,65 @@ def check_url(url: str) -> str:
     return url
 
 
+class _Lease:
+    """One user's handle on the process's pool for a URL (`open_database`): the peer store, the usage
+    log and the crawl state of a server share one pool instead of opening one each (and `stats`, which
+    reads the crawl state at every call, opens no connection of its own).  Closing the last lease
+    closes the pool."""
+
+    dialect = "postgresql"
+
+    def __init__(self, key: tuple[int, str, float], db: PostgresDatabase, size: int) -> None:
+        self._key, self._db, self._size = key, db, size
+        self._closed = False
+
+    def read(self) -> AbstractContextManager[_PgCon]:
+        return self._db.read()
+
+    def write(self) -> AbstractContextManager[_PgCon]:
+        return self._db.write()
+
+    def migrating(self) -> AbstractContextManager[_PgCon]:
+        return self._db.migrating()
+
+    def describe(self) -> str:
+        return self._db.describe()
+
+    def close(self) -> None:
+        """Give the lease back (idempotent); the pool shrinks by its share and closes with the last one."""
+        with _shared_lock:
+            if self._closed:
+                return
+            self._closed = True
+            shared = _shared.get(self._key)
+            if shared is None or shared[0] is not self._db:
+                return
+            sizes = shared[1]
+            sizes.remove(self._size)
+            if sizes:
+                self._db.pool.resize(min_size=1, max_size=sum(sizes))
+                return
+            del _shared[self._key]
+        self._db.close()
+
+
+#: The pools of this process by (pid, URL, connect timeout), with the pool size each lease asked for:
+#: the pool holds their sum, so sharing it takes no connection away from anyone.
+_shared: dict[tuple[int, str, float], tuple[PostgresDatabase, list[int]]] = {}
+_shared_lock = threading.Lock()
+
+
 def open_database(url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> Database:
-    """The PostgreSQL database at ``url`` (a pool of ``pool_size`` connections), reachable now, or
-    `StoreError` in one line naming the URL without its password."""
-    return PostgresDatabase(check_url(url), pool_size=pool_size, connect_timeout=connect_timeout)
+    """The PostgreSQL database at ``url`` (``pool_size`` more connections in this process's pool for
+    it), reachable when first opened, or `StoreError` in one line naming the URL without its password."""
+    size = max(pool_size, 1)
+    key = (os.getpid(), check_url(url), float(connect_timeout))  # a forked child never uses its parent's pool
+    with _shared_lock:
+        shared = _shared.get(key)
+        if shared is not None and not shared[0].pool.closed:
+            shared[1].append(size)
+            shared[0].pool.resize(min_size=1, max_size=sum(shared[1]))
+            return _Lease(key, shared[0], size)
+        db = PostgresDatabase(url, pool_size=size, connect_timeout=connect_timeout)
+        _shared[key] = (db, [size])
+        return _Lease(key, db, size)

@@ -94,3 +94,31 @@ def test_a_file_from_before_the_versioned_schema_is_adopted(tmp_path: Path) -> N
     with sqlite3.connect(tmp_path / STATE_FILE) as con:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "pages" not in tables and "runs" not in tables
+
+
+def test_on_postgresql_source_health_borrows_the_servers_pool_and_close_gives_it_back(
+        tmp_path: Path, pg_url: str, monkeypatch) -> None:
+    """A server reads source health at every ``/api/stats``: it borrows the pool the peer store holds
+    (no new connection per call), and closing the knowledge base closes that pool."""
+    import psycopg
+
+    from kbsearch.storage import postgres
+
+    root = tmp_path / "kb"
+    with KnowledgeBase.open(root, settings=_settings(root, pg_url)) as kb:
+        kb.escalations()  # the peer store is open, as in a running server
+        kb.source_health(sources=["garden"])
+        made: list[str] = []
+        real_connect = psycopg.Connection.connect.__func__  # type: ignore[attr-defined]
+
+        def counting(cls, *args, **kwargs):  # the real connect, counted
+            made.append(str(args[0]) if args else "")
+            return real_connect(cls, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Connection, "connect", classmethod(counting))
+        monkeypatch.setattr(psycopg, "connect", lambda *a, **k: counting(psycopg.Connection, *a, **k))
+        for _ in range(10):
+            assert [h.source for h in kb.source_health(sources=["garden"])] == ["garden"]
+        assert made == []
+        assert len([key for key in postgres._shared if key[1] == pg_url]) == 1
+    assert not [key for key in postgres._shared if key[1] == pg_url]  # closed with the last lease
