@@ -57,7 +57,7 @@ class PeerDesk:
     def escalate(self, question: str, *, user: str | None = None, group: str | None = None,
                  groups: Iterable[str] | None | object = ALL_GROUPS, seen: Iterable[SeenItem] = (),
                  attachments: Iterable[AttachmentInput] = (), decision: Decision | Mapping[str, object] | None = None,
-                 note: str = "", deliver: bool | None = None) -> Escalation:
+                 note: str = "", deliver: bool | None = None, idempotency_key: str | None = None) -> Escalation:
         """Send ``question`` to a peer group (routed unless ``group`` is given); returns the `Escalation`.
 
         ``groups``: the asker's (default: no filter, for trusted callers); ``seen``: the hits the asker
@@ -65,10 +65,13 @@ class PeerDesk:
         ``attachments``: (filename, content_type, bytes)
         tuples or file paths; ``decision``: the deflection decision that led here.  The escalation and
         its notifications are stored in one transaction before any delivery is tried.
+        ``idempotency_key``: a client's key for this question (a retry after a lost response sends it
+        again): a second call with it returns the first call's escalation, ``replayed``, and stores
+        and sends nothing; with another question it is `IdempotencyKeyError`.
         """
         return self.peers.escalate(question, user=user, group=group, groups=groups, seen=seen,
-                                   attachments=attachments,
-                                   decision=decision, note=note, deliver=deliver)
+                                   attachments=attachments, decision=decision, note=note, deliver=deliver,
+                                   idempotency_key=idempotency_key)
 
     def escalations(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,
                     user: str | None = None, limit: int = 100) -> list[Escalation]:

@@ -50,6 +50,12 @@ class InvalidEscalationError(KbsearchError):
     """An escalation, answer or attachment cannot be accepted as given (wrong state, bad input)."""
 
 
+class IdempotencyKeyError(InvalidEscalationError):
+    """An idempotency key used again for a different question (a client bug: the first one stands)."""
+
+    http_status = 422
+
+
 class PermissionDeniedError(KbsearchError):
     """The caller may not do this (e.g. verify an answer without being one of the group's experts)."""
 

@@ -69,6 +69,8 @@ class Escalation:
     assigned_by: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    #: True when this call stored nothing: an earlier request with the same idempotency key stored it.
+    replayed: bool = field(default=False, compare=False)
 
     @property
     def open(self) -> bool:
@@ -85,6 +87,7 @@ class Escalation:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        del out["replayed"]  # about this call, not the escalation
         for key in ("created", "updated", "answered_at", "indexed_at", "reminded_at", "claimed_at"):
             out[key] = iso(out[key])
         out["attachments"] = [a.to_dict() for a in self.attachments]
@@ -105,7 +108,8 @@ class EscalationStore(Protocol):
     def create(self, question: str, *, group: str, user: str | None, note: str, routing: dict[str, Any],
                decision: dict[str, Any] | None, seen: list[dict[str, Any]],
                attachments: Sequence[tuple[str, str, bytes]],
-               notify: Callable[[Escalation], Sequence[NewNotification]]) -> Escalation: ...
+               notify: Callable[[Escalation], Sequence[NewNotification]],
+               key: str | None = None, fingerprint: str = "") -> Escalation: ...
     def get(self, escalation_id: str, *, history: bool = False) -> Escalation: ...
     def list(self, *, group: str | None = None, status: str | None = None, open_only: bool = False,
              user: str | None = None, limit: int = 100) -> list[Escalation]: ...

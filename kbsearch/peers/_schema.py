@@ -91,5 +91,18 @@ CREATE TABLE IF NOT EXISTS doc_marks (
 """
 
 
+#: Version 2: idempotency keys of escalations (a retried request, from a phone that lost the answer,
+#: returns the escalation the first one stored instead of storing it twice), per asker.
+_V2 = """
+CREATE TABLE escalation_keys (
+    user_name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    escalation_id TEXT NOT NULL REFERENCES escalations (id),
+    fingerprint TEXT NOT NULL,
+    created {real} NOT NULL,
+    PRIMARY KEY (user_name, key)
+);
+"""
+
 #: Version n is ``MIGRATIONS[n - 1]``.
-MIGRATIONS: tuple[str, ...] = (_V1 + CLAIMS_SCHEMA,)
+MIGRATIONS: tuple[str, ...] = (_V1 + CLAIMS_SCHEMA, _V2)

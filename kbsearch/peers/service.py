@@ -9,6 +9,8 @@ and an answer whose indexing failed (lock held, process killed) is indexed by th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -131,14 +133,25 @@ class PeerLoop:
 
     def escalate(self, question: str, *, user: str | None = None, group: str | None = None,
                  groups: object = ALL_GROUPS, seen: Iterable[SeenItem] = (),
-                 attachments: Iterable[AttachmentInput] = (), decision: DecisionInput | None = None, note: str = "", deliver: bool | None = None) -> Escalation:
+                 attachments: Iterable[AttachmentInput] = (), decision: DecisionInput | None = None, note: str = "",
+                 deliver: bool | None = None, idempotency_key: str | None = None) -> Escalation:
         """Store the question for a peer group (routed unless ``group`` is given) and notify it.
 
         ``groups`` are the asker's: ``seen`` keeps only documents both the asker and the group that
         receives the question may see, with their titles and links read from the index.
+        ``idempotency_key``: the client's key for this question; asked again with it (a retry), the
+        escalation stored the first time comes back (``replayed``) and nothing is stored or sent.
         """
         question = self._check_question(question)
         files = self._check_attachments(attachments)
+        fingerprint = ""
+        if idempotency_key is not None:
+            if (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
+                    or not idempotency_key.isascii() or not idempotency_key.isprintable()):
+                raise InvalidEscalationError("idempotency key: 1 to 255 printable ASCII characters")
+            fingerprint = hashlib.sha256(json.dumps(
+                [question, group, note if isinstance(note, str) else None, [hashlib.sha256(f[2]).hexdigest() for f in files]],
+                ensure_ascii=False).encode("utf-8")).hexdigest()
         seen_ids = [seen_id(s) for s in seen]
         if not seen_ids and decision is not None and hasattr(decision, "hits"):
             seen_ids = [seen_id(h) for h in getattr(decision, "hits") or ()]
@@ -165,7 +178,10 @@ class PeerLoop:
 
         esc = self.store.create(question, group=routing.group, user=user, note=note.strip(),
                                 routing=routing.to_dict(), decision=decision_data, seen=seen_items,
-                                attachments=files, notify=notify)
+                                attachments=files, notify=notify, key=idempotency_key, fingerprint=fingerprint)
+        if esc.replayed:
+            log.info("escalation %s asked again with its idempotency key: nothing stored", esc.id)
+            return esc
         log.info("escalated %s to %s (%s)", esc.id, esc.group, routing.reason)
         self._deliver_now(esc.id, deliver)
         return self.store.get(esc.id, history=True)

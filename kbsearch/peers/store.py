@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidEscalationError, NotFoundError
+from ..errors import IdempotencyKeyError, InvalidEscalationError, NotFoundError, StoreError
 from ..storage.sql import Con, Database, SqliteDatabase, migrate
 from . import _schema
 from ._claims import ClaimsMixin
@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 _COLUMNS = ("id, question, user_name, group_name, status, created, updated, note, routing, decision, seen, "
             "answer, answered_by, answered_at, verified, verified_by, accepted, doc_id, duplicate_of, "
             "indexed_at, reminded_at, revision")
+
+
+class _KeyTaken(Exception):
+    """Inside `SqlStore.create`: another transaction stored the key first (this one rolls back)."""
 
 
 def new_escalation_id() -> str:
@@ -139,29 +143,65 @@ class SqlStore(ClaimsMixin, SlaMixin, OutboxMixin):
     def create(self, question: str, *, group: str, user: str | None, note: str, routing: dict[str, Any],
                decision: dict[str, Any] | None, seen: list[dict[str, Any]],
                attachments: Sequence[tuple[str, str, bytes]],
-               notify: Callable[[Escalation], Sequence[NewNotification]]) -> Escalation:
-        """Write the escalation, its attachments and its outbox entries (``notify(escalation)``) in one transaction."""
+               notify: Callable[[Escalation], Sequence[NewNotification]],
+               key: str | None = None, fingerprint: str = "") -> Escalation:
+        """Write the escalation, its attachments and its outbox entries (``notify(escalation)``) in one
+        transaction.  With an idempotency ``key`` already used by ``user``, nothing is written: the
+        escalation stored then comes back with ``replayed`` set (`IdempotencyKeyError` when its
+        ``fingerprint``, the request it was made for, differs).  Two processes racing with one key
+        store one escalation: the loser's transaction is rolled back and it returns the winner's."""
+        if key is not None:
+            earlier = self._keyed(user, key, fingerprint)
+            if earlier is not None:
+                return earlier
         now = time.time()
         eid = new_escalation_id()
-        with self._write() as con:
-            con.execute(
-                "INSERT INTO escalations (id, question, user_name, group_name, status, created, updated, note, "
-                "routing, decision, seen) VALUES (?, ?, ?, ?, 'escalated', ?, ?, ?, ?, ?, ?)",
-                (eid, question, user, group, now, now, note, json.dumps(routing, ensure_ascii=False),
-                 json.dumps(decision, ensure_ascii=False, default=str) if decision is not None else None,
-                 json.dumps(seen, ensure_ascii=False, default=str)))
-            self._event(con, eid, "asked", user, {"question": question}, at=now)
-            self._event(con, eid, "escalated", None, {"group": group, "reason": routing.get("reason", "")}, at=now)
-            for n, (filename, content_type, data) in enumerate(attachments):
+        try:
+            with self._write() as con:
                 con.execute(
-                    "INSERT INTO attachments (id, escalation_id, filename, content_type, size, sha256, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (f"{eid}-a{n + 1}", eid, filename, content_type, len(data),
-                     hashlib.sha256(data).hexdigest(), bytes(data)))
-            esc = self._load(con, eid)
-            for item in notify(esc):
-                self._enqueue(con, eid, item, now)
-            return esc
+                    "INSERT INTO escalations (id, question, user_name, group_name, status, created, updated, note, "
+                    "routing, decision, seen) VALUES (?, ?, ?, ?, 'escalated', ?, ?, ?, ?, ?, ?)",
+                    (eid, question, user, group, now, now, note, json.dumps(routing, ensure_ascii=False),
+                     json.dumps(decision, ensure_ascii=False, default=str) if decision is not None else None,
+                     json.dumps(seen, ensure_ascii=False, default=str)))
+                if key is not None:
+                    taken = con.execute(  # waits for a racing transaction holding the key to end
+                        "INSERT INTO escalation_keys (user_name, key, escalation_id, fingerprint, created) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_name, key) DO NOTHING",
+                        (user or "", key, eid, fingerprint, now)).rowcount == 0
+                    if taken:
+                        raise _KeyTaken
+                self._event(con, eid, "asked", user, {"question": question}, at=now)
+                self._event(con, eid, "escalated", None, {"group": group, "reason": routing.get("reason", "")}, at=now)
+                for n, (filename, content_type, data) in enumerate(attachments):
+                    con.execute(
+                        "INSERT INTO attachments (id, escalation_id, filename, content_type, size, sha256, data) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (f"{eid}-a{n + 1}", eid, filename, content_type, len(data),
+                         hashlib.sha256(data).hexdigest(), bytes(data)))
+                esc = self._load(con, eid)
+                for item in notify(esc):
+                    self._enqueue(con, eid, item, now)
+                return esc
+        except _KeyTaken:
+            earlier = self._keyed(user, str(key), fingerprint)
+            if earlier is None:
+                raise StoreError(f"idempotency key {key!r} was taken and then lost") from None
+            return earlier
+
+    def _keyed(self, user: str | None, key: str, fingerprint: str) -> Escalation | None:
+        """The escalation ``user`` stored with idempotency ``key``, marked replayed, or None."""
+        with self._connect() as con:
+            row = con.execute("SELECT escalation_id, fingerprint FROM escalation_keys WHERE user_name = ? AND key = ?",
+                              (user or "", key)).fetchone()
+            if row is None:
+                return None
+            if row[1] != fingerprint:
+                raise IdempotencyKeyError(f"idempotency key {key!r} was used for another question "
+                                          f"(escalation {row[0]}); use a new key for each question")
+            esc = self._load(con, row[0], history=True)
+        esc.replayed = True
+        return esc
 
     def _finish(self, con: Con, before: Escalation, notify: Notify | None, now: float) -> Escalation:
         """The changed escalation, with the outbox entries ``notify`` gives for the change written in the

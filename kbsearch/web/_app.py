@@ -285,10 +285,19 @@ class WebApp(EscalationRoutes, AdminRoutes, RequestInputs):
                                  or not all(isinstance(x, str) and 0 < len(x) < 500 and x.isprintable() for x in seen)):
             raise BadRequest("'seen' must be a list of at most 50 document ids")
         attachments = [(photo["name"], photo["content_type"], photo["data"])] if photo else []
+        # A phone that lost the answer sends the request again with the same key: one escalation.
+        key = request.headers.get("Idempotency-Key")
         escalation = call_kb(self.kb, "escalate", question, user=who.user, group=group, groups=list(who.groups),
                              seen=seen or [],
                              attachments=attachments, note=details,
-                             decision={"id": decision_id} if decision_id else None)
+                             decision={"id": decision_id} if decision_id else None,
+                             **({"idempotency_key": key} if key is not None else {}))
+        if escalation.replayed:  # nothing stored, nothing sent: the first request's escalation
+            out = self.view(who, escalation)
+            out["similar"] = similar_hint(self.kb, escalation, user=who.user, groups=list(who.groups))
+            replay = self.json(out, status=200)
+            replay.headers["Idempotent-Replayed"] = "true"
+            return replay
         if decision_id and has_kb(self.kb, "usage"):
             try:  # link the logged decision to its escalation (the deflection report counts it)
                 self.kb.usage.set_escalation(decision_id, str(escalation.id))

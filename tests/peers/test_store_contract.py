@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kbsearch.errors import InvalidEscalationError, StoreError
+from kbsearch.errors import IdempotencyKeyError, InvalidEscalationError, StoreError
 from kbsearch.peers import _schema
 from kbsearch.peers.store import EscalationStore, NewNotification, SqliteStore, SqlStore
 from kbsearch.storage.postgres import open_database
@@ -216,3 +216,74 @@ def test_lifecycle_follow_claim_reroute_and_close(store: SqlStore) -> None:
     store.set_outdated("doc-1", True, by="dan")
     store.set_outdated("doc-1", False, by="dan")
     assert store.outdated_marks() == {"doc-1": False}
+
+
+def _counts(store: SqlStore) -> tuple[int, int, int]:
+    with store.db.read() as con:
+        return tuple(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # type: ignore[return-value]
+                     for t in ("escalations", "events", "outbox"))
+
+
+def test_an_escalation_key_used_again_returns_the_first_escalation_and_stores_nothing(store: SqlStore) -> None:
+    first = escalate(store, key="k-1", fingerprint="f")
+    assert not first.replayed
+    before = _counts(store)
+    again = escalate(store, key="k-1", fingerprint="f", notify=notes("escalated", "reminder"))
+    assert again.replayed and again.id == first.id and again.question == first.question
+    assert _counts(store) == before == (1, 2, 1)  # no second escalation, event or notification
+    assert not store.get(first.id).replayed  # about the call only
+    with pytest.raises(IdempotencyKeyError, match="another question"):
+        escalate(store, "the scanner is slow", key="k-1", fingerprint="g")
+    other_user = escalate(store, key="k-1", fingerprint="f", user="ben")  # keys are per asker
+    assert not other_user.replayed and other_user.id != first.id
+    assert not escalate(store, key="k-2", fingerprint="f").replayed  # a new key: a new question
+    assert _counts(store)[0] == 3
+
+
+def test_two_servers_racing_with_one_key_store_one_escalation(store_url: str, tmp_path: Path) -> None:
+    """The first request's transaction is held open (its notify waits) until the retry, on another
+    store, has looked the key up and found nothing; then the first commits.  The retry's own insert
+    meets the key (PostgreSQL waits for the first transaction to end), rolls back and returns the
+    first escalation: one escalation, one set of notifications."""
+    a, b = open_store(store_url, tmp_path), open_store(store_url, tmp_path)
+    try:
+        inside, release, looked_up = threading.Event(), threading.Event(), threading.Event()
+        results: dict[str, Any] = {}
+
+        def holding(esc: Any) -> list[NewNotification]:
+            inside.set()
+            assert release.wait(30)
+            return notes("escalated")(esc)
+
+        real_keyed = b._keyed
+        lookups: list[object] = []
+
+        def keyed_then_signal(*args: Any) -> Any:
+            found = real_keyed(*args)
+            lookups.append(found)
+            looked_up.set()
+            return found
+
+        b._keyed = keyed_then_signal  # type: ignore[method-assign]
+
+        def first() -> None:
+            results["a"] = escalate(a, key="k", fingerprint="f", notify=holding)
+
+        def retry() -> None:
+            results["b"] = escalate(b, key="k", fingerprint="f")
+
+        t1 = threading.Thread(target=first)
+        t1.start()
+        assert inside.wait(30)
+        t2 = threading.Thread(target=retry)
+        t2.start()
+        assert looked_up.wait(30)  # the retry found no key: it goes on to insert its own
+        release.set()
+        t1.join(60)
+        t2.join(60)
+        assert not results["a"].replayed and results["b"].replayed and results["b"].id == results["a"].id
+        assert _counts(a) == (1, 2, 1)
+        assert lookups[0] is None and len(lookups) == 2  # found nothing, inserted, met the key, looked again
+    finally:
+        a.close()
+        b.close()

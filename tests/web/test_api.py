@@ -316,3 +316,26 @@ def test_questions_closed_as_unanswerable_are_listed_by_their_status(client, kb,
     assert [e["id"] for e in listed.get_json()["escalations"]] == [esc_id]
     still_open = client.get("/api/escalations", query_string={"status": "open"}, headers=expert)
     assert esc_id not in [e["id"] for e in still_open.get_json()["escalations"]]
+
+
+def test_a_retried_escalation_with_its_idempotency_key_is_stored_once(client, h, kb):
+    """A phone that lost the 201 sends the question again with the same key: 200, the same escalation,
+    ``Idempotent-Replayed``; nothing is stored or sent twice.  Another question under the key is 422."""
+    asker = bearer(make_token("ulla", ["staff"], secret=h.SECRET))
+    body = {"question": "the freight lift stops between floors", "details": "since the storm"}
+    first = post(client, "/api/escalations", body, headers={**asker, "Idempotency-Key": "tap-1"})
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    again = post(client, "/api/escalations", body, headers={**asker, "Idempotency-Key": "tap-1"})
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == first.get_json()["id"] and "similar" in again.get_json()
+    assert len([e for e in kb.escalations(user="ulla") if e.question == body["question"]]) == 1
+    stored = kb.escalation(first.get_json()["id"])
+    assert [e["kind"] for e in stored.events] == ["asked", "escalated"]  # once
+    other = post(client, "/api/escalations", {"question": "the scanner is slow"},
+                 headers={**asker, "Idempotency-Key": "tap-1"})
+    assert other.status_code == 422 and "another question" in other.get_json()["error"]
+    for bad in ("", "ключ", "k" * 256):
+        r = post(client, "/api/escalations", body, headers={**asker, "Idempotency-Key": bad})
+        assert r.status_code == 400 and "idempotency key" in r.get_json()["error"]
+    plain = post(client, "/api/escalations", body, headers=asker)  # no key: every request is a question
+    assert plain.status_code == 201 and plain.get_json()["id"] != first.get_json()["id"]

@@ -285,8 +285,13 @@
     fd.append("seen", JSON.stringify((current.shown || decisionHits(current.decision)).map((h) => h.id)));
     if (current.decision.id) fd.append("decision_id", current.decision.id);
     $("#esc-send").disabled = true;
+    // One key per question sent: a second tap after a lost answer (a phone changing networks) gets
+    // the escalation the first one stored instead of sending the question twice.
+    if (!current.escKey) current.escKey = (window.crypto && crypto.randomUUID) ? crypto.randomUUID()
+      : Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
     try {
-      const esc = await api("escalations", { method: "POST", body: fd });
+      const esc = await api("escalations", { method: "POST", body: fd, headers: { "Idempotency-Key": current.escKey } });
+      current.escKey = null;
       $("#escalate-form").hidden = true;
       $("#escalate-form").reset();
       setStatus("Sent to " + (esc.group || "the peers") + " — reference ", "done");
@@ -297,6 +302,7 @@
       $("#status").append(ref, document.createTextNode(". Their answer will appear under My questions."));
       showSimilar((esc.similar || []).filter((q) => q.id !== esc.id), "Asked before — you may find it there");
     } catch (e) {
+      if (e.status) current.escKey = null;  // answered (with an error): nothing to repeat
       // Said beside the form (a photo too large, a missing field), where the asker is looking.
       err.textContent = e.status === 413 ? "The photo is too large to send: " + e.message : e.message;
       err.hidden = false;
