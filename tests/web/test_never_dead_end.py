@@ -178,3 +178,37 @@ def test_page_shows_the_routed_group_and_keeps_its_reason_unless_changed(open_pa
     assert one.inner_text() == "Sent on from finance: doors are looked after by facilities"
     assert mine.locator("#esc-one .reroute-form").count() == 0  # the asker is not in the group
     assert page.errors == [] and fiona.errors == [] and mine.errors == []
+
+
+def test_a_second_tap_after_a_lost_answer_sends_the_question_once(open_page, server, h):
+    """The first POST reaches the server but its answer is lost on the way back (the phone changed
+    networks); the asker taps Send again: the page repeats its idempotency key, the server answers with
+    the escalation it stored the first time, and there is one escalation, not two."""
+    page = open_page("ulla", "staff", fake=FAKE_ASK)
+    question = "the badge reader at the north gate beeps red twice"
+    ask(page, question)
+    keys: list[str | None] = []
+
+    def lose_the_first_answer(route) -> None:
+        request = route.request
+        if request.method != "POST":
+            route.continue_()
+            return
+        keys.append(request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            route.fetch()  # the server stores it ...
+            route.abort("internetdisconnected")  # ... and the answer never arrives
+        else:
+            route.continue_()
+
+    page.route("**/api/escalations", lose_the_first_answer)
+    page.click("#esc-send")
+    page.wait_for_selector("#esc-error:not([hidden])", timeout=15_000)
+    page.click("#esc-send")
+    page.wait_for_selector("#status.done #sent-ref", timeout=15_000)
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+    mine = server.api("GET", "escalations", params={"mine": "1", "status": "all"},
+                      token=h.token_for("ulla", "staff")).json()["escalations"]
+    same = [e["id"] for e in mine if e["question"] == question]
+    assert same == [page.inner_text("#sent-ref")]
+    assert page.errors == []
