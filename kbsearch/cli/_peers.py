@@ -62,10 +62,13 @@ def _print_escalation(esc: Any, detail: bool = False) -> None:
 @click.option("--attach", "attachments", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A file to attach, e.g. a photo (repeatable).")
 @click.option("--no-deliver", is_flag=True, help="Only store; `kbsearch deliver` sends the notifications.")
+@click.option("--idempotency-key", default=None,
+              help="A key for this question: run again with it (a retry), it prints the first escalation and sends nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the escalation as JSON.")
 @index_option
 def escalate_cmd(question: str, group: str | None, user: str | None, note: str, attachments: tuple[Path, ...],
-                 no_deliver: bool, as_json: bool, index_path: Path | None, config_file: Path | None) -> None:
+                 no_deliver: bool, idempotency_key: str | None, as_json: bool, index_path: Path | None,
+                 config_file: Path | None) -> None:
     """Send QUESTION to a peer group and notify it; prints the escalation id and group.
 
     \b
@@ -74,13 +77,14 @@ def escalate_cmd(question: str, group: str | None, user: str | None, note: str, 
     """
     with open_kb(index_path, config_file, create=True) as kb:
         esc = kb.escalate(question, user=user, group=group, note=note, attachments=list(attachments),
-                          deliver=False if no_deliver else None)
+                          deliver=False if no_deliver else None, idempotency_key=idempotency_key)
     if as_json:
-        emit_json(esc.to_dict())
+        emit_json({**esc.to_dict(), "replayed": esc.replayed})
         return
     sent = sum(n["status"] == "delivered" for n in esc.notifications)
     click.echo(safe(f"{esc.id} -> {esc.group} ({esc.routing.get('reason', '')}); "
-                    f"{sent}/{len(esc.notifications)} notifications sent"))
+                    + ("stored before with this idempotency key: nothing sent now" if esc.replayed
+                       else f"{sent}/{len(esc.notifications)} notifications sent")))
 
 
 @click.command("escalations")

@@ -96,3 +96,19 @@ def test_route_groups_and_import(cli: tuple[CliRunner, list[str]], tmp_path: Pat
     evaluated = runner.invoke(main, ["route-eval", str(tmp_path), "--json", *opts])
     report = json.loads(evaluated.output)
     assert report["questions"] == 2 and report["accuracy"] == 1.0 and report["mode"] == "questions"
+
+
+def test_escalate_run_again_with_its_idempotency_key_sends_nothing(cli: tuple[CliRunner, list[str]],
+                                                                    hook_env: WebhookServer) -> None:
+    """A script that retries `kbsearch escalate` after a timeout passes the same key: one escalation,
+    one notification; the same key for another question is a one-line error."""
+    runner, opts = cli
+    first = runner.invoke(main, ["escalate", "my laptop fan is loud", "--idempotency-key", "ticket-77", "--json", *opts])
+    assert first.exit_code == 0, first.output
+    esc = json.loads(first.output)
+    assert esc["replayed"] is False
+    again = runner.invoke(main, ["escalate", "my laptop fan is loud", "--idempotency-key", "ticket-77", *opts])
+    assert again.exit_code == 0 and again.output.startswith(esc["id"]) and "nothing sent now" in again.output
+    assert hook_env.keys() == [f"{esc['id']}/it-support/webhook/escalated"]  # sent once
+    other = runner.invoke(main, ["escalate", "my vpn drops", "--idempotency-key", "ticket-77", *opts])
+    assert other.exit_code == 1 and len(other.output.strip().splitlines()) == 1 and "another question" in other.output
