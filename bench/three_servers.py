@@ -16,7 +16,10 @@ questions (StackFAQ's rephrasings), and one request in ``--escalate-share`` a ``
 with a question unique to it (client, sequence number), signed-in users through bearer tokens.  Meanwhile
 ``kbsearch reindex --full`` runs back to back (each run rebuilds and publishes a new version, which the
 three servers follow) and two ``kbsearch deliver --watch 1`` processes drain the outbox beside the
-servers' own immediate delivery.  Clients never retry, so a duplicate can only come from the servers.
+servers' own immediate delivery.  Every escalation carries an ``Idempotency-Key``; one in
+``--retry-share`` is sent again, with the same key, to the next server once the first has answered
+(a phone whose answer was lost, retried through the balancer): it must answer 200 with the same
+escalation (``Idempotent-Replayed``), so a duplicate can only come from the servers.
 
 Afterwards two more ``kbsearch deliver`` runs (at once, from two processes) send what is left, and it
 prints: requests, errors, p50 / p95 per route; escalations acknowledged (201) vs rows in PostgreSQL
@@ -104,15 +107,16 @@ class Stats:
         self.latency: dict[str, list[float]] = {"ask": [], "escalations": []}
         self.errors: dict[str, list[str]] = {"ask": [], "escalations": []}
         self.created: dict[str, str] = {}  # escalation id -> its unique question
+        self.retries = 0  # retried escalations answered with the first one's id, replayed
         self.budget = 0
 
 
-def client(url: str, name: str, seed: int, questions: list[str], share: float, deadline: float,
-           stats: Stats, start: threading.Barrier, timeout: float) -> None:
+def client(url: str, retry_url: str, name: str, seed: int, questions: list[str], share: float, retry_share: float,
+           deadline: float, stats: Stats, start: threading.Barrier, timeout: float) -> None:
     rnd = random.Random(seed)
-    session = requests.Session()
+    session, retry_session = requests.Session(), requests.Session()
     user = f"user-{name}"
-    session.headers["Authorization"] = f"Bearer {token(user, 'staff')}"
+    session.headers["Authorization"] = retry_session.headers["Authorization"] = f"Bearer {token(user, 'staff')}"
     n = 0
     start.wait()
     while time.monotonic() < deadline:
@@ -128,15 +132,21 @@ def client(url: str, name: str, seed: int, questions: list[str], share: float, d
             body = {"question": f"bench {name} request {n}: my laptop shows a blue screen at boot after the update",
                     "group": GROUPS[n % len(GROUPS)]}
         t0 = time.perf_counter()
-        err, esc_id = "", None
+        err, esc_id, retried = "", None, False
+        headers = {"Idempotency-Key": f"{name}-{n}"} if route == "escalations" else {}
         try:
-            r = session.post(url + "api/" + route, json=body, timeout=timeout)
+            r = session.post(url + "api/" + route, json=body, timeout=timeout, headers=headers)
             if route == "ask":
                 ok = r.status_code == 200 and "action" in r.json()
             else:
                 ok = r.status_code == 201 and bool(r.json().get("id"))
                 esc_id = r.json().get("id") if ok else None
             err = "" if ok else f"HTTP {r.status_code}: {r.text[:200]}"
+            if ok and esc_id and rnd.random() < retry_share:  # the answer was "lost": again, elsewhere
+                again = retry_session.post(retry_url + "api/" + route, json=body, timeout=timeout, headers=headers)
+                retried = (again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+                           and again.json().get("id") == esc_id)
+                err = "" if retried else f"retry: HTTP {again.status_code}: {again.text[:200]}"
         except (requests.RequestException, ValueError) as exc:
             err = f"{type(exc).__name__}: {exc}"
         elapsed = time.perf_counter() - t0
@@ -145,8 +155,9 @@ def client(url: str, name: str, seed: int, questions: list[str], share: float, d
                 stats.errors[route].append(err)
             else:
                 stats.latency[route].append(elapsed)
-                if esc_id:
-                    stats.created[esc_id] = body["question"]
+                stats.retries += retried
+            if esc_id:
+                stats.created[esc_id] = body["question"]
 
 
 class Serve:
@@ -196,6 +207,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--max-requests", type=int, default=100_000)
     ap.add_argument("--escalate-share", type=float, default=0.2)
+    ap.add_argument("--retry-share", type=float, default=0.25, help="escalations sent again to the next server")
     ap.add_argument("--threads", type=int, default=8, help="worker threads per server")
     ap.add_argument("--timeout", type=float, default=300.0, help="a client's read timeout (s): an error after it")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -268,7 +280,8 @@ def main() -> int:
         start = threading.Barrier(total + 1)
         deadline = time.monotonic() + args.seconds + 5  # the barrier's wait is inside the window
         threads = [threading.Thread(target=client, daemon=True,
-                                    args=(servers[i % args.servers].url, f"c{i}", i, questions, args.escalate_share,
+                                    args=(servers[i % args.servers].url, servers[(i + 1) % args.servers].url, f"c{i}", i,
+                                          questions, args.escalate_share, args.retry_share,
                                           deadline, stats, start, args.timeout)) for i in range(total)]
         for t in threads:
             t.start()
@@ -336,7 +349,9 @@ def main() -> int:
               f"| {percentile(lat, 99) * 1000:,.0f} |")
     print("\n| shared state | count |")
     print("| --- | --- |")
-    rows = [("escalations acknowledged (201)", len(created)), ("escalations stored in PostgreSQL", len(stored)),
+    rows = [("escalations acknowledged (201)", len(created)),
+            ("of which retried on another server (200, the same escalation)", stats.retries),
+            ("escalations stored in PostgreSQL", len(stored)),
             ("lost (acknowledged, not stored)", len(lost)), ("duplicated (a question stored twice)", duplicated),
             ("stored, not acknowledged", len(extra)),
             ("notifications delivered (outbox)", outbox.get("delivered", 0)),
