@@ -70,5 +70,7 @@ def move_to_postgresql(as_json: bool, index_path: Path | None, config_file: Path
         return
     for name, tables in report.files.items():
         click.echo(safe(f"{name}: " + ", ".join(f"{n} {t}" for t, n in tables.items())))
+    for name, why in report.kept.items():
+        click.echo(safe(f"{name}: not copied ({why})"))
     click.echo(safe(f"copied {report.rows} rows from {len(report.files)} files into {report.database} "
                     f"in {report.seconds:.1f} s"))

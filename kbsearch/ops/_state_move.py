@@ -37,6 +37,9 @@ class MoveReport:
     database: str
     #: File name → table → rows copied (files that do not exist are not listed).
     files: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: File name → why it was left where it is (``peers.store = "sqlite"`` keeps the escalations in
+    #: their file whatever the URL, so copying them would leave a second copy nothing reads).
+    kept: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -84,9 +87,12 @@ def move_to_postgresql(root: str | Path, settings: Settings) -> MoveReport:
     started = time.perf_counter()
     root = Path(root)
     present = [(root / name, schema) for name, schema in _FILES if (root / name).is_file()]
+    kept = {STORE_FILE: "peers.store is \"sqlite\": the escalations stay in their file"} \
+        if settings.peers.store == "sqlite" and (root / STORE_FILE).is_file() else {}
+    present = [(path, schema) for path, schema in present if path.name not in kept]
     cfg = settings.store
     db = open_database(cfg.url, pool_size=2, connect_timeout=cfg.connect_timeout)
-    report = MoveReport(database=db.describe())
+    report = MoveReport(database=db.describe(), kept=kept)
     try:
         for path, schema in present:
             _migrate_file(path, schema)

@@ -107,3 +107,23 @@ def test_without_a_database_url_it_says_what_to_set(tmp_path: Path, hook_env: We
     out = CliRunner().invoke(main, ["move-to-postgresql", "--index", str(tmp_path / "i"), "--config", str(config)],
                              env={"KBSEARCH_DATABASE_URL": ""})
     assert out.exit_code != 0 and "KBSEARCH_DATABASE_URL" in out.output
+
+
+def test_with_peers_kept_on_sqlite_the_escalations_stay_and_the_rest_moves(tmp_path: Path, hook_env: WebhookServer,
+                                                                             pg_url: str) -> None:
+    """``peers.store = "sqlite"`` keeps escalations in their file whatever the URL: the move copies the
+    usage log and crawl state, leaves ``peers.sqlite3`` and says so (a copy nothing reads would later
+    block a real move as "already holds")."""
+    root = tmp_path / "index"
+    with KnowledgeBase.open(settings=peer_settings(root, hook_env)) as kb:
+        kb.escalate("The scanner on floor 2 stopped mailing scans", user="carl@example.com", deliver=False)
+        kb.ask("where do I find the scanner manual")
+    config = tmp_path / "kbsearch.toml"
+    config.write_text('[peers]\nstore = "sqlite"\n', encoding="utf-8")
+    out = CliRunner().invoke(main, ["move-to-postgresql", "--index", str(root), "--config", str(config)],
+                             env={"KBSEARCH_DATABASE_URL": pg_url})
+    assert out.exit_code == 0, out.output
+    assert "peers.sqlite3: not copied (peers.store is \"sqlite\"" in out.output
+    with psycopg.connect(pg_url) as con:
+        assert con.execute("SELECT to_regclass('escalations')").fetchone() == (None,)
+        assert con.execute("SELECT count(*) FROM asks").fetchone()[0] >= 1
