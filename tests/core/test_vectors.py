@@ -42,6 +42,17 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
         yield base
 
 
+def _limits(monkeypatch: pytest.MonkeyPatch, **constants: int) -> None:
+    """Set `vectors`' size limits for one test (small indexes reach the large-index paths)."""
+    for name, value in constants.items():
+        monkeypatch.setattr(vec, name, value)
+
+
+def _rooms(n: int, title: str = "Meeting room {i} on floor {f}") -> list[Document]:
+    return [Document(id=f"room{i}", kind="page", title=title.format(i=i, f=i % 4), text="Projector and whiteboard.")
+            for i in range(n)]
+
+
 def _meaning_ids(kb: KnowledgeBase, question: str, groups: frozenset[str] | None = None, k: int = 3) -> list[str]:
     return [c.document.id for c in kb._current().searcher.by_meaning(question, groups, k)]
 
@@ -100,10 +111,8 @@ def test_small_segments_are_merged_and_every_document_stays_findable(kb: Knowled
 
 def test_a_large_base_is_projected_and_later_adds_use_its_projection(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vec, "PROJECT_ABOVE", 8)
-    monkeypatch.setattr(vec, "PROJECT_DIMS", 6)
-    rooms = [Document(id=f"room{i}", kind="page", title=f"Meeting room {i} on floor {i % 4}",
-                      text="Projector and whiteboard.") for i in range(12)]
+    _limits(monkeypatch, PROJECT_ABOVE=8, PROJECT_DIMS=6)
+    rooms = _rooms(12)
     with _kb(tmp_path / "kb") as kb:
         kb.rebuild([MONITOR, *OTHERS, *rooms])
         folder = kb.generation_path / vec.VECTORS_DIR
@@ -253,11 +262,8 @@ def test_a_large_base_is_partitioned_and_reads_only_the_nearest_clusters(tmp_pat
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Above PARTITION_ABOVE rows the base is stored cluster by cluster; a question reads the clusters
     nearest to it (fewer rows than the segment) and finds nearly what the full product finds."""
-    monkeypatch.setattr(vec, "PROJECT_ABOVE", 100)
-    monkeypatch.setattr(vec, "PROJECT_DIMS", 16)
-    monkeypatch.setattr(vec, "PARTITION_ABOVE", 1000)
-    monkeypatch.setattr(vec, "PROBE_MIN_ROWS", 400)
-    monkeypatch.setattr(vec, "PROBE_ROWS_PER_NEIGHBOUR", 8)
+    _limits(monkeypatch, PROJECT_ABOVE=100, PROJECT_DIMS=16, PARTITION_ABOVE=1000, PROBE_MIN_ROWS=400,
+            PROBE_ROWS_PER_NEIGHBOUR=8)
     encode = _clustered_encoder()
     docs = [Document(id=f"d{i}", kind="page", title=f"Topic {i} of the handbook", text="x") for i in range(3000)]
     vectors = _build(tmp_path, encode, docs)
@@ -300,9 +306,7 @@ def test_a_large_base_is_partitioned_and_reads_only_the_nearest_clusters(tmp_pat
 
 def test_a_partition_that_does_not_match_its_rows_is_a_corrupt_index(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vec, "PROJECT_ABOVE", 20)
-    monkeypatch.setattr(vec, "PROJECT_DIMS", 8)
-    monkeypatch.setattr(vec, "PARTITION_ABOVE", 40)
+    _limits(monkeypatch, PROJECT_ABOVE=20, PROJECT_DIMS=8, PARTITION_ABOVE=40)
     docs = [Document(id=f"d{i}", kind="page", title=f"Topic {i}", text="x") for i in range(60)]
     _build(tmp_path, _clustered_encoder(), docs)
     folder = tmp_path / vec.VECTORS_DIR
@@ -320,13 +324,9 @@ def test_a_partitioned_index_answers_by_meaning_and_takes_later_adds(tmp_path: P
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole path with the real encoder: a partitioned base, a question read from its nearest
     clusters only, and an add written as a small segment beside it."""
-    monkeypatch.setattr(vec, "PROJECT_ABOVE", 8)
-    monkeypatch.setattr(vec, "PROJECT_DIMS", 32)
-    monkeypatch.setattr(vec, "PARTITION_ABOVE", 30)
-    monkeypatch.setattr(vec, "PROBE_MIN_ROWS", 20)
-    monkeypatch.setattr(vec, "PROBE_ROWS_PER_NEIGHBOUR", 1)
-    rooms = [Document(id=f"room{i}", kind="page", title=f"Booking meeting room {i} on floor {i % 4}",
-                      text="Projector and whiteboard.") for i in range(50)]
+    _limits(monkeypatch, PROJECT_ABOVE=8, PROJECT_DIMS=32, PARTITION_ABOVE=30, PROBE_MIN_ROWS=20,
+            PROBE_ROWS_PER_NEIGHBOUR=1)
+    rooms = _rooms(50, "Booking meeting room {i} on floor {f}")
     with _kb(tmp_path / "kb") as kb:
         kb.rebuild([MONITOR, *OTHERS, *rooms])
         vectors = vec.PhrasingVectors.open(kb.generation_path)
