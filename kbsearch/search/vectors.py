@@ -9,8 +9,9 @@ so a question's nearest phrasings are one matrix product away.
 The vectors follow the index's copy-on-write versions.  A rebuild writes one base segment
 (projected on its principal axes above `PROJECT_ABOVE` rows, so a question against 100k pages
 costs a few milliseconds; above `PARTITION_ABOVE` rows also partitioned, an inverted file as in
-Faiss's IVF, so a question against a million reads the few clusters nearest to it); an add writes a small segment of what it added or changed into its fork;
-past `MAX_SEGMENTS` the small ones are merged into one.  No file is ever rewritten: the manifest is
+Faiss's IVF, so a question against a million reads the few clusters nearest to it); an add writes
+a small segment of what it added or changed into its fork; past `MAX_SEGMENTS` the small ones are
+merged into one.  No file is ever rewritten: the manifest is
 replaced atomically, segments are new files.  Rows of deleted or changed documents stay until the
 next rebuild; every neighbour carries the content hash it was encoded from, and the searcher checks
 it (and the caller's access) against the live index before anyone sees the document.
