@@ -268,6 +268,19 @@ class _Segment:
         self.rows = rows
         self.partition = partition
         self._where: dict[tuple[str, str], list[int]] | None = None
+        self._last_read: tuple[tuple[bytes, int], np.ndarray, np.ndarray] | None = None
+
+    def read(self, q: np.ndarray, probe: int) -> tuple[np.ndarray, np.ndarray]:
+        """`Partition.read` of this segment, the last one remembered: a question looked for further
+        (`Searcher.by_meaning`'s next round) usually reads the same clusters again."""
+        key = (q.tobytes(), probe)
+        last = self._last_read  # one atomic read: another thread may replace it meanwhile
+        if last is not None and last[0] == key:
+            return last[1], last[2]
+        assert self.partition is not None
+        sims, rows = self.partition.read(self.matrix, q, probe)
+        self._last_read = (key, sims, rows)
+        return sims, rows
 
     def rows_of(self, doc_id: str, content_hash: str) -> list[int]:
         """The rows of one document's content (its phrasings)."""
@@ -363,7 +376,7 @@ class PhrasingVectors:
                 continue
             if seg.partition is not None and probe < len(seg_rows):
                 for j in range(len(q)):  # the rows of the clusters nearest to each question
-                    part_sims, part_rows = seg.partition.read(seg.matrix, q[j], probe)
+                    part_sims, part_rows = seg.read(q[j], probe)
                     take = min(rows, len(part_sims))
                     for r in np.argpartition(-part_sims, take - 1)[:take] if take else ():
                         doc_id, digest = seg_rows[int(part_rows[r])]
