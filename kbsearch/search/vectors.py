@@ -269,6 +269,17 @@ class _Segment:
         self.partition = partition
         self._where: dict[tuple[str, str], list[int]] | None = None
         self._last_read: tuple[tuple[bytes, int], np.ndarray, np.ndarray] | None = None
+        self._last_product: tuple[bytes, np.ndarray] | None = None
+
+    def product(self, q: np.ndarray) -> np.ndarray:
+        """``matrix @ q.T``, the last one remembered (`read`'s reason: the next round of one question)."""
+        key = q.tobytes()
+        last = self._last_product
+        if last is not None and last[0] == key:
+            return last[1]
+        sims = np.asarray(self.matrix @ q.T)
+        self._last_product = (key, sims)
+        return sims
 
     def read(self, q: np.ndarray, probe: int) -> tuple[np.ndarray, np.ndarray]:
         """`Partition.read` of this segment, the last one remembered: a question looked for further
@@ -382,7 +393,7 @@ class PhrasingVectors:
                         doc_id, digest = seg_rows[int(part_rows[r])]
                         found[j].append((float(part_sims[r]), s, doc_id, digest))
                 continue
-            sims = np.asarray(seg.matrix @ q.T)  # (rows, questions)
+            sims = seg.product(q)  # (rows, questions)
             take = min(rows, sims.shape[0])
             top = np.argpartition(-sims, take - 1, axis=0)[:take] if take < sims.shape[0] else \
                 np.tile(np.arange(sims.shape[0])[:, None], (1, len(q)))

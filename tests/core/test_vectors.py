@@ -354,8 +354,19 @@ def test_by_meaning_encodes_the_question_once_however_far_it_looks(kb: Knowledge
     real_nearest = searcher.meaning.nearest_to
     monkeypatch.setattr(searcher.meaning, "nearest_to",
                         lambda v, rows: rounds.append(rows) or real_nearest(v, rows))
+    products: list[bool] = []  # per round: was the product computed (not the one remembered)?
+    real_product = vec._Segment.product
+
+    def noting(self, q):  # the real product, noted
+        before = self._last_product
+        out = real_product(self, q)
+        products.append(before is None or before[1] is not out)
+        return out
+
+    monkeypatch.setattr(vec._Segment, "product", noting)
     # Ten asked for, five documents, one skipped: fewer than ten are ever found, so it looks further
     # every round (4k + 16 rows, then 8 times as many twice).
     found = searcher.by_meaning(QUESTION, None, 10, skip={"monitor"})
     assert rounds == [56, 448, 3584] and calls == [1]
+    assert products == [True, False, False]  # one product over the segment, not one a round
     assert sorted(c.document.id for c in found) == sorted(d.id for d in OTHERS)
