@@ -102,7 +102,7 @@ class SqliteDatabase:
         self._local = threading.local() if per_thread else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._raw() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+            sqlite.use_wal(con, busy_timeout)
 
     @contextmanager
     def _raw(self) -> Iterator[sqlite3.Connection]:

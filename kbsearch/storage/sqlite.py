@@ -15,6 +15,7 @@ said by one flag, ``durable``:
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 #: Seconds a connection waits for another writer's lock before SQLite reports "database is locked".
@@ -39,8 +40,28 @@ def connect(path: str | Path, *, durable: bool, busy_timeout: float = DEFAULT_BU
     return con
 
 
+#: Seconds between attempts to switch a new file to WAL while another connection holds its lock.
+WAL_RETRY = 0.01
+
+
+def use_wal(con: sqlite3.Connection, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    """Put the database of ``con`` in WAL mode (a property of the file).  Switching a new file needs
+    its exclusive lock, and SQLite reports "database is locked" at once, without waiting out the busy
+    timeout, while another connection holds a lock (several processes opening a new index together):
+    the switch is tried again until ``busy_timeout`` has passed."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY)
+
+
 def create(con: sqlite3.Connection, schema: str) -> None:
-    """Put the database of ``con`` in WAL mode (a property of the file) and create ``schema``
+    """Put the database of ``con`` in WAL mode (`use_wal`) and create ``schema``
     (``CREATE ... IF NOT EXISTS`` statements)."""
-    con.execute("PRAGMA journal_mode=WAL")
+    use_wal(con)
     con.executescript(schema)

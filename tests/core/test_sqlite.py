@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,29 @@ def test_each_store_uses_it(tmp_path: Path) -> None:
         usage.close()
     with CrawlState.for_kb(tmp_path) as state, state.db.read() as con:
         assert _pragmas(con.raw) == ("wal", NORMAL, 1, int(sqlite.DEFAULT_BUSY_TIMEOUT * 1000))
+
+
+def test_a_new_file_switches_to_wal_even_while_another_connection_holds_its_lock(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite answers "database is locked" at once, without its busy timeout, to a switch to WAL while
+    another connection holds a lock (eight stores opening a new file together failed now and then):
+    the switch waits and tries again."""
+    path = tmp_path / "new.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    con = sqlite.connect(path, durable=True, busy_timeout=30)
+    waits: list[float] = []
+
+    def holder_lets_go(seconds: float) -> None:  # instead of sleeping: the other connection commits
+        waits.append(seconds)
+        holder.execute("COMMIT")
+
+    monkeypatch.setattr(sqlite.time, "sleep", holder_lets_go)
+    started = time.monotonic()
+    sqlite.use_wal(con, 30)
+    assert waits == [sqlite.WAL_RETRY] and time.monotonic() - started < 5  # not the busy timeout
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+    holder.close()
