@@ -67,7 +67,8 @@ class PeerDesk:
         its notifications are stored in one transaction before any delivery is tried.
         ``idempotency_key``: a client's key for this question (a retry after a lost response sends it
         again): a second call with it returns the first call's escalation, ``replayed``, and stores
-        and sends nothing; with another question it is `IdempotencyKeyError`.
+        and sends nothing; with another question, group, note or attachments it is `IdempotencyKeyError`.
+        Keys are per ``user``.
         """
         return self.peers.escalate(question, user=user, group=group, groups=groups, seen=seen,
                                    attachments=attachments, decision=decision, note=note, deliver=deliver,

@@ -72,5 +72,6 @@ def move_to_postgresql(as_json: bool, index_path: Path | None, config_file: Path
         click.echo(safe(f"{name}: " + ", ".join(f"{n} {t}" for t, n in tables.items())))
     for name, why in report.kept.items():
         click.echo(safe(f"{name}: not copied ({why})"))
-    click.echo(safe(f"copied {report.rows} rows from {len(report.files)} files into {report.database} "
+    files = f"{len(report.files)} file" + ("" if len(report.files) == 1 else "s")
+    click.echo(safe(f"copied {report.rows} rows from {files} into {report.database} "
                     f"in {report.seconds:.1f} s"))

@@ -146,9 +146,10 @@ class PeerLoop:
         files = self._check_attachments(attachments)
         fingerprint = ""
         if idempotency_key is not None:
-            if (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255
+            if (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255 or "," in idempotency_key
                     or not idempotency_key.isascii() or not idempotency_key.isprintable()):
-                raise InvalidEscalationError("idempotency key: 1 to 255 printable ASCII characters")
+                # A comma: two Idempotency-Key headers merged into one value by a server or proxy.
+                raise InvalidEscalationError("idempotency key: one, of 1 to 255 printable ASCII characters but commas")
             fingerprint = hashlib.sha256(json.dumps(
                 [question, group, note if isinstance(note, str) else None, [hashlib.sha256(f[2]).hexdigest() for f in files]],
                 ensure_ascii=False).encode("utf-8")).hexdigest()

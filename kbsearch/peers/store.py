@@ -197,8 +197,9 @@ class SqlStore(ClaimsMixin, SlaMixin, OutboxMixin):
             if row is None:
                 return None
             if row[1] != fingerprint:
-                raise IdempotencyKeyError(f"idempotency key {key!r} was used for another question "
-                                          f"(escalation {row[0]}); use a new key for each question")
+                raise IdempotencyKeyError(f"idempotency key {key!r} was used for another request (escalation "
+                                          f"{row[0]}): the question, group, details or attachments differ; use a "
+                                          "new key for each question")
             esc = self._load(con, row[0], history=True)
         esc.replayed = True
         return esc

@@ -63,8 +63,10 @@ class PostgresDatabase:
         # Fail now, in one clear line, when the server cannot be reached (the pool would retry quietly).
         with self._errors():
             psycopg.connect(url, connect_timeout=timeout, autocommit=True).close()
+        # ``check``: a pooled connection is tested before it is handed out, so after a restart or a
+        # failover of the server the next request reconnects instead of failing on a dead connection.
         self.pool = ConnectionPool(url, min_size=1, max_size=max(pool_size, 1), open=False, name="kbsearch",
-                                   timeout=connect_timeout,
+                                   timeout=connect_timeout, check=ConnectionPool.check_connection,
                                    kwargs={"autocommit": True, "connect_timeout": timeout})
         self.pool.open(wait=False)
         log.info("store: PostgreSQL at %s (pool of up to %d connections)", redact(url), max(pool_size, 1))

@@ -111,4 +111,4 @@ def test_escalate_run_again_with_its_idempotency_key_sends_nothing(cli: tuple[Cl
     assert again.exit_code == 0 and again.output.startswith(esc["id"]) and "nothing sent now" in again.output
     assert hook_env.keys() == [f"{esc['id']}/it-support/webhook/escalated"]  # sent once
     other = runner.invoke(main, ["escalate", "my vpn drops", "--idempotency-key", "ticket-77", *opts])
-    assert other.exit_code == 1 and len(other.output.strip().splitlines()) == 1 and "another question" in other.output
+    assert other.exit_code == 1 and len(other.output.strip().splitlines()) == 1 and "another request" in other.output

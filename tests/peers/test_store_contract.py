@@ -232,7 +232,7 @@ def test_an_escalation_key_used_again_returns_the_first_escalation_and_stores_no
     assert again.replayed and again.id == first.id and again.question == first.question
     assert _counts(store) == before == (1, 2, 1)  # no second escalation, event or notification
     assert not store.get(first.id).replayed  # about the call only
-    with pytest.raises(IdempotencyKeyError, match="another question"):
+    with pytest.raises(IdempotencyKeyError, match="another request"):
         escalate(store, "the scanner is slow", key="k-1", fingerprint="g")
     other_user = escalate(store, key="k-1", fingerprint="f", user="ben")  # keys are per asker
     assert not other_user.replayed and other_user.id != first.id
@@ -287,3 +287,21 @@ def test_two_servers_racing_with_one_key_store_one_escalation(store_url: str, tm
     finally:
         a.close()
         b.close()
+
+
+def test_after_the_servers_connections_are_dropped_the_next_change_reconnects(pg_url: str, tmp_path: Path) -> None:
+    """A restart or failover of PostgreSQL ends every pooled connection; the pool checks a connection
+    before handing it out, so the next request reconnects instead of failing with a 503."""
+    import psycopg
+
+    store = open_store(pg_url, tmp_path)
+    try:
+        escalate(store, "before the restart")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        assert ended >= 1  # the store's pooled connection was among them
+        assert escalate(store, "after the restart").question == "after the restart"
+        assert [e.question for e in store.list()] == ["after the restart", "before the restart"]
+    finally:
+        store.close()
