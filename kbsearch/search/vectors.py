@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -268,30 +269,27 @@ class _Segment:
         self.rows = rows
         self.partition = partition
         self._where: dict[tuple[str, str], list[int]] | None = None
-        self._last_read: tuple[tuple[bytes, int], np.ndarray, np.ndarray] | None = None
-        self._last_product: tuple[bytes, np.ndarray] | None = None
+        #: The last question's similarities, (key, result): `Searcher.by_meaning`'s next round of one
+        #: question reads the same clusters (or multiplies the same rows) again.
+        self._last: tuple[tuple[bytes, int], Any] | None = None
 
-    def product(self, q: np.ndarray) -> np.ndarray:
-        """``matrix @ q.T``, the last one remembered (`read`'s reason: the next round of one question)."""
-        key = q.tobytes()
-        last = self._last_product
+    def _remembered(self, key: tuple[bytes, int], compute: Callable[[], Any]) -> Any:
+        last = self._last  # one atomic read: another thread may replace it meanwhile
         if last is not None and last[0] == key:
             return last[1]
-        sims = np.asarray(self.matrix @ q.T)
-        self._last_product = (key, sims)
-        return sims
+        value = compute()
+        self._last = (key, value)
+        return value
+
+    def product(self, q: np.ndarray) -> np.ndarray:
+        """``matrix @ q.T`` (questions as rows), the last one remembered."""
+        return self._remembered((q.tobytes(), 0), lambda: np.asarray(self.matrix @ q.T))
 
     def read(self, q: np.ndarray, probe: int) -> tuple[np.ndarray, np.ndarray]:
-        """`Partition.read` of this segment, the last one remembered: a question looked for further
-        (`Searcher.by_meaning`'s next round) usually reads the same clusters again."""
-        key = (q.tobytes(), probe)
-        last = self._last_read  # one atomic read: another thread may replace it meanwhile
-        if last is not None and last[0] == key:
-            return last[1], last[2]
-        assert self.partition is not None
-        sims, rows = self.partition.read(self.matrix, q, probe)
-        self._last_read = (key, sims, rows)
-        return sims, rows
+        """`Partition.read` of this segment for one question, the last one remembered."""
+        partition = self.partition
+        assert partition is not None
+        return self._remembered((q.tobytes(), probe), lambda: partition.read(self.matrix, q, probe))
 
     def rows_of(self, doc_id: str, content_hash: str) -> list[int]:
         """The rows of one document's content (its phrasings)."""

@@ -358,7 +358,7 @@ def test_by_meaning_encodes_the_question_once_however_far_it_looks(kb: Knowledge
     real_product = vec._Segment.product
 
     def noting(self, q):  # the real product, noted
-        before = self._last_product
+        before = self._last
         out = real_product(self, q)
         products.append(before is None or before[1] is not out)
         return out
