@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/cost_curve.py                          # 10k, 100k, 1M in one run
     PYTHONPATH=. .venv/bin/python bench/cost_curve.py --sizes 10000            # a quick check
     PYTHONPATH=. .venv/bin/python bench/cost_curve.py --reuse                  # only the query phases again
+    PYTHONPATH=. .venv/bin/python bench/cost_curve.py --reuse --recalibrate    # refit deflection, then the queries
 
 Corpora (cached under ``bench/data/``, git-ignored): **100k** is the bench corpus itself
 (``bench/corpus.py``: page sections of Debian's HTML manuals plus the 863 answer threads of the shared
@@ -35,7 +36,9 @@ Each size runs as child processes, one after the other, so every peak RSS is its
   inverted file, changes: answered right and the share of identical decisions).
 
 Built indexes are kept as ``bench/data/cost-<size>-kb`` with their index figures beside them;
-``--reuse`` runs only the query phases on them.  Progress is streamed to stderr (and ``--log``).
+``--reuse`` runs only the query phases on them; ``--recalibrate`` first refits the after-build steps
+(routing, deflection) on them with the current code, as a fresh build would (no earlier calibration
+to step from), so a change of the decisions is measured without indexing again.  Progress is streamed to stderr (and ``--log``).
 Prints one table and the ratios 100k / 10k and 1M / 100k.
 """
 
@@ -221,6 +224,18 @@ def phase_ask(qpath: Path, kb_path: Path) -> dict:
             "vmhwm_mb": _hwm_mb()}
 
 
+def phase_recalibrate(qpath: Path, kb_path: Path) -> dict:
+    """The after-build steps again on the cached index, as a fresh build runs them."""
+    from kbsearch import KnowledgeBase, deflect
+
+    deflect._live_calibration = lambda kb: None  # type: ignore[assignment]  # as a first calibration
+    with KnowledgeBase.open(kb_path, create=False) as kb:
+        t0 = time.perf_counter()
+        steps: dict = {}
+        kb._after_build(kb._current(), steps)
+        return {"seconds": time.perf_counter() - t0, "vmhwm_mb": _hwm_mb()}
+
+
 def phase_ask_exact(qpath: Path, kb_path: Path) -> dict:
     """`phase_ask` reading every row of a partitioned vector segment (the exact nearest phrasings):
     what the partition's shortcut changes in the decisions."""
@@ -230,7 +245,8 @@ def phase_ask_exact(qpath: Path, kb_path: Path) -> dict:
     return phase_ask(qpath, kb_path)
 
 
-PHASES = {"index": phase_index, "search": phase_search, "ask": phase_ask, "ask_exact": phase_ask_exact}
+PHASES = {"index": phase_index, "recalibrate": phase_recalibrate, "search": phase_search, "ask": phase_ask,
+          "ask_exact": phase_ask_exact}
 
 
 # -- driver -------------------------------------------------------------------------------------
@@ -266,7 +282,7 @@ def run_phase(name: str, data: Path, kb_path: Path, logfile, extra_env: dict[str
     return {**result, "peak_self_mb": peak["self"] / 2**20, "peak_tree_mb": peak["tree"] / 2**20}
 
 
-def measure(size: int, reuse: bool, logfile) -> dict:
+def measure(size: int, reuse: bool, logfile, recalibrate: bool = False) -> dict:
     import psutil
 
     corpus_path, qpath = corpus_for(size)
@@ -286,6 +302,9 @@ def measure(size: int, reuse: bool, logfile) -> dict:
         index["load_after"] = os.getloadavg()[0]
         figures_path.write_text(json.dumps(index))
         log(f"{size:,}: index {json.dumps(index)}")
+    if recalibrate and reuse:
+        again = run_phase("recalibrate", qpath, kb_path, logfile)
+        log(f"{size:,}: after-build steps again {json.dumps(again)}")
     search = run_phase("search", qpath, kb_path, logfile)
     log(f"{size:,}: search {json.dumps(search)}")
     ask = run_phase("ask", qpath, kb_path, logfile)
@@ -347,6 +366,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--reuse", action="store_true", help="reuse the cached indexes: only the query phases")
+    ap.add_argument("--recalibrate", action="store_true", help="with --reuse: refit the after-build steps first")
     ap.add_argument("--log", type=Path, help="append the children's progress here too")
     ap.add_argument("--phase", choices=sorted(PHASES))
     ap.add_argument("--data", type=Path)
@@ -358,7 +378,7 @@ def main() -> None:
     DATA.mkdir(exist_ok=True)
     logfile = args.log.open("a", encoding="utf-8") if args.log else None
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results = [measure(size, args.reuse, logfile) for size in args.sizes]
+    results = [measure(size, args.reuse, logfile, args.recalibrate) for size in args.sizes]
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
     print(f"\ncode {head}, {started} to {time.strftime('%H:%M UTC', time.gmtime())}, load average "

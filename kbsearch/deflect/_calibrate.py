@@ -49,6 +49,14 @@ MIN_DOCUMENTS = 5
 MIN_SEARCH_WEIGHT = 0.1
 
 
+#: Columns the scorer of uncovered documents leaves out when its hold-outs are a large index's
+#: headings (`_pages.SearchPlan` with ``every``) and the sentence encoder judges meaning.  Those
+#: pseudo-questions are made of the heading's own words, so their character n-grams match the
+#: heading by construction; real rephrasings' do not, and a scorer that trusted them put pages
+#: sharing more letters above the page that means the same (bench/README.md, "pages at any size").
+HEADING_BIASED = ("phrasing_match", "phrasing_margin")
+
+
 def _search_weights(searched: np.ndarray, uncovered_share: float) -> np.ndarray:
     """Per hold-out query, the factor that gives the searched ones ``uncovered_share`` of the weight
     (at least `MIN_SEARCH_WEIGHT`, at most 1) and the others the rest; ones where either is missing."""
@@ -201,15 +209,21 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     if len(fb_X):
         row_searched = np.concatenate([row_searched, np.zeros(len(fb_X), dtype=bool)])
 
-    def fit(mask: np.ndarray, semantic: bool = True, norm: np.ndarray | None = None, order: bool = False
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def fit(mask: np.ndarray, semantic: bool = True, norm: np.ndarray | None = None, order: bool = False,
+            ignore: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         # Weights scaled so the regulariser sees a sensible effective sample size (that of ``norm``).
         norm = mask if norm is None else norm
         ww = w[mask] * int(norm.sum()) / w[norm].sum()
         Xm = X[mask] if semantic else _without_semantic(X[mask])
         if order:  # search's order of the hits (`_pages.order_features`)
             Xm = np.hstack([Xm, order_X[mask]])
-        return _fit_scorer(Xm, y[mask], ww, cfg.seed)
+        cols = [FEATURES.index(name) for name in ignore]
+        if cols:  # a constant column: mean 0, scale 1, weight 0 (the stored layout stays the same)
+            Xm = Xm.copy()
+            Xm[:, cols] = 0.0
+        mean, scale, coef, intercept = _fit_scorer(Xm, y[mask], ww, cfg.seed)
+        coef[cols] = 0.0
+        return mean, scale, coef, intercept
 
     # Covered candidates are scored as without search (their rows of the searched questions repeat
     # them), unless every question went through search; uncovered ones by a scorer of their own.
@@ -225,8 +239,10 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
     if 0 < y[encoded].sum() < encoded.sum():
         semantic_scorer = [a.tolist() if hasattr(a, "tolist") else [a] for a in fit(encoded, norm=covered)]
     uncovered_scorer: list[list[float]] = []
+    ignored = HEADING_BIASED if sample_only and encoder is not None else ()
     if 0 < y[uncovered_rows].sum() < uncovered_rows.sum():
-        uncovered_scorer = [a.tolist() if hasattr(a, "tolist") else [a] for a in fit(uncovered_rows, order=True)]
+        uncovered_scorer = [a.tolist() if hasattr(a, "tolist") else [a]
+                            for a in fit(uncovered_rows, order=True, ignore=ignored)]
     scorer = Calibration(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept,
                          iso_x=[], iso_y=[], semantic_scorer=semantic_scorer, uncovered_scorer=uncovered_scorer)
     prob = scorer.candidate_prob(X)
@@ -285,6 +301,7 @@ def calibrate(docs: Sequence[Document], vec: Vectorizer, cfg: DeflectConfig, *, 
         "sentence_encoder": encoder.name if encoder is not None and semantic_scorer else None,
         "folds": folds_used,
         **plan_report,
+        **({"uncovered_scorer_ignores": list(ignored)} if uncovered_scorer and ignored else {}),
         "target_precision": cfg.target_precision,
         "answer_threshold": round(tau, 4),
         "answer_thresholds": {name: round(t, 4) for name, t in taus.items()},

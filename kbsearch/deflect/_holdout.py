@@ -20,6 +20,9 @@ class HoldoutQuery:
     text: str
     answer: str | None
     kind: str  # "phrasing" (a real held-out phrasing), "pseudo" (words dropped), "thread" (thread held out)
+    #: The heading of the held-out page a "thread" question was made from (a sample of a large
+    #: index): a copy of that section elsewhere answers the question after all (`_pages.SearchPlan`).
+    heading: str = ""
 
 
 @dataclass
@@ -75,7 +78,7 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig, *, pages_by_rephr
             if len(phr) >= cfg.min_phrasings:
                 queries += [HoldoutQuery(p, None, "thread") for p in rng.sample(phr, min(len(phr), per_doc))]
             elif phr and pages_by_rephrasing and doc.kind == "page":  # as its answerable twin below
-                queries += [HoldoutQuery(perturb(p, rng, keep=0.5, foreign=pool), None, "thread")
+                queries += [HoldoutQuery(perturb(p, rng, keep=0.5, foreign=pool), None, "thread", doc.title)
                             for p in phr[:per_doc]]
             elif phr:
                 queries += [HoldoutQuery(perturb(p, rng), None, "thread") for p in phr[:per_doc]]

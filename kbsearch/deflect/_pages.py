@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._features import FEATURES, phrasings_of
+from ._features import FEATURES, DocInfo, phrasings_of
 from ._model import AnswerModel
 from ..documents import Document
 
@@ -329,23 +329,33 @@ class SearchPlan:
         search-order columns (`order_features`; zeros for the model's candidates))."""
         covered = {d: i for d, i in model.index.items() if d not in self.uncovered}
         hits = search_hits(searcher, query.text or "?", None, self.k, covered, self.absent, self.dense_k)
-        if not hits:
-            return feats, labels, np.zeros(len(labels), dtype=bool), np.zeros((len(labels), ORDER_COLUMNS))
         # A document of the split is seen as the split has it (phrasings held out), not as indexed.
         docs = [self.train.get(h.document.id, h.document) for h in hits]
-        page = uncovered_features(model, query.text or "?", docs, row, body_chars, stored_vectors(searcher))
-        target = self.train.get(query.answer) if query.answer else None
+        found: list[Document | DocInfo] = [*(model.docs[c] for c in cands), *docs]
+        if query.answer is None and self.every and query.heading:
+            # A held-out section whose heading another section has (another version or translation
+            # of the manual) is not unanswerable: that copy answers it, as copies do below.
+            heading = _norm_title(query.heading)
+            copy = next((d for d in found if _norm_title(d.title) == heading), None)
+            if copy is not None:
+                query.answer, query.kind = copy.id, "pseudo"
+        target: Document | DocInfo | None = None
+        if query.answer:
+            target = self.train.get(query.answer) or next((d for d in found if d.id == query.answer), None)
         url = target.url if target is not None else ""
         # A sample of a large index is asked for by headings: a copy of the target section (the same
         # heading elsewhere: another version or mirror of the manual) answers its heading as well.
         title = _norm_title(target.title) if target is not None and self.every else ""
 
-        def right(d: Document) -> bool:
+        def right(d: Document | DocInfo) -> bool:
             return query.answer is not None and (d.id == query.answer or bool(url) and d.url == url
                                                  or bool(title) and _norm_title(d.title) == title)
-        page_labels = np.array([int(right(d)) for d in docs])
         if title:
             labels = np.array([int(lab or right(model.docs[c])) for lab, c in zip(labels, cands)], dtype=int)
+        if not hits:
+            return feats, labels, np.zeros(len(labels), dtype=bool), np.zeros((len(labels), ORDER_COLUMNS))
+        page = uncovered_features(model, query.text or "?", docs, row, body_chars, stored_vectors(searcher))
+        page_labels = np.array([int(right(d)) for d in docs])
         # ... and is one answer with it, as the parts of one page are (no rival in the margins).
         def link(d: Document) -> str:
             return "title:" + title if title and _norm_title(d.title) == title else d.url or d.id

@@ -164,3 +164,97 @@ def test_uncovered_scorer_reads_search_order() -> None:
     p = cal.uncovered_prob(feats, order)
     assert p[0] > p[1]
     assert np.allclose(cal.uncovered_prob(feats), 0.5)
+
+
+def _copy_plan(kb: KnowledgeBase, pages: list[Document], held_out: str):
+    """A calibration split of ``pages`` asked for by headings (a sample of a large index), ``held_out``
+    absent from search, with the split's answer model and the index's real searcher."""
+    from kbsearch.config import DeflectConfig
+    from kbsearch.deflect._features import doc_body
+    from kbsearch.deflect._model import AnswerModel
+    from kbsearch.deflect._pages import SearchPlan
+    from kbsearch.deflect._vectors import Vectorizer
+
+    cfg = DeflectConfig()
+    train = [p for p in pages if p.id != held_out]
+    vec = Vectorizer.fit([p.title for p in train] + [doc_body(p, cfg.body_chars) for p in train])
+    model = AnswerModel.fit(train, body_chars=cfg.body_chars, min_phrasings=cfg.min_phrasings,
+                            max_classes=cfg.max_classes, covers_all=True, vec=vec, classifier=False)
+    assert model is not None
+    plan = SearchPlan([], set(), set(), frozenset({held_out}), {p.id: p for p in train}, k=5, every=True)
+    return model, plan, kb._current().searcher
+
+
+def _decide_holdout(model, plan, searcher, query):
+    import numpy as np
+
+    scores = model.scores([query.text])
+    allowed = plan.allowed(model)
+    cands = model.candidates(scores, 0, 5, allowed)
+    feats = model.features(scores, 0, cands, allowed)
+    row = {k: v[0] for k, v in scores.items()}
+    labels = np.zeros(len(cands), dtype=int)
+    feats, labels, _uncovered, _order = plan.with_search_hits(model, searcher, query, row, feats, labels, cands, 1500)
+    return feats, labels
+
+
+def test_a_held_out_section_whose_heading_is_elsewhere_is_answered_by_that_copy(tmp_path: Path) -> None:
+    """A large index's sampled section held out of calibration must not be answered, unless another
+    section has its heading (another version or translation of the manual): then that copy is a
+    right answer, as it is for the sections that must be found, and not a wrong one on the curve."""
+    from kbsearch.deflect._holdout import HoldoutQuery
+
+    sockets = [Document(id=f"socket-{v}", kind="page", title="Socket address families",
+                        text=f"Python {v}: AF_INET takes a (host, port) pair, AF_UNIX a file system path.",
+                        url=f"https://docs.example/{v}/library/socket.html#families") for v in ("3.11", "3.12")]
+    pages = _pages() + sockets
+    with make_kb(tmp_path / "kb", pages) as kb:
+        model, plan, searcher = _copy_plan(kb, pages, held_out="socket-3.11")
+        query = HoldoutQuery("Socket families address hotel", None, "thread", "Socket address families")
+        feats, labels = _decide_holdout(model, plan, searcher, query)
+        assert query.answer == "socket-3.12" and query.kind == "pseudo"
+        # The copy is labelled right wherever it stands among the candidates; nothing else is.
+        assert labels.sum() == 1 and len(labels) == len(feats)
+        # Without a copy (the 3.12 section gone too), the held-out section stays unanswerable.
+        model, plan, searcher = _copy_plan(kb, [p for p in pages if p.id != "socket-3.12"], held_out="socket-3.11")
+        query = HoldoutQuery("Socket families address hotel", None, "thread", "Socket address families")
+        plan.absent = frozenset({"socket-3.11", "socket-3.12"})
+        feats, labels = _decide_holdout(model, plan, searcher, query)
+        assert query.answer is None and labels.sum() == 0
+
+
+@needs_encoder
+def test_a_large_index_scorer_of_pages_leaves_out_what_headings_match_by_construction(tmp_path: Path) -> None:
+    """Calibrated on a large index's headings, the scorer of pages outside the model does not read
+    the character n-grams the question shares with the heading (high for pseudo-questions made of
+    the heading's words, not for real rephrasings): the encoder judges how close they are."""
+    from kbsearch.deflect._calibrate import HEADING_BIASED
+    from kbsearch.deflect._features import FEATURES
+
+    more = [("Renewing a parking permit", "Parking permits are renewed every January at the facilities desk."),
+            ("Requesting a second monitor", "Second monitors are ordered through the IT shop with manager approval."),
+            ("Reporting a broken window", "Broken windows are reported to building maintenance by phone."),
+            ("Claiming overtime hours", "Overtime is entered in the time sheet and approved by your manager."),
+            ("Changing your bank account for salary", "Payroll needs the new account number by the 15th."),
+            ("Joining the company choir", "The choir rehearses on Thursdays in the canteen."),
+            ("Borrowing a projector for an event", "Projectors are lent by the media desk for up to a week."),
+            ("Updating your emergency contact", "Emergency contacts are kept in the HR self-service profile."),
+            ("Ordering a standing desk", "Standing desks need an ergonomics assessment first."),
+            ("Printing large posters", "The plotter on floor 2 prints posters up to A0."),
+            ("Locking your screen when away", "Press Windows and L; screens lock by themselves after five minutes."),
+            ("Finding the first aid kit", "First aid kits hang next to every fire extinguisher.")]
+    pages = _pages() + [Document(id=f"more-{j}", kind="page", title=t, text=x, url=f"https://intranet.example/more/{j}")
+                        for j, (t, x) in enumerate(more)]
+    with make_kb(tmp_path / "kb", pages, **{"deflect.max_model_docs": 12, "deflect.calibration_pages": 8}) as kb:
+        cal = Calibration.load(kb.generation_path)
+        assert cal is not None and cal.uncovered_scorer
+        assert cal.report["uncovered_scorer_ignores"] == list(HEADING_BIASED)
+        coef = cal.uncovered_scorer[2]
+        assert all(coef[FEATURES.index(n)] == 0.0 for n in HEADING_BIASED)
+        assert coef[FEATURES.index("semantic_margin")] != 0.0
+    # An index the model covers calibrates its uncovered scorer on real held-out phrasings: all features.
+    with make_kb(tmp_path / "small", thread_docs()) as kb:
+        cal = Calibration.load(kb.generation_path)
+        assert cal is not None and "uncovered_scorer_ignores" not in cal.report
+        if cal.uncovered_scorer:
+            assert cal.uncovered_scorer[2][FEATURES.index("phrasing_match")] != 0.0
