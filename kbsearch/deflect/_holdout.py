@@ -77,9 +77,9 @@ def make_holdout(docs: Sequence[Document], cfg: DeflectConfig, *, pages_by_rephr
         if i in out_set:
             if len(phr) >= cfg.min_phrasings:
                 queries += [HoldoutQuery(p, None, "thread") for p in rng.sample(phr, min(len(phr), per_doc))]
-            elif phr and pages_by_rephrasing and doc.kind == "page":  # as its answerable twin below
-                queries += [HoldoutQuery(perturb(p, rng, keep=0.5, foreign=pool), None, "thread", doc.title)
-                            for p in phr[:per_doc]]
+            elif phr and pages_by_rephrasing and doc.kind == "page":  # as its answerable twin below, as often
+                queries += [HoldoutQuery(perturb(phr[0], rng, keep=0.5, foreign=pool), None, "thread", doc.title)
+                            for _ in range(min(2, per_doc))]
             elif phr:
                 queries += [HoldoutQuery(perturb(p, rng), None, "thread") for p in phr[:per_doc]]
             continue

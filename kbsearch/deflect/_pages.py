@@ -326,7 +326,11 @@ class SearchPlan:
                          feats: np.ndarray, labels: np.ndarray, cands: np.ndarray,
                          body_chars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The model's candidates of ``query`` and search's, margins joint: (features, labels, uncovered,
-        search-order columns (`order_features`; zeros for the model's candidates))."""
+        search-order columns (`order_features`; zeros for the model's candidates)).
+
+        A held-out page's question whose heading another candidate has is answered by that copy:
+        ``query.answer`` and ``query.kind`` are set to it (the caller reads them after this call).
+        """
         covered = {d: i for d, i in model.index.items() if d not in self.uncovered}
         hits = search_hits(searcher, query.text or "?", None, self.k, covered, self.absent, self.dense_k)
         # A document of the split is seen as the split has it (phrasings held out), not as indexed.
