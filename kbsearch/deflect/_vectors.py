@@ -8,7 +8,10 @@ sklearn's per-call checks cost more than the counting, and the result is the sam
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +38,38 @@ _BM25_K1, _BM25_B = 1.2, 0.75
 FAST_TEXTS = 64
 
 
+#: Distinct words whose character n-gram columns `_Tfidf` keeps (about 10 MB); past it, it starts over.
+WORD_CACHE = 50_000
+#: Runs of white space, as sklearn's ``char_wb`` analyzer collapses them before splitting words.
+_WHITE_SPACES = re.compile(r"\s\s+")
+
+
 class _Tfidf:
-    """The counting half of a fitted `TfidfVectorizer`: its analyzer, vocabulary and weights."""
+    """The counting half of a fitted `TfidfVectorizer`: its analyzer, vocabulary and weights.
+
+    A ``char_wb`` analyzer's n-grams never cross a word (each word is padded with a space and cut
+    on its own), so the vocabulary columns of a word are looked up once and kept: the pages found
+    for a question (1,500 characters each) are counted word by word, not n-gram by n-gram.
+    """
 
     def __init__(self, v: TfidfVectorizer) -> None:
         self.analyze = v.build_analyzer()
         self.vocab: dict[str, int] = v.vocabulary_
         self.idf = np.asarray(v.idf_)
         self.n = len(self.vocab)
+        self._preprocess = v.build_preprocessor() if v.analyzer == "char_wb" else None
+        self._words: dict[str, tuple[int, ...]] = {}
+
+    def _word_columns(self, word: str) -> tuple[int, ...]:
+        cols = self._words.get(word)
+        if cols is None:
+            vocab = self.vocab
+            # The analyzer on one (already lower-cased) word gives exactly that word's n-grams.
+            cols = tuple(vocab[g] for g in self.analyze(word) if g in vocab)
+            if len(self._words) >= WORD_CACHE:
+                self._words = {}
+            self._words[word] = cols
+        return cols
 
     @staticmethod
     def usable(v: TfidfVectorizer) -> bool:
@@ -52,12 +79,17 @@ class _Tfidf:
 
     def counts(self, text: str, offset: int, indices: list[int], values: list[int]) -> None:
         """Append the vocabulary columns of ``text`` (+ ``offset``) and their counts."""
-        vocab = self.vocab
-        counts: dict[int, int] = {}
-        for token in self.analyze(text):
-            j = vocab.get(token)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
+        counts: dict[int, int]
+        if self._preprocess is not None:  # char_wb: word by word (see the class)
+            words = _WHITE_SPACES.sub(" ", self._preprocess(text)).split()
+            counts = Counter(chain.from_iterable(map(self._word_columns, words)))
+        else:
+            vocab = self.vocab
+            counts = {}
+            for token in self.analyze(text):
+                j = vocab.get(token)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
         indices.extend([j + offset for j in counts] if offset else counts)
         values.extend(counts.values())
 

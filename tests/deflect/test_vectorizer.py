@@ -76,3 +76,20 @@ def test_a_batch_of_questions_scores_as_each_question_alone() -> None:
     alone = np.vstack([rows.dot(vec.transform([q])) for q in questions])
     assert np.array_equal(batch, alone)
     assert np.count_nonzero(batch) > len(questions)  # the questions do match some rows
+
+
+def test_character_ngrams_are_counted_word_by_word_and_kept_per_word() -> None:
+    """A char_wb analyzer's n-grams never cross a word, so each word's columns are looked up once and
+    kept: the same words in another text are not analysed again, and the counts stay sklearn's."""
+    vec = Vectorizer.fit(ARCHIVE)
+    word, char, _idf = vec._fast_tables()
+    assert char._preprocess is not None and word._preprocess is None
+    texts = ["The printer on floor 3 shows a paper jam", "paper jam: the PRINTER on floor 3!"]
+    _same(vec._transform_fast(texts[:1]), vec.sklearn_transform(texts[:1]))
+    kept = dict(char._words)
+    assert set(kept) == {"the", "printer", "on", "floor", "3", "shows", "a", "paper", "jam"}
+    calls = []
+    analyze = char.analyze
+    char.analyze = lambda w: calls.append(w) or analyze(w)  # type: ignore[method-assign]
+    _same(vec._transform_fast(texts[1:]), vec.sklearn_transform(texts[1:]))
+    assert calls == ["jam:", "3!"]  # only the words not seen before ("printer" is lower-cased first)
