@@ -226,14 +226,11 @@ def phase_ask(qpath: Path, kb_path: Path) -> dict:
 
 def phase_recalibrate(qpath: Path, kb_path: Path) -> dict:
     """The after-build steps again on the cached index, as a fresh build runs them."""
-    from kbsearch import KnowledgeBase, deflect
+    from _refit import refit_as_fresh
+    from kbsearch import KnowledgeBase
 
-    deflect._live_calibration = lambda kb: None  # type: ignore[assignment]  # as a first calibration
     with KnowledgeBase.open(kb_path, create=False) as kb:
-        t0 = time.perf_counter()
-        steps: dict = {}
-        kb._after_build(kb._current(), steps)
-        return {"seconds": time.perf_counter() - t0, "vmhwm_mb": _hwm_mb()}
+        return {"seconds": refit_as_fresh(kb), "vmhwm_mb": _hwm_mb()}
 
 
 def phase_ask_exact(qpath: Path, kb_path: Path) -> dict:

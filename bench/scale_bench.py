@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _faq  # noqa: E402
+import _refit  # noqa: E402
 import corpus  # noqa: E402
 
 
@@ -87,14 +88,7 @@ def inside(qs: list[dict], size: int, reuse: bool, recalibrate: bool) -> dict:
     else:
         kb = KnowledgeBase.open(settings=s)
         if recalibrate:
-            # As a fresh build calibrates: no previous calibration to step from (the cached index's
-            # last one would bound the thresholds, so runs would depend on the one before).
-            from kbsearch import deflect
-            deflect._live_calibration = lambda kb: None  # type: ignore[assignment]
-            t0 = time.perf_counter()
-            steps: dict = {}
-            kb._after_build(kb._current(), steps)
-            build = time.perf_counter() - t0
+            build = _refit.refit_as_fresh(kb)
     try:
         r, secs = _decide(kb, qs)
         return {**r, "documents": kb.stats().documents, "build_s": round(build, 1), "decide_s": round(secs, 1),

@@ -255,6 +255,5 @@ def test_a_large_index_scorer_of_pages_leaves_out_what_headings_match_by_constru
     # An index the model covers calibrates its uncovered scorer on real held-out phrasings: all features.
     with make_kb(tmp_path / "small", thread_docs()) as kb:
         cal = Calibration.load(kb.generation_path)
-        assert cal is not None and "uncovered_scorer_ignores" not in cal.report
-        if cal.uncovered_scorer:
-            assert cal.uncovered_scorer[2][FEATURES.index("phrasing_match")] != 0.0
+        assert cal is not None and "uncovered_scorer_ignores" not in cal.report and cal.uncovered_scorer
+        assert cal.uncovered_scorer[2][FEATURES.index("phrasing_match")] != 0.0
